@@ -1,0 +1,250 @@
+"""MATLAB's MCOS subsystem: turns object references into :class:`MatObject` values.
+
+Shared by both containers: each gives the FileWrapper__ cells (already decoded to values) and the
+raw variables, in which object references appear as :class:`ObjectRef` (top level) or as uint32
+column arrays starting with ``0xDD000000`` (nested). See ``shared/docs/mat-format.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from matport.errors import MatFileError
+from matport.mat.builtins import convert_builtin
+from matport.mat.raw import MAX_DEPTH, ObjectRef
+from matport.mat.values import Enumeration, MatObject, ObjectArray, Struct, StructArray
+
+MAGIC = 0xDD000000
+_REGION_NAMES = ("class table", "saveobj records", "object table", "property records",
+                 "dynamic properties")
+
+
+def is_reference(value: Any) -> bool:
+    """True for a uint32 column ``[0xDD000000, ndims, dims..., ids..., classId]``."""
+    return (
+        isinstance(value, np.ndarray)
+        and value.dtype == np.uint32
+        and value.ndim == 2
+        and value.shape[1] == 1
+        and value.shape[0] >= 3
+        and int(value[0, 0]) == MAGIC
+        and 2 <= int(value[1, 0]) <= 32
+        and value.shape[0] == 3 + int(value[1, 0]) + int(np.prod(value[2 : 2 + int(value[1, 0]), 0],
+                                                                  dtype=np.int64))
+    )
+
+
+class Subsystem:
+    """The decoded FileWrapper__ metadata plus its property cells."""
+
+    def __init__(self, cells: list[Any] | None, path: str) -> None:
+        self.path = path
+        self.cache: dict[int, MatObject | None] = {}
+        self.depth = 0
+        if cells is None:
+            self.names: list[str] = []
+            self.classes: list[tuple[int, int]] = []
+            self.objects: list[tuple[int, int, int, int]] = []
+            self.saveobj_records: list[np.ndarray] = []
+            self.records: list[np.ndarray] = []
+            self.props: list[Any] = []
+            self.defaults: list[Any] = []
+            return
+        if len(cells) < 4:
+            raise self.fail(f"FileWrapper__ holds {len(cells)} cells, at least 4 expected")
+        meta = cells[0]
+        if not isinstance(meta, np.ndarray) or meta.dtype != np.uint8:
+            raise self.fail("FileWrapper__ metadata is not a uint8 array")
+        self.parse_metadata(meta.tobytes(order="F"))
+        tail = {2: 1, 3: 2, 4: 3}[self.version]
+        if len(cells) < 2 + tail:
+            raise self.fail(f"FileWrapper__ version {self.version} needs at least {2 + tail} cells")
+        self.props = list(cells[2 : len(cells) - tail])
+        defaults = cells[-1]
+        self.defaults = list(defaults.ravel(order="F")) if isinstance(defaults, np.ndarray) else []
+
+    def object_counts(self) -> dict[str, int]:
+        """How many objects of each class the object table lists."""
+        counts: dict[str, int] = {}
+        for class_id, *_ in self.objects[1:]:
+            name = self.class_name(class_id)
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def fail(self, message: str) -> MatFileError:
+        return MatFileError(self.path, message, "MCOS subsystem")
+
+    def parse_metadata(self, blob: bytes) -> None:
+        if len(blob) < 40:
+            raise self.fail("metadata is truncated")
+        words = np.frombuffer(blob[: len(blob) // 4 * 4], "<u4")
+        self.version = int(words[0])
+        if self.version not in (2, 3, 4):
+            raise self.fail(f"unsupported FileWrapper__ version {self.version}")
+        nnames = int(words[1])
+        offsets = [int(x) for x in words[2:10]]
+        bounds = offsets[:6]
+        misplaced = any(b > len(blob) or b % 4 for b in bounds) or bounds[0] < 40
+        if misplaced or bounds != sorted(bounds):
+            raise self.fail("metadata region offsets are out of order or beyond the data")
+        names = blob[40 : offsets[0]].split(b"\0")
+        if nnames > len(names):
+            raise self.fail(f"metadata declares {nnames} names but holds {len(names)}")
+        self.names = [n.decode("utf-8", "replace") for n in names[:nnames]]
+
+        def region(i: int) -> np.ndarray:
+            return words[offsets[i] // 4 : offsets[i + 1] // 4]
+
+        cls = region(0)
+        self.classes = [(int(cls[i]), int(cls[i + 1])) for i in range(0, len(cls) - 3, 4)]
+        obj = region(2)
+        self.objects = [(int(obj[i]), int(obj[i + 3]), int(obj[i + 4]), int(obj[i + 5]))
+                        for i in range(0, len(obj) - 5, 6)]
+        self.saveobj_records = self.parse_records(region(1), _REGION_NAMES[1])
+        self.records = self.parse_records(region(3), _REGION_NAMES[3])
+
+    def parse_records(self, words: np.ndarray, what: str) -> list[np.ndarray]:
+        """Property records: ``n`` then ``n`` triples (name, type, value), padded to even words.
+        Record 0 is the leading placeholder."""
+        out: list[np.ndarray] = []
+        pos = 0
+        while pos < len(words):
+            n = int(words[pos])
+            stop = pos + 1 + 3 * n
+            if stop > len(words):
+                raise self.fail(f"{what} region is truncated (record {len(out)})")
+            out.append(words[pos + 1 : stop].reshape(n, 3))
+            pos = stop + (stop % 2)
+        return out
+
+    def class_name(self, class_id: int) -> str:
+        if not 0 < class_id < len(self.classes):
+            raise self.fail(f"class id {class_id} is not in the class table")
+        pkg, name = self.classes[class_id]
+        return self.name(pkg) + "." + self.name(name) if pkg else self.name(name)
+
+    def name(self, idx: int) -> str:
+        if not 0 < idx <= len(self.names):
+            raise self.fail(f"name index {idx} is not in the names table")
+        return self.names[idx - 1]
+
+    # -- resolution --------------------------------------------------------------------------
+
+    def resolve(self, value: Any) -> Any:
+        """Return ``value`` with every object reference inside it replaced by its object."""
+        if isinstance(value, ObjectRef):
+            return self.objects_from_ref(value.ref.reshape(-1, 1))
+        if isinstance(value, np.ndarray):
+            if value.dtype == object:
+                if value.size == 0:
+                    return value
+                out = np.empty(value.shape, dtype=object)
+                flat_in, flat_out = value.reshape(-1), out.reshape(-1)
+                for i, item in enumerate(flat_in):
+                    flat_out[i] = self.nested(item)
+                return out
+            if is_reference(value):
+                return self.objects_from_ref(value)
+            return value
+        if isinstance(value, Struct):
+            if "EnumerationInstanceTag" in value:
+                return self.enumeration(value)
+            return Struct((k, self.nested(v)) for k, v in value.items())
+        if isinstance(value, StructArray):
+            return StructArray(value.shape, value.fields,
+                               [self.resolve(e) for e in value.elements])
+        if isinstance(value, MatObject) and value.legacy:
+            value.props = {k: self.nested(v) for k, v in value.props.items()}
+        return value
+
+    def nested(self, value: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > 4 * MAX_DEPTH:
+                raise self.fail(f"objects nested deeper than {4 * MAX_DEPTH} levels")
+            return self.resolve(value)
+        finally:
+            self.depth -= 1
+
+    def objects_from_ref(self, ref: np.ndarray) -> Any:
+        words = [int(w) for w in ref[:, 0]]
+        if len(words) < 3 or words[0] != MAGIC:
+            raise self.fail("malformed object reference")
+        ndims = words[1]
+        if not 2 <= ndims <= 32 or len(words) < 3 + ndims:
+            raise self.fail("object reference with invalid dimensions")
+        dims = tuple(words[2 : 2 + ndims])
+        count = int(np.prod(dims, dtype=np.int64)) if all(d < 2**31 for d in dims) else -1
+        if count < 0 or len(words) != 2 + ndims + count + 1:
+            raise self.fail(f"object reference of size {dims} has {len(words)} words")
+        ids = words[2 + ndims : 2 + ndims + count]
+        declared = self.class_name(words[-1])
+        elements = [self.object(i) for i in ids]
+        if dims == (1, 1) and elements[0] is not None:
+            return elements[0]
+        return ObjectArray(declared, dims, [e for e in elements if e is not None])
+
+    def object(self, object_id: int) -> Any:
+        if object_id == 0:
+            return None  # MATLAB's placeholder for a deleted handle
+        if object_id in self.cache:
+            return self.cache[object_id]
+        if not 0 < object_id < len(self.objects):
+            raise self.fail(f"object id {object_id} is not in the object table")
+        class_id, saveobj_id, normal_id, _ = self.objects[object_id]
+        class_name = self.class_name(class_id)
+        obj = MatObject(class_name, {}, saveobj=bool(saveobj_id))
+        # Cached before its properties are read: handle objects may refer back to themselves.
+        self.cache[object_id] = obj
+        try:
+            defaults = self.defaults[class_id] if class_id < len(self.defaults) else None
+            if isinstance(defaults, Struct):
+                obj.props.update((k, self.nested(v)) for k, v in defaults.items())
+            if saveobj_id:
+                record = self.record(self.saveobj_records, saveobj_id, class_name)
+            else:
+                record = self.record(self.records, normal_id, class_name)
+            for name_idx, kind, val in record:
+                obj.props[self.name(int(name_idx))] = self.property(class_name, name_idx, kind, val)
+        finally:
+            pass
+        result = convert_builtin(obj, self.path)
+        if result is not obj:
+            if self.referenced_while_active(obj):
+                raise self.fail(f"a {class_name} value contains itself (reference cycle)")
+            self.cache[object_id] = result
+        return result
+
+    def property(self, class_name: str, name_idx: int, kind: int, val: int) -> Any:
+        if kind == 1:
+            if not 0 <= val < len(self.props):
+                raise self.fail(f"{class_name}.{self.name(int(name_idx))} points at missing "
+                                f"cell {val}")
+            return self.nested(self.props[int(val)])
+        if kind == 2:
+            return int(val)
+        if kind == 0:
+            return self.name(int(val))
+        raise self.fail(f"{class_name}.{self.name(int(name_idx))} has unknown property type {kind}")
+
+    def referenced_while_active(self, obj: MatObject) -> bool:
+        from matport.mat.values import walk
+
+        return any(v is obj for k, (_, v) in enumerate(walk(obj, "")) if k)
+
+    def record(self, records: list[np.ndarray], idx: int, class_name: str) -> np.ndarray:
+        if not 0 < idx < len(records):
+            raise self.fail(f"object of class {class_name} points at missing property record {idx}")
+        return records[idx]
+
+    def enumeration(self, s: Struct) -> Enumeration:
+        try:
+            class_name = self.class_name(int(np.asarray(s["ClassName"]).ravel()[0]))
+            value_names = [self.name(int(i)) for i in np.asarray(s["ValueNames"]).ravel()]
+            idx = np.asarray(s["ValueIndices"])
+            names = np.array([value_names[int(i)] for i in idx.ravel(order="F")], dtype=object)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise self.fail(f"malformed enumeration ({exc})") from None
+        return Enumeration(class_name, names.reshape(idx.shape, order="F"))

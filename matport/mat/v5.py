@@ -1,0 +1,331 @@
+"""The v7 container (MAT 5 layout): a 128-byte header, then tagged data elements.
+
+Parsing is bounds-checked throughout: every declared size is checked against the bytes actually
+present before anything is allocated, inflation is capped, and nesting depth is limited.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse
+
+from matport.errors import MatFileError
+from matport.mat.raw import MAX_DEPTH, ObjectRef
+from matport.mat.values import FunctionHandle, MatObject, Struct, StructArray
+
+# Data element types
+MI_INT8, MI_UINT8, MI_INT16, MI_UINT16, MI_INT32, MI_UINT32 = 1, 2, 3, 4, 5, 6
+MI_SINGLE, MI_DOUBLE, MI_INT64, MI_UINT64 = 7, 9, 12, 13
+MI_MATRIX, MI_COMPRESSED, MI_UTF8, MI_UTF16, MI_UTF32 = 14, 15, 16, 17, 18
+
+MI_DTYPES = {
+    MI_INT8: "i1", MI_UINT8: "u1", MI_INT16: "i2", MI_UINT16: "u2", MI_INT32: "i4",
+    MI_UINT32: "u4", MI_SINGLE: "f4", MI_DOUBLE: "f8", MI_INT64: "i8", MI_UINT64: "u8",
+    MI_UTF8: "u1", MI_UTF16: "u2", MI_UTF32: "u4",
+}
+
+# Array classes
+MX_CELL, MX_STRUCT, MX_OBJECT, MX_CHAR, MX_SPARSE = 1, 2, 3, 4, 5
+MX_FUNCTION, MX_OPAQUE = 16, 17
+MX_NUMERIC = {6: "f8", 7: "f4", 8: "i1", 9: "u1", 10: "i2", 11: "u2", 12: "i4", 13: "u4",
+              14: "i8", 15: "u8"}
+
+FLAG_COMPLEX, FLAG_LOGICAL = 0x0800, 0x0200
+# zlib cannot inflate by more than ~1032:1; anything beyond that is not a zlib stream MATLAB wrote.
+MAX_INFLATE_RATIO = 1100
+
+
+@dataclass
+class V5Contents:
+    header: str
+    variables: dict[str, Any]
+    subsystem: bytes | None
+
+
+def parse(data: bytes | memoryview, path: str) -> V5Contents:
+    """Parse a whole v7 (or uncompressed v6) file already in memory."""
+    buf = memoryview(data)
+    if len(buf) < 128:
+        raise MatFileError(path, "truncated MAT header (file shorter than 128 bytes)")
+    endian_mark = bytes(buf[126:128])
+    if endian_mark == b"IM":
+        order = "<"
+    elif endian_mark == b"MI":
+        order = ">"
+    else:
+        raise MatFileError(path, "not a MAT 5/7 file: no endian indicator at byte 126")
+    header = bytes(buf[:116]).decode("latin-1").rstrip(" \x00")
+    (subsys_offset,) = struct.unpack_from(order + "Q", buf, 116)
+    if bytes(buf[116:124]) in (b"\x20" * 8, b"\x00" * 8):
+        subsys_offset = 0
+    reader = _Reader(path, order)
+    variables: dict[str, Any] = {}
+    subsystem: bytes | None = None
+    pos = 128
+    while pos < len(buf):
+        start = pos
+        mtype, nbytes, dpos, pos = reader.tag(buf, pos, len(buf), "top level")
+        if mtype == MI_COMPRESSED:
+            inner = reader.inflate(buf[dpos : dpos + nbytes], f"variable at byte {start}")
+            itype, inbytes, idpos, _ = reader.tag(inner, 0, len(inner), f"variable at byte {start}")
+            if itype != MI_MATRIX:
+                raise MatFileError(path, f"compressed element holds type {itype}, not a matrix",
+                                   f"byte {start}")
+            name, value = reader.matrix(inner, idpos, idpos + inbytes, 0, f"byte {start}")
+        elif mtype == MI_MATRIX:
+            name, value = reader.matrix(buf, dpos, dpos + nbytes, 0, f"byte {start}")
+        else:
+            raise MatFileError(path, f"unexpected top-level element type {mtype}", f"byte {start}")
+        if start == subsys_offset:
+            if not (isinstance(value, np.ndarray) and value.dtype == np.uint8):
+                raise MatFileError(path, "subsystem data is not a uint8 array", f"byte {start}")
+            subsystem = value.tobytes()
+        else:
+            variables[name] = value
+    return V5Contents(header, variables, subsystem)
+
+
+def parse_subsystem(data: bytes, path: str) -> Any:
+    """Parse the subsystem variable's bytes: an 8-byte stream header, then one matrix (a struct
+    whose field ``MCOS`` holds the FileWrapper__ object)."""
+    buf = memoryview(data)
+    if len(buf) < 16:
+        raise MatFileError(path, "subsystem data is truncated")
+    mark = bytes(buf[2:4])
+    order = "<" if mark == b"IM" else ">" if mark == b"MI" else None
+    if order is None:
+        raise MatFileError(path, "subsystem data has no endian indicator")
+    reader = _Reader(path, order)
+    mtype, nbytes, dpos, _ = reader.tag(buf, 8, len(buf), "subsystem")
+    if mtype != MI_MATRIX:
+        raise MatFileError(path, f"subsystem holds element type {mtype}, not a matrix")
+    return reader.matrix(buf, dpos, dpos + nbytes, 0, "subsystem")[1]
+
+
+class _Reader:
+    def __init__(self, path: str, order: str) -> None:
+        self.path = path
+        self.order = order
+        self.u4 = struct.Struct(order + "II")
+
+    def fail(self, message: str, where: str) -> MatFileError:
+        return MatFileError(self.path, message, where)
+
+    def inflate(self, data: memoryview, where: str) -> memoryview:
+        cap = MAX_INFLATE_RATIO * len(data) + 4096
+        d = zlib.decompressobj()
+        try:
+            out = d.decompress(data, cap)
+        except zlib.error as exc:
+            raise self.fail(f"corrupt compressed data ({exc})", where) from None
+        if d.unconsumed_tail:
+            raise self.fail("compressed data inflates beyond any plausible size "
+                            "(decompression bomb)", where)
+        if not d.eof:
+            raise self.fail("compressed data is truncated", where)
+        return memoryview(out)
+
+    def tag(self, buf: memoryview, pos: int, end: int, where: str) -> tuple[int, int, int, int]:
+        """Read a tag at ``pos``: returns (type, nbytes, data position, next element position)."""
+        if pos + 8 > end:
+            raise self.fail("truncated data element tag", f"{where}, byte {pos}")
+        w0, w1 = self.u4.unpack_from(buf, pos)
+        if w0 >> 16:  # small data element: data packed into the tag
+            nbytes, mtype = w0 >> 16, w0 & 0xFFFF
+            if nbytes > 4:
+                raise self.fail(f"small data element claims {nbytes} bytes", f"{where}, byte {pos}")
+            return mtype, nbytes, pos + 4, pos + 8
+        mtype, nbytes = w0, w1
+        dpos = pos + 8
+        if nbytes > end - dpos:
+            raise self.fail(f"element declares {nbytes} bytes but only {end - dpos} remain",
+                            f"{where}, byte {pos}")
+        step = nbytes if mtype == MI_COMPRESSED else (nbytes + 7) & ~7
+        return mtype, nbytes, dpos, min(dpos + step, end)
+
+    def array(self, buf: memoryview, pos: int, end: int, where: str) -> tuple[np.ndarray, int]:
+        mtype, nbytes, dpos, nxt = self.tag(buf, pos, end, where)
+        code = MI_DTYPES.get(mtype)
+        if code is None:
+            raise self.fail(f"element type {mtype} where numeric data was expected", where)
+        dt = np.dtype(self.order + code)
+        if nbytes % dt.itemsize:
+            raise self.fail(f"{nbytes} bytes is not a whole number of {code} values", where)
+        return np.frombuffer(buf, dt, nbytes // dt.itemsize, dpos), nxt
+
+    def text(self, buf: memoryview, pos: int, end: int, where: str) -> tuple[str, int]:
+        arr, nxt = self.array(buf, pos, end, where)
+        return arr.astype(np.uint8, copy=False).tobytes().decode("latin-1"), nxt
+
+    def matrix(self, buf: memoryview, pos: int, end: int, depth: int,
+               where: str) -> tuple[str, Any]:
+        """Parse the body of a miMATRIX element occupying ``buf[pos:end]``."""
+        if depth > MAX_DEPTH:
+            raise self.fail(f"values nested deeper than {MAX_DEPTH} levels", where)
+        if pos == end:  # an empty matrix element: MATLAB writes [] this way inside cells
+            return "", np.zeros((0, 0))
+        flags, pos = self.array(buf, pos, end, where)
+        if flags.size < 2:
+            raise self.fail("array flags element is too short", where)
+        word = int(flags[0])
+        mclass = word & 0xFF
+        if mclass == MX_OPAQUE:
+            name, pos = self.text(buf, pos, end, where)
+            system, pos = self.text(buf, pos, end, where)
+            class_name, pos = self.text(buf, pos, end, where)
+            mtype, nbytes, dpos, _ = self.tag(buf, pos, end, where)
+            if mtype != MI_MATRIX:
+                raise self.fail("opaque object without a data matrix", where)
+            _, content = self.matrix(buf, dpos, dpos + nbytes, depth + 1, f"{where} > {name}")
+            if system != "MCOS" or class_name == "FileWrapper__" or isinstance(content, Struct):
+                # FileWrapper__ payload, enumeration struct, or a java/handle-graphics object
+                return name, content if system == "MCOS" else MatObject(
+                    class_name, {"TypeSystem": system, "Data": content}, legacy=True)
+            if not isinstance(content, np.ndarray) or content.dtype.kind != "u":
+                raise self.fail(f"object reference for class {class_name} is malformed", where)
+            return name, ObjectRef(class_name, content.astype(np.uint32, copy=False))
+        dims_arr, pos = self.array(buf, pos, end, where)
+        dims = tuple(int(d) for d in dims_arr)
+        if len(dims) < 2 or min(dims) < 0:
+            raise self.fail(f"invalid dimensions {dims}", where)
+        name, pos = self.text(buf, pos, end, where)
+        inner = f"{where} > {name}" if name else where
+        count = _prod(dims)
+        if mclass in MX_NUMERIC:
+            return name, self.numeric(buf, pos, end, mclass, word, dims, count, inner)
+        if mclass == MX_CHAR:
+            return name, self.char(buf, pos, end, dims, count, inner)
+        if mclass == MX_CELL:
+            return name, self.cell(buf, pos, end, dims, count, depth, inner)
+        if mclass in (MX_STRUCT, MX_OBJECT):
+            class_name = ""
+            if mclass == MX_OBJECT:
+                class_name, pos = self.text(buf, pos, end, inner)
+            value = self.struct(buf, pos, end, dims, count, depth, inner)
+            if mclass == MX_OBJECT:
+                props = value if isinstance(value, Struct) else Struct()
+                return name, MatObject(class_name, dict(props), legacy=True)
+            return name, value
+        if mclass == MX_SPARSE:
+            return name, self.sparse(buf, pos, end, word, dims, flags, inner)
+        if mclass == MX_FUNCTION:
+            if pos >= end:
+                return name, FunctionHandle(None)
+            mtype, nbytes, dpos, _ = self.tag(buf, pos, end, inner)
+            if mtype != MI_MATRIX:
+                raise self.fail("function handle without a data matrix", inner)
+            return name, FunctionHandle(self.matrix(buf, dpos, dpos + nbytes, depth + 1, inner)[1])
+        raise self.fail(f"unsupported array class {mclass}", inner)
+
+    def numeric(self, buf: memoryview, pos: int, end: int, mclass: int, word: int,
+                dims: tuple[int, ...], count: int, where: str) -> np.ndarray:
+        real, pos = self.array(buf, pos, end, where)
+        if real.size != count:
+            raise self.fail(f"array of size {dims} holds {real.size} values", where)
+        target = np.dtype(MX_NUMERIC[mclass])
+        if word & FLAG_LOGICAL:
+            target = np.dtype(bool)
+        values = real.astype(target.newbyteorder("="), copy=False)
+        if word & FLAG_COMPLEX:
+            imag, pos = self.array(buf, pos, end, where)
+            if imag.size != count:
+                raise self.fail("complex array with mismatched imaginary part", where)
+            ctype = np.complex64 if target == np.float32 else np.complex128
+            complex_values = np.empty(count, dtype=ctype)
+            complex_values.real = values
+            complex_values.imag = imag
+            values = complex_values
+        return values.reshape(dims, order="F")
+
+    def char(self, buf: memoryview, pos: int, end: int, dims: tuple[int, ...], count: int,
+             where: str) -> Any:
+        if count == 0:
+            return ""
+        mtype, nbytes, dpos, _ = self.tag(buf, pos, end, where)
+        raw = bytes(buf[dpos : dpos + nbytes])
+        if mtype == MI_UTF8:
+            chars = raw.decode("utf-8", errors="replace")
+        elif mtype in (MI_UINT16, MI_UTF16):
+            chars = raw.decode("utf-16-be" if self.order == ">" else "utf-16-le", "replace")
+        elif mtype in (MI_UINT8, MI_INT8):
+            chars = raw.decode("latin-1")
+        elif mtype == MI_UTF32:
+            chars = raw.decode("utf-32-be" if self.order == ">" else "utf-32-le", "replace")
+        else:
+            raise self.fail(f"char data stored as element type {mtype}", where)
+        if len(chars) != count:
+            raise self.fail(f"char array of size {dims} holds {len(chars)} characters", where)
+        if len(dims) == 2 and dims[0] == 1:
+            return chars
+        return np.array(list(chars), dtype="<U1").reshape(dims, order="F")
+
+    def cell(self, buf: memoryview, pos: int, end: int, dims: tuple[int, ...], count: int,
+             depth: int, where: str) -> np.ndarray:
+        if count * 8 > end - pos:
+            raise self.fail(f"cell array of size {dims} cannot fit in its element", where)
+        out = np.empty(count, dtype=object)
+        for i in range(count):
+            mtype, nbytes, dpos, pos = self.tag(buf, pos, end, where)
+            if mtype != MI_MATRIX:
+                raise self.fail(f"cell element {i + 1} is not a matrix", where)
+            out[i] = self.matrix(buf, dpos, dpos + nbytes, depth + 1, f"{where}{{{i + 1}}}")[1]
+        return out.reshape(dims, order="F")
+
+    def struct(self, buf: memoryview, pos: int, end: int, dims: tuple[int, ...], count: int,
+               depth: int, where: str) -> Struct | StructArray:
+        flen_arr, pos = self.array(buf, pos, end, where)
+        if flen_arr.size != 1 or not 0 < int(flen_arr[0]) <= 4096:
+            raise self.fail("invalid struct field-name length", where)
+        flen = int(flen_arr[0])
+        names_arr, pos = self.array(buf, pos, end, where)
+        raw = names_arr.astype(np.uint8, copy=False).tobytes()
+        if len(raw) % flen:
+            raise self.fail("struct field names do not fill whole slots", where)
+        fields = tuple(raw[i : i + flen].split(b"\0", 1)[0].decode("latin-1")
+                       for i in range(0, len(raw), flen))
+        if count * len(fields) * 8 > end - pos:
+            raise self.fail(f"struct array of size {dims} cannot fit in its element", where)
+        elements = []
+        for _ in range(count):
+            s = Struct()
+            for fname in fields:
+                mtype, nbytes, dpos, pos = self.tag(buf, pos, end, where)
+                if mtype != MI_MATRIX:
+                    raise self.fail(f"struct field {fname} is not a matrix", where)
+                s[fname] = self.matrix(buf, dpos, dpos + nbytes, depth + 1, f"{where}.{fname}")[1]
+            elements.append(s)
+        if dims == (1, 1):
+            return elements[0]
+        return StructArray(dims, fields, elements)
+
+    def sparse(self, buf: memoryview, pos: int, end: int, word: int, dims: tuple[int, ...],
+               flags: np.ndarray, where: str) -> Any:
+        if len(dims) != 2:
+            raise self.fail("sparse arrays must be 2-D", where)
+        ir, pos = self.array(buf, pos, end, where)
+        jc, pos = self.array(buf, pos, end, where)
+        pr, pos = self.array(buf, pos, end, where)
+        nnz = int(jc[-1]) if jc.size else 0
+        if jc.size != dims[1] + 1 or nnz > ir.size or (pr.size and pr.size < nnz):
+            raise self.fail("sparse array index data is inconsistent", where)
+        data = pr[:nnz].astype(bool if word & FLAG_LOGICAL else np.float64)
+        if word & FLAG_COMPLEX:
+            pi, pos = self.array(buf, pos, end, where)
+            data = data + 1j * pi[:nnz].astype(np.float64)
+        try:
+            return scipy.sparse.csc_array((data, ir[:nnz].astype(np.int64),
+                                           jc.astype(np.int64)), shape=dims)
+        except ValueError as exc:
+            raise self.fail(f"invalid sparse array ({exc})", where) from None
+
+
+def _prod(dims: tuple[int, ...]) -> int:
+    n = 1
+    for d in dims:
+        n *= d
+    return n

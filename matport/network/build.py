@@ -1,0 +1,325 @@
+"""MATLAB class objects (layer 1 values) -> :class:`~matport.network.model.Network`.
+
+Layers are read generically from their saved struct (``saveobj``) or property map, so every struct
+``Version`` of every class reads; what differs between versions is normalised by the tables below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from matport.errors import NetworkError
+from matport.mat.values import Categorical, MatObject, ObjectArray, Struct, Table
+from matport.network.model import (
+    OUTPUT_LAYER_TYPES,
+    Connection,
+    Layer,
+    Network,
+    Normalization,
+)
+
+NETWORK_CLASSES = {
+    "SeriesNetwork": "SeriesNetwork",
+    "DAGNetwork": "DAGNetwork",
+    "dlnetwork": "dlnetwork",
+    "nnet.cnn.LayerGraph": "LayerGraph",
+}
+LAYER_PACKAGE = "nnet.cnn.layer."
+
+# Arrays that training updates, and arrays that it does not.
+LEARNABLE_FIELDS = frozenset({
+    "Weights", "Bias", "Offset", "Scale", "InputWeights", "RecurrentWeights", "QueryWeights",
+    "KeyWeights", "ValueWeights", "OutputWeights", "QueryBias", "KeyBias", "ValueBias",
+    "OutputBias", "InputProjector", "OutputProjector",
+})
+STATE_FIELDS = frozenset({
+    "TrainedMean", "TrainedVariance", "HiddenState", "CellState", "InitialHiddenState",
+    "InitialCellState",
+})
+# Parameters that are sizes: always tuples, even when MATLAB stored one number.
+SIZE_PARAMS = frozenset({
+    "InputSize", "OutputSize", "FilterSize", "Stride", "DilationFactor", "PaddingSize", "PoolSize",
+    "CroppingSize", "ImageSize", "OutputSizeOffset",
+})
+# Learnable parameters whose value is not an array (Scale of LeakyReLU is a hyper-parameter).
+NOT_LEARNABLE = {"LeakyReLULayer": {"Scale"}, "Resize2DLayer": {"Scale"}}
+# Property-map bookkeeping that is not a hyper-parameter.
+SKIP_PROPS = frozenset({"Version", "Description", "Type", "Name", "PrivateNumStates"})
+# Number of dimensions an array must have (MATLAB drops trailing singletons when saving).
+ARRAY_NDIMS: dict[tuple[str, str], int] = {
+    ("Convolution2DLayer", "Weights"): 4,
+    ("Convolution2DLayer", "Bias"): 3,
+    ("GroupedConvolution2DLayer", "Weights"): 5,
+    ("GroupedConvolution2DLayer", "Bias"): 4,
+    ("TransposedConvolution2DLayer", "Weights"): 4,
+    ("TransposedConvolution2DLayer", "Bias"): 3,
+}
+
+
+def build_network(obj: MatObject | ObjectArray, source: str = "", path: str = "") -> Network:
+    """Build the typed model of a network object or layer array."""
+    where = f"{source}: {path}" if source else path
+    if isinstance(obj, ObjectArray):
+        layers = _named([build_layer(e, where) for e in obj.elements])
+        return Network("LayerArray", layers, _chain(layers), _class_names(layers), [], source, path)
+    kind = NETWORK_CLASSES.get(obj.class_name)
+    if kind is None:
+        raise NetworkError(f"{where}: a {obj.class_name} is not a Deep Learning Toolbox network")
+    data = _saved(obj)
+    output_names: list[str] = []
+    if kind == "dlnetwork":
+        graph = data.get("LayerGraph")
+        if not isinstance(graph, MatObject):
+            raise NetworkError(f"{where}: dlnetwork without a LayerGraph")
+        output_names = _texts(data.get("OutputNames"))
+        data = _saved(graph)
+    layers = [build_layer(e, where) for e in _elements(data.get("Layers"), where)]
+    if kind == "SeriesNetwork":
+        connections = _chain(layers)
+    else:
+        connections = _connections(data.get("Connections"), layers, where)
+    return Network(kind, layers, connections, _class_names(layers), output_names, source, path)
+
+
+def build_layer(obj: Any, where: str) -> Layer:
+    """Build one layer record; an unknown class keeps its raw fields with ``supported=False``."""
+    if not isinstance(obj, MatObject):
+        raise NetworkError(f"{where}: a layer array holds a {type(obj).__name__}, not a layer")
+    fields = _saved(obj)
+    layer = Layer(name=_text(fields.get("Name", "")), class_name=obj.class_name, raw=dict(fields))
+    layer.supported = obj.class_name.startswith(LAYER_PACKAGE)
+    kind = layer.type
+    for key, value in fields.items():
+        if key in SKIP_PROPS or "." in key:
+            continue
+        if key in LEARNABLE_FIELDS and key not in NOT_LEARNABLE.get(kind, ()):
+            arr = _array_value(value)
+            if arr is not None:
+                layer.learnables[key] = _restore_ndim(kind, key, arr, fields)
+            continue
+        if key in STATE_FIELDS:
+            arr = _array_value(value)
+            if arr is not None:
+                layer.state[key] = _restore_ndim(kind, key, arr, fields)
+            continue
+        if key in ("Categories", "ClassNames"):
+            classes = value.categories if isinstance(value, Categorical) else _texts(value)
+            layer.params["Classes"] = list(classes)
+            continue
+        if key == "Normalization":
+            layer.normalization = _normalization(value, fields)
+            continue
+        param = _param(key, value)
+        if param is not _SKIP:
+            layer.params[key] = param
+    _normalise_padding(layer)
+    return layer
+
+
+def _named(layers: list[Layer]) -> list[Layer]:
+    """Layer arrays built but not yet assembled into a network may have empty names: name them
+    ``layer_<position>`` as the connections need names (the stored name stays in ``raw``)."""
+    for i, lay in enumerate(layers, 1):
+        if not lay.name:
+            lay.name = f"layer_{i}"
+    return layers
+
+
+def _saved(obj: MatObject) -> dict[str, Any]:
+    """The fields a class saved: its saveobj struct, or its property map."""
+    payload = obj.props.get("any") if obj.saveobj else None
+    if isinstance(payload, Struct):
+        return dict(payload)
+    return dict(obj.props)
+
+
+def _elements(layers: Any, where: str) -> list[Any]:
+    if isinstance(layers, ObjectArray):
+        return list(layers.elements)
+    if isinstance(layers, MatObject):
+        return [layers]
+    if isinstance(layers, np.ndarray) and layers.size == 0:
+        return []
+    raise NetworkError(f"{where}: the Layers field holds a {type(layers).__name__}")
+
+
+def _chain(layers: list[Layer]) -> list[Connection]:
+    return [Connection(a.name, b.name) for a, b in zip(layers, layers[1:], strict=False)]
+
+
+def _connections(table: Any, layers: list[Layer], where: str) -> list[Connection]:
+    if isinstance(table, Table):
+        sources = _texts(table.columns.get("Source"))
+        dests = _texts(table.columns.get("Destination"))
+    elif isinstance(table, Struct):
+        sources, dests = _texts(table.get("Source")), _texts(table.get("Destination"))
+    elif table is None or (isinstance(table, np.ndarray) and table.size == 0):
+        return []
+    else:
+        raise NetworkError(f"{where}: Connections is a {type(table).__name__}, not a table")
+    if len(sources) != len(dests):
+        raise NetworkError(f"{where}: Connections has {len(sources)} sources, {len(dests)} "
+                           "destinations")
+    names = {lay.name for lay in layers}
+    out = []
+    for s, d in zip(sources, dests, strict=True):
+        src, sport = _split_port(s, names)
+        dst, dport = _split_port(d, names)
+        for n in (src, dst):
+            if n not in names:
+                raise NetworkError(f"{where}: connection {s} -> {d} names unknown layer {n!r}")
+        out.append(Connection(src, dst, sport, dport))
+    return out
+
+
+def _split_port(text: str, names: set[str]) -> tuple[str, str | None]:
+    if text in names or "/" not in text:
+        return text, None
+    layer, port = text.rsplit("/", 1)
+    return layer, port
+
+
+def _class_names(layers: list[Layer]) -> list[str] | None:
+    for lay in layers:
+        if lay.type in OUTPUT_LAYER_TYPES and lay.type != "RegressionOutputLayer":
+            names = lay.params.get("Classes")
+            if names:
+                return list(names)
+    return None
+
+
+def _normalization(value: Any, fields: dict[str, Any]) -> Normalization:
+    dim = _text(fields.get("NormalizationDimension", "auto")) or "auto"
+    if isinstance(value, str):
+        return Normalization(type=value or "none", dimension=dim)
+    if not isinstance(value, Struct):
+        return Normalization(type="none", dimension=dim)
+    ntype = _text(value.get("Type", "none")) or "none"
+    size = _sizes(fields.get("InputSize"))
+    ndim = len(size) if size else 0
+
+    def arr(*keys: str) -> np.ndarray | None:
+        for k in keys:
+            a = value.get(k)
+            if isinstance(a, np.ndarray) and a.size and a.dtype != object:
+                return _pad_ndim(a, ndim)
+        return None
+
+    return Normalization(
+        type=ntype,
+        mean=arr("AverageImage", "Mean"),
+        std=arr("StandardDeviation", "Std"),
+        min=arr("Min"),
+        max=arr("Max"),
+        dimension=dim,
+    )
+
+
+def _restore_ndim(kind: str, key: str, arr: np.ndarray, fields: dict[str, Any]) -> np.ndarray:
+    ndim = ARRAY_NDIMS.get((kind, key))
+    if ndim is None:
+        if kind == "FullyConnectedLayer" and key == "Weights" and arr.ndim >= 3:
+            ndim = 4
+        elif kind == "FullyConnectedLayer" and key == "Bias" and arr.ndim >= 3:
+            ndim = 3
+        elif kind == "BatchNormalizationLayer" and _num(fields.get("ChannelDim")) == 3:
+            ndim = 3
+    return _pad_ndim(arr, ndim or arr.ndim)
+
+
+def _pad_ndim(arr: np.ndarray, ndim: int) -> np.ndarray:
+    if arr.ndim >= ndim:
+        return arr
+    return arr.reshape(arr.shape + (1,) * (ndim - arr.ndim), order="F")
+
+
+def _normalise_padding(layer: Layer) -> None:
+    """Old releases stored symmetric ``Padding`` [ph pw]; newer ones ``PaddingSize`` [t b l r]."""
+    pad = layer.params.pop("Padding", None)
+    if pad is not None and "PaddingSize" not in layer.params:
+        ph, pw = (pad + pad)[:2] if len(pad) == 1 else pad[:2]
+        layer.params["PaddingSize"] = (ph, ph, pw, pw)
+        layer.params.setdefault("PaddingMode", "manual")
+    if layer.type in ("Convolution2DLayer", "GroupedConvolution2DLayer"):
+        layer.params.setdefault("DilationFactor", (1, 1))
+
+
+def _array_value(value: Any) -> np.ndarray | None:
+    if isinstance(value, Struct):
+        value = value.get("Value")
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return value
+    return None
+
+
+_SKIP = object()
+
+
+def _param(key: str, value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Categorical):
+        return _SKIP
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            texts = _texts(value)
+            return texts if len(texts) == value.size else _SKIP
+        if value.dtype.kind == "U":
+            return _text(value)
+        if value.dtype.kind not in "biuf":
+            return _SKIP
+        if key in SIZE_PARAMS:
+            return _sizes(value)
+        if value.size == 0:
+            return None
+        if value.size == 1:
+            return _scalar(value.ravel()[0])
+        return tuple(_scalar(v) for v in value.ravel(order="F"))
+    return _SKIP
+
+
+def _scalar(v: Any) -> Any:
+    if isinstance(v, np.bool_ | bool):
+        return bool(v)
+    f = float(v)
+    return int(f) if f.is_integer() and abs(f) < 2**53 else f
+
+
+def _sizes(value: Any) -> tuple[Any, ...] | None:
+    if isinstance(value, str):  # 'auto' in untrained layers
+        return None
+    if not isinstance(value, np.ndarray) or value.size == 0 or value.dtype.kind not in "biuf":
+        return None
+    return tuple(_scalar(v) for v in value.ravel(order="F"))
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
+        return float(value.ravel()[0])
+    return None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, np.ndarray) and value.dtype.kind == "U":
+        return "".join(value.ravel(order="F"))
+    return ""
+
+
+def _texts(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Categorical):
+        return [str(x) for x in value.labels()]
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            return [t for t in (_text(x) if not isinstance(x, str) else x
+                                for x in value.ravel(order="F"))]
+        if value.dtype.kind == "U":
+            return ["".join(row) for row in value]
+    return []

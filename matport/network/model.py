@@ -1,0 +1,158 @@
+"""A typed description of a MATLAB network, with no torch dependency.
+
+Conventions (stable; the PyTorch side relies on them):
+
+- ``Layer.type`` is the MATLAB class's short name (``"Convolution2DLayer"``), ``Layer.class_name``
+  the full one (``"nnet.cnn.layer.Convolution2DLayer"``).
+- ``Layer.params`` holds hyper-parameters under MATLAB's property names, as plain Python values:
+  sizes as tuples of ints (``FilterSize=(3, 3)``, ``Stride=(2, 2)``, ``PaddingSize=(t, b, l, r)``,
+  ``InputSize=(224, 224, 3)``), scalars as int/float, options as str, names as lists of str.
+- ``Layer.learnables`` and ``Layer.state`` hold arrays in MATLAB layout (e.g. Weights
+  H x W x Cin x Cout, Bias 1 x 1 x Cout, TrainedMean 1 x 1 x C, InputWeights 4H x D) with the
+  trailing singleton dimensions that MATLAB drops restored from the layer's sizes. Learnables are
+  what training updates (Weights, Bias, Offset, Scale, InputWeights, ...); state is what it does
+  not (TrainedMean, TrainedVariance, HiddenState, CellState).
+- An input layer's normalization is ``Layer.normalization``.
+- A class the model does not know is kept with ``supported=False`` and its raw fields in ``raw``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(eq=False)
+class Normalization:
+    """An input layer's normalization. Arrays in MATLAB layout (H x W x C, 1 x 1 x C, C x 1 ...).
+
+    ``type`` is one of ``none``, ``zerocenter``, ``zscore``, ``rescale-symmetric``,
+    ``rescale-zero-one``, or ``function`` (a stored function handle, never evaluated).
+    """
+
+    type: str = "none"
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
+    min: np.ndarray | None = None
+    max: np.ndarray | None = None
+    dimension: str = "auto"
+
+
+@dataclass(eq=False)
+class Layer:
+    """One MATLAB layer: class, name, hyper-parameters and arrays (see the module docstring)."""
+
+    name: str
+    class_name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    learnables: dict[str, np.ndarray] = field(default_factory=dict)
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+    normalization: Normalization | None = None
+    supported: bool = True
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def type(self) -> str:
+        return self.class_name.rsplit(".", 1)[-1]
+
+    @property
+    def num_parameters(self) -> int:
+        return int(sum(a.size for a in self.learnables.values()))
+
+
+@dataclass(frozen=True)
+class Connection:
+    """An edge ``source[/source_port] -> dest[/dest_port]``. Ports are MATLAB's names
+    (``out``, ``indices``, ``in1``, ``in2``, ...) or None where the table gave none."""
+
+    source: str
+    dest: str
+    source_port: str | None = None
+    dest_port: str | None = None
+
+    def __str__(self) -> str:
+        s = self.source + (f"/{self.source_port}" if self.source_port else "")
+        d = self.dest + (f"/{self.dest_port}" if self.dest_port else "")
+        return f"{s} -> {d}"
+
+
+NETWORK_KINDS = ("SeriesNetwork", "DAGNetwork", "dlnetwork", "LayerGraph", "LayerArray")
+
+
+@dataclass(eq=False)
+class Network:
+    """A MATLAB network: its kind, layers in stored order and connections.
+
+    A SeriesNetwork's (or layer array's) chain is made explicit in ``connections``.
+    ``class_names`` come from the output layer, in category order (None when there is none).
+    ``source`` is the file it was read from and ``path`` the variable path inside it.
+    """
+
+    kind: str
+    layers: list[Layer]
+    connections: list[Connection]
+    class_names: list[str] | None = None
+    output_names: list[str] = field(default_factory=list)
+    source: str = ""
+    path: str = ""
+
+    def layer(self, name: str) -> Layer:
+        for lay in self.layers:
+            if lay.name == name:
+                return lay
+        raise KeyError(name)
+
+    @property
+    def input_layers(self) -> list[Layer]:
+        return [lay for lay in self.layers if lay.type in INPUT_LAYER_TYPES]
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(lay.num_parameters for lay in self.layers)
+
+    def predecessors(self, name: str) -> list[Connection]:
+        """Connections into ``name``, ordered by destination port (in1, in2, ...)."""
+        cons = [c for c in self.connections if c.dest == name]
+        return sorted(cons, key=lambda c: _port_key(c.dest_port))
+
+    def successors(self, name: str) -> list[Connection]:
+        return [c for c in self.connections if c.source == name]
+
+    def topological_order(self) -> list[Layer]:
+        """Layers ordered so that every layer follows its inputs (stable on stored order)."""
+        index = {lay.name: i for i, lay in enumerate(self.layers)}
+        indeg = {lay.name: 0 for lay in self.layers}
+        for c in self.connections:
+            if c.dest in indeg and c.source in indeg:
+                indeg[c.dest] += 1
+        ready = sorted((n for n, d in indeg.items() if d == 0), key=index.__getitem__)
+        order: list[Layer] = []
+        while ready:
+            n = ready.pop(0)
+            order.append(self.layers[index[n]])
+            for c in self.successors(n):
+                if c.dest in indeg:
+                    indeg[c.dest] -= 1
+                    if indeg[c.dest] == 0:
+                        ready.append(c.dest)
+                        ready.sort(key=index.__getitem__)
+        if len(order) != len(self.layers):
+            stuck = sorted(set(indeg) - {lay.name for lay in order})
+            raise ValueError(f"the layer graph has a cycle through: {', '.join(stuck)}")
+        return order
+
+
+INPUT_LAYER_TYPES = frozenset(
+    {"ImageInputLayer", "FeatureInputLayer", "SequenceInputLayer", "Image3dInputLayer"}
+)
+OUTPUT_LAYER_TYPES = frozenset(
+    {"ClassificationOutputLayer", "RegressionOutputLayer", "PixelClassificationLayer"}
+)
+
+
+def _port_key(port: str | None) -> tuple[int, str]:
+    if port and port.startswith("in") and port[2:].isdigit():
+        return (int(port[2:]), port)
+    return (0, port or "")

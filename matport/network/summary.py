@@ -1,0 +1,134 @@
+"""What ``matport inspect`` reports: a JSON-able description of a file and its networks.
+
+The dictionary layout is the documented, stable ``matport.inspect/1`` schema (see README).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from matport.errors import MatportError
+from matport.mat.values import MatFile, describe
+from matport.network.build import build_network
+from matport.network.find import find_networks
+from matport.network.model import Layer, Network, Normalization
+
+SCHEMA_ID = "matport.inspect/1"
+
+# Hyper-parameters shown in the layer table, in this order, when a layer has them.
+KEY_PARAMS = (
+    "InputSize", "FilterSize", "NumFilters", "NumChannels", "Stride", "DilationFactor",
+    "PaddingSize", "PaddingMode", "PoolSize", "OutputSize", "NumHiddenUnits", "ReturnSequence",
+    "OutputMode", "NumHeads", "NumKeyChannels", "Epsilon", "Probability", "Scale", "Alpha",
+    "Ceiling", "NumInputs", "Dim", "NumGroups", "ResetGateMode", "MaxPosition",
+)
+
+
+def describe_file(matfile: MatFile) -> dict[str, Any]:
+    """The ``matport.inspect/1`` description of a file: variables, then each network."""
+    from matport.network.designer import network_from_designer_struct
+
+    networks, errors = [], []
+    for ref in find_networks(matfile):
+        try:
+            if ref.class_name.startswith("struct"):
+                net = network_from_designer_struct(ref.value, matfile.path, ref.path)
+            else:
+                net = build_network(ref.value, matfile.path, ref.path)
+        except MatportError as exc:
+            errors.append({"path": ref.path, "message": str(exc)})
+            continue
+        networks.append(describe_network(net))
+    return {
+        "schema": SCHEMA_ID,
+        "file": matfile.path,
+        "format": matfile.format,
+        "header": matfile.header,
+        "variables": [
+            {"name": k, "description": describe(v)} for k, v in matfile.items()
+        ],
+        "networks": networks,
+        "errors": errors,
+    }
+
+
+def describe_network(net: Network) -> dict[str, Any]:
+    return {
+        "path": net.path,
+        "kind": net.kind,
+        "num_layers": len(net.layers),
+        "num_parameters": net.num_parameters,
+        "inputs": [
+            {
+                "name": lay.name,
+                "class": lay.class_name,
+                "input_size": _json(lay.params.get("InputSize")),
+                "normalization": describe_normalization(lay.normalization),
+            }
+            for lay in net.input_layers
+        ],
+        "class_names": net.class_names,
+        "output_names": net.output_names,
+        "layers": [describe_layer(i, lay) for i, lay in enumerate(net.layers, 1)],
+        "connections": [
+            {"source": c.source, "source_port": c.source_port, "dest": c.dest,
+             "dest_port": c.dest_port}
+            for c in net.connections
+        ],
+    }
+
+
+def describe_layer(index: int, lay: Layer) -> dict[str, Any]:
+    return {
+        "index": index,
+        "name": lay.name,
+        "class": lay.class_name,
+        "type": lay.type,
+        "supported": lay.supported,
+        "params": {k: _json(v) for k, v in lay.params.items()},
+        "learnables": {k: list(a.shape) for k, a in lay.learnables.items()},
+        "state": {k: list(a.shape) for k, a in lay.state.items()},
+        "num_parameters": lay.num_parameters,
+    }
+
+
+def describe_normalization(norm: Normalization | None) -> dict[str, Any] | None:
+    if norm is None:
+        return None
+    out: dict[str, Any] = {"type": norm.type, "dimension": norm.dimension}
+    for key in ("mean", "std", "min", "max"):
+        arr = getattr(norm, key)
+        out[key + "_shape"] = list(arr.shape) if arr is not None else None
+        out[key + "_per_channel"] = (_per_channel(arr) if arr is not None else None)
+    return out
+
+
+def key_params(lay: Layer) -> str:
+    """A short ``name=value`` summary of a layer's main hyper-parameters."""
+    parts = []
+    for key in KEY_PARAMS:
+        v = lay.params.get(key)
+        if v is None or v == "":
+            continue
+        if isinstance(v, tuple):
+            v = "x".join(str(x) for x in v)
+        parts.append(f"{key}={v}")
+    return " ".join(parts)
+
+
+def _per_channel(arr: np.ndarray) -> list[float]:
+    """Mean over every axis but the channel axis (the last), for a readable summary."""
+    a = np.asarray(arr, dtype=np.float64)
+    if a.ndim >= 3:
+        return [round(float(x), 6) for x in a.reshape(-1, a.shape[-1], order="F").mean(0)]
+    return [round(float(x), 6) for x in a.ravel(order="F")[:16]]
+
+
+def _json(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_json(x) for x in v]
+    if isinstance(v, float) and not np.isfinite(v):
+        return str(v)
+    return v
