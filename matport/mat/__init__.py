@@ -18,18 +18,18 @@ def read(path: str | os.PathLike[str]) -> MatFile:
     spath = os.fspath(path)
     try:
         with open(spath, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
             head = f.read(128)
             if head.startswith(V73_MARK) or head[:8] == b"\x89HDF\r\n\x1a\n":
                 f.close()
                 return _read_v73(spath)
             if len(head) < 128 or head[126:128] not in (b"IM", b"MI"):
-                if head[:4] in (b"\0\0\0\0", b"\0\0\0\1") or not head.startswith(b"MATLAB"):
-                    raise MatFileError(spath, "not a MATLAB v7/v7.3 MAT-file "
-                                       "(no MAT-file header found)")
-            data = head + f.read()
+                raise MatFileError(spath, "not a MATLAB v7/v7.3 MAT-file (no MAT-file header "
+                                   "found)")
+            f.seek(0)
+            contents = v5.parse(f, size, spath)
     except OSError as exc:
         raise MatFileError(spath, f"cannot read file ({exc.strerror or exc})") from None
-    contents = v5.parse(data, spath)
     cells = None
     if contents.subsystem is not None:
         cells = _filewrapper_cells(v5.parse_subsystem(contents.subsystem, spath), spath)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import scipy.sparse
@@ -36,6 +36,7 @@ MX_NUMERIC = {6: "f8", 7: "f4", 8: "i1", 9: "u1", 10: "i2", 11: "u2", 12: "i4", 
               14: "i8", 15: "u8"}
 
 FLAG_COMPLEX, FLAG_LOGICAL = 0x0800, 0x0200
+MAX_FIELDLESS = 1 << 16  # elements of a struct array without fields (they occupy no bytes)
 # zlib cannot inflate by more than ~1032:1; anything beyond that is not a zlib stream MATLAB wrote.
 MAX_INFLATE_RATIO = 1100
 
@@ -44,53 +45,67 @@ MAX_INFLATE_RATIO = 1100
 class V5Contents:
     header: str
     variables: dict[str, Any]
-    subsystem: bytes | None
+    subsystem: memoryview | None
 
 
-def parse(data: bytes | memoryview, path: str) -> V5Contents:
-    """Parse a whole v7 (or uncompressed v6) file already in memory."""
-    buf = memoryview(data)
-    if len(buf) < 128:
+IN_CHUNK = 1 << 20
+OUT_CHUNK = 1 << 22
+
+
+def parse(f: BinaryIO, size: int, path: str) -> V5Contents:
+    """Parse a v7 (or uncompressed v6) file, streaming one top-level element at a time so that
+    peak memory stays near the largest inflated variable."""
+    head = f.read(128)
+    if len(head) < 128:
         raise MatFileError(path, "truncated MAT header (file shorter than 128 bytes)")
-    endian_mark = bytes(buf[126:128])
+    endian_mark = head[126:128]
     if endian_mark == b"IM":
         order = "<"
     elif endian_mark == b"MI":
         order = ">"
     else:
         raise MatFileError(path, "not a MAT 5/7 file: no endian indicator at byte 126")
-    header = bytes(buf[:116]).decode("latin-1").rstrip(" \x00")
-    (subsys_offset,) = struct.unpack_from(order + "Q", buf, 116)
-    if bytes(buf[116:124]) in (b"\x20" * 8, b"\x00" * 8):
+    header = head[:116].decode("latin-1").rstrip(" \x00")
+    (subsys_offset,) = struct.unpack_from(order + "Q", head, 116)
+    if head[116:124] in (b"\x20" * 8, b"\x00" * 8):
         subsys_offset = 0
     reader = _Reader(path, order)
     variables: dict[str, Any] = {}
-    subsystem: bytes | None = None
+    subsystem: memoryview | None = None
     pos = 128
-    while pos < len(buf):
+    while pos < size:
         start = pos
-        mtype, nbytes, dpos, pos = reader.tag(buf, pos, len(buf), "top level")
+        where = f"variable at byte {start}"
+        tag = f.read(8)
+        if len(tag) < 8:
+            raise MatFileError(path, "truncated data element tag", where)
+        mtype, nbytes = reader.u4.unpack(tag)
+        if nbytes > size - pos - 8:
+            raise MatFileError(path, f"element declares {nbytes} bytes but only "
+                               f"{size - pos - 8} remain", where)
         if mtype == MI_COMPRESSED:
-            inner = reader.inflate(buf[dpos : dpos + nbytes], f"variable at byte {start}")
-            itype, inbytes, idpos, _ = reader.tag(inner, 0, len(inner), f"variable at byte {start}")
-            if itype != MI_MATRIX:
-                raise MatFileError(path, f"compressed element holds type {itype}, not a matrix",
-                                   f"byte {start}")
-            name, value = reader.matrix(inner, idpos, idpos + inbytes, 0, f"byte {start}")
+            inner = reader.inflate(f, nbytes, where)
+            pos += 8 + nbytes
         elif mtype == MI_MATRIX:
-            name, value = reader.matrix(buf, dpos, dpos + nbytes, 0, f"byte {start}")
+            padded = min((nbytes + 7) & ~7, size - pos - 8)
+            inner = memoryview(tag + f.read(padded))[: 8 + nbytes]
+            pos += 8 + padded
         else:
-            raise MatFileError(path, f"unexpected top-level element type {mtype}", f"byte {start}")
+            raise MatFileError(path, f"unexpected top-level element type {mtype}", where)
+        itype, inbytes, idpos, _ = reader.tag(inner, 0, len(inner), where)
+        if itype != MI_MATRIX:
+            raise MatFileError(path, f"element holds type {itype}, not a matrix", where)
+        name, value = reader.matrix(inner, idpos, idpos + inbytes, 0, where)
         if start == subsys_offset:
             if not (isinstance(value, np.ndarray) and value.dtype == np.uint8):
-                raise MatFileError(path, "subsystem data is not a uint8 array", f"byte {start}")
-            subsystem = value.tobytes()
+                raise MatFileError(path, "subsystem data is not a uint8 array", where)
+            subsystem = memoryview(value.reshape(-1, order="F"))
         else:
             variables[name] = value
     return V5Contents(header, variables, subsystem)
 
 
-def parse_subsystem(data: bytes, path: str) -> Any:
+def parse_subsystem(data: memoryview, path: str) -> Any:
     """Parse the subsystem variable's bytes: an 8-byte stream header, then one matrix (a struct
     whose field ``MCOS`` holds the FileWrapper__ object)."""
     buf = memoryview(data)
@@ -116,19 +131,54 @@ class _Reader:
     def fail(self, message: str, where: str) -> MatFileError:
         return MatFileError(self.path, message, where)
 
-    def inflate(self, data: memoryview, where: str) -> memoryview:
-        cap = MAX_INFLATE_RATIO * len(data) + 4096
+    def inflate(self, f: BinaryIO, nbytes: int, where: str) -> memoryview:
+        """Inflate a compressed element of ``nbytes`` read from ``f`` into one buffer sized by
+        the element it holds; refuses output beyond what the element declares."""
         d = zlib.decompressobj()
+        out: np.ndarray | None = None
+        head = b""
+        filled = 0
+        remaining = nbytes
         try:
-            out = d.decompress(data, cap)
+            while remaining and not d.eof:
+                data = f.read(min(IN_CHUNK, remaining))
+                if not data:
+                    raise self.fail("compressed data is truncated", where)
+                remaining -= len(data)
+                while data and not d.eof:
+                    piece = d.decompress(data, OUT_CHUNK)
+                    data = d.unconsumed_tail
+                    if out is None:
+                        head += piece
+                        if len(head) < 8:
+                            continue
+                        out = self.inflate_buffer(head, nbytes, where)
+                        piece, head = head, b""
+                    if filled + len(piece) > out.size:
+                        raise self.fail("compressed data inflates beyond the element it "
+                                        "declares", where)
+                    out[filled : filled + len(piece)] = np.frombuffer(piece, np.uint8)
+                    filled += len(piece)
         except zlib.error as exc:
             raise self.fail(f"corrupt compressed data ({exc})", where) from None
-        if d.unconsumed_tail:
-            raise self.fail("compressed data inflates beyond any plausible size "
-                            "(decompression bomb)", where)
         if not d.eof:
             raise self.fail("compressed data is truncated", where)
-        return memoryview(out)
+        if out is None:
+            raise self.fail("compressed element is empty", where)
+        if remaining:
+            f.read(remaining)  # trailing bytes after the zlib stream
+        return memoryview(out)[:filled]
+
+    def inflate_buffer(self, head: bytes, nbytes: int, where: str) -> np.ndarray:
+        """The output buffer for an inflated element whose first 8 bytes are ``head``."""
+        mtype, size = self.u4.unpack_from(head, 0)
+        if mtype >> 16:
+            size = 0
+        total = 8 + size
+        if total > MAX_INFLATE_RATIO * nbytes + 4096:
+            raise self.fail(f"compressed element of {nbytes} bytes claims to inflate to "
+                            f"{total} bytes (decompression bomb)", where)
+        return np.empty(total + 8, dtype=np.uint8)
 
     def tag(self, buf: memoryview, pos: int, end: int, where: str) -> tuple[int, int, int, int]:
         """Read a tag at ``pos``: returns (type, nbytes, data position, next element position)."""
@@ -288,7 +338,7 @@ class _Reader:
             raise self.fail("struct field names do not fill whole slots", where)
         fields = tuple(raw[i : i + flen].split(b"\0", 1)[0].decode("latin-1")
                        for i in range(0, len(raw), flen))
-        if count * len(fields) * 8 > end - pos:
+        if count * max(len(fields), 1) * 8 > end - pos + (0 if fields else MAX_FIELDLESS * 8):
             raise self.fail(f"struct array of size {dims} cannot fit in its element", where)
         elements = []
         for _ in range(count):
