@@ -14,7 +14,7 @@ import numpy as np
 from matport.errors import MatFileError
 from matport.mat.builtins import convert_builtin
 from matport.mat.raw import MAX_DEPTH, ObjectRef
-from matport.mat.values import Enumeration, MatObject, ObjectArray, Struct, StructArray
+from matport.mat.values import Enumeration, FunctionHandle, MatObject, ObjectArray, Struct, StructArray
 
 MAGIC = 0xDD000000
 _REGION_NAMES = ("class table", "saveobj records", "object table", "property records",
@@ -155,6 +155,8 @@ class Subsystem:
         if isinstance(value, StructArray):
             return StructArray(value.shape, value.fields,
                                [self.resolve(e) for e in value.elements])
+        if isinstance(value, FunctionHandle):
+            return FunctionHandle(self.nested(value.raw))
         if isinstance(value, MatObject) and value.legacy:
             value.props = {k: self.nested(v) for k, v in value.props.items()}
         return value

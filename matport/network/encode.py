@@ -7,7 +7,8 @@ wrapped as MATLAB wraps them, class names become a ``categorical``.
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,7 +40,7 @@ _RECURRENT_STATES = {"HiddenState", "CellState"}
 def encode_network(net: Network) -> MatObject | ObjectArray:
     """The MATLAB object (or layer array) that saves ``net``."""
     layers = ObjectArray("nnet.cnn.layer.Layer", (len(net.layers), 1),
-                         [encode_layer(lay) for lay in net.layers])
+                         [encode_layer(lay, _classes_for(lay, net)) for lay in net.layers])
     if net.kind == "LayerArray":
         return layers
     connections = Table(
@@ -68,9 +69,12 @@ def encode_network(net: Network) -> MatObject | ObjectArray:
     return MatObject("dlnetwork", {"any": fields}, saveobj=True)
 
 
-def encode_layer(lay: Layer) -> MatObject:
-    """The MATLAB object that saves one layer."""
+def encode_layer(lay: Layer, classes: list[str] | None = None) -> MatObject:
+    """The MATLAB object that saves one layer (``classes`` for a classification output layer
+    whose params carry none)."""
     fields: dict[str, Any] = {"Name": lay.name}
+    if classes is not None and "Classes" not in lay.params:
+        fields["Categories"] = _categorical(classes)
     for key, value in lay.params.items():
         if key == "Classes":
             fields["Categories"] = _categorical(value)
@@ -93,6 +97,12 @@ def encode_layer(lay: Layer) -> MatObject:
     saved = Struct(Version=_num(LAYER_VERSIONS.get(lay.type, 1)))
     saved.update(fields)
     return MatObject(lay.class_name, {"any": saved}, saveobj=True)
+
+
+def _classes_for(lay: Layer, net: Network) -> list[str] | None:
+    if net.class_names and lay.type in ("ClassificationOutputLayer", "PixelClassificationLayer"):
+        return net.class_names
+    return None
 
 
 def _normalization(norm: Normalization, size: Any) -> Any:
@@ -142,3 +152,11 @@ def _cellstr(items: list[str], row: bool = False) -> np.ndarray:
 
 def _end(layer: str, port: str | None) -> str:
     return f"{layer}/{port}" if port else layer
+
+
+def write_network(path: str | os.PathLike[str], net: Network, *, variable: str = "net",
+                  format: Literal["v7", "v7.3"] = "v7") -> None:
+    """Save ``net`` as MATLAB would (``save(path, variable)``), in a v7 or v7.3 file."""
+    from matport.mat.writer import write
+
+    write(path, {variable: encode_network(net)}, format=format)
