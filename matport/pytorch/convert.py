@@ -1,0 +1,56 @@
+"""``matport.load``: a MATLAB network (file or :class:`Network`) -> a trainable ``nn.Module``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from matport.network.model import Network, Normalization
+from matport.pytorch.graph import ConvertedNetwork, build_module, network_spec
+from matport.pytorch.info import ModelInfo
+from matport.pytorch.layers import Converter, layout_of
+
+
+def load(path_or_network: str | os.PathLike[str] | Network, variable: str | None = None, *,
+         converters: Mapping[str, Converter] | None = None) -> ConvertedNetwork:
+    """Convert a MATLAB SeriesNetwork, DAGNetwork, dlnetwork, LayerGraph or layer array.
+
+    ``path_or_network`` is a ``.mat`` file (``variable`` picks the network when it holds
+    several) or an already read :class:`~matport.network.model.Network`. ``converters`` maps
+    MATLAB class names to converters for this call only (see
+    :func:`matport.pytorch.layers.register_converter`).
+
+    Returns a :class:`~matport.pytorch.graph.ConvertedNetwork` whose ``matport`` attribute is
+    a :class:`~matport.pytorch.info.ModelInfo` (class names, input size and layout,
+    normalization and ``preprocess``). Raises :class:`~matport.errors.ConversionError` listing
+    every layer that cannot be converted (FunctionLayers, user-defined layers, unknown classes,
+    untrained layers with empty weights, settings without a PyTorch equivalent).
+    """
+    if isinstance(path_or_network, Network):
+        network = path_or_network
+    else:
+        from matport.network import read_network
+
+        network = read_network(path_or_network, variable)
+    model = build_module(network, converters)
+    model.eval()
+    model.matport = model_info(network, model)
+    return model
+
+
+def model_info(network: Network, model: ConvertedNetwork) -> ModelInfo:
+    """The :class:`ModelInfo` of a module built from ``network`` (first input's size/layout)."""
+    inputs = network.input_layers
+    first = inputs[0] if inputs else None
+    size = first.params.get("InputSize") if first is not None else None
+    return ModelInfo(
+        class_names=network.class_names,
+        input_size=tuple(int(s) for s in size) if size else (),
+        layout=layout_of(model.input_formats[0]) if model.input_formats else "NC",
+        normalization=(first.normalization if first is not None and first.normalization
+                       else Normalization()),
+        source=network.source,
+        variable=network.path,
+        layer_map=dict(model.layer_map),
+        architecture={"family": "graph", "spec": network_spec(network)},
+    )

@@ -1,0 +1,287 @@
+"""A MATLAB layer graph as one plain ``torch.nn.Module``, and its JSON architecture spec.
+
+:class:`ConvertedNetwork` holds one submodule per MATLAB layer (named after the layer, made a
+valid identifier) and runs them in topological order along the MATLAB connections. Inputs are
+taken in the order of the network's input layers, already normalized (see
+``ModelInfo.preprocess``); images are ``N x C x H x W``, features ``N x C``, sequences
+``N x T x C``. A recurrent layer in MATLAB's 'last' output mode returns ``N x C`` (its last time
+step). One output is returned as a tensor, several as a tuple in the network's output order.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from matport.errors import ConversionError
+from matport.network.model import INPUT_LAYER_TYPES, Connection, Layer, Network
+from matport.pytorch.info import ModelInfo
+from matport.pytorch.layers import (
+    INPUT_PORTS,
+    OUTPUT_PORTS,
+    REQUIRED_ARRAYS,
+    ConversionContext,
+    Converter,
+    LayerNotConvertible,
+    find_converter,
+    output_format,
+)
+
+Ref = tuple[str, int]  # (submodule name, output index)
+Step = tuple[str, tuple[Ref, ...], int]  # (submodule name, inputs, number of outputs)
+
+SPEC_FORMAT = "matport.graph/1"
+
+
+class ConvertedNetwork(nn.Module):
+    """A converted MATLAB network: one submodule per layer, called in topological order.
+
+    ``input_names``/``output_names`` are the MATLAB names of the input layers and of the layers
+    whose outputs are returned; ``layer_map`` maps every MATLAB layer name to its submodule.
+    """
+
+    matport: ModelInfo  # set by matport.load
+
+    def __init__(self, modules: Mapping[str, nn.Module], inputs: list[str], steps: list[Step],
+                 outputs: list[Ref], layer_map: dict[str, str], output_names: list[str]) -> None:
+        super().__init__()
+        for name, module in modules.items():
+            self.add_module(name, module)
+        self._inputs = inputs
+        self._steps = steps
+        self._outputs = outputs
+        self.layer_map = layer_map
+        matlab_names = {t: m for m, t in layer_map.items()}
+        self.input_names = [matlab_names[t] for t in inputs]
+        self.output_names = output_names
+        self.input_formats: list[str] = []
+
+    def forward(self, x: torch.Tensor, *more: torch.Tensor) -> Any:
+        """Run the network on its input(s), in the order of ``input_names``."""
+        values: dict[Ref, Any] = {(self._inputs[0], 0): getattr(self, self._inputs[0])(x)}
+        for i, name in enumerate(self._inputs[1:]):  # indexing, not zip: torch.fx traces *more
+            values[(name, 0)] = getattr(self, name)(more[i])
+        for name, refs, num_outputs in self._steps:
+            out = getattr(self, name)(*(values[r] for r in refs))
+            if num_outputs == 1:
+                values[(name, 0)] = out
+            else:
+                for i in range(num_outputs):
+                    values[(name, i)] = out[i]
+        results = tuple(values[r] for r in self._outputs)
+        return results[0] if len(results) == 1 else results
+
+
+def module_name(layer_name: str, taken: set[str]) -> str:
+    """A valid, unused Python identifier for a MATLAB layer name."""
+    name = re.sub(r"\W", "_", layer_name) or "layer"
+    if name[0].isdigit():
+        name = "layer_" + name
+    if keyword.iskeyword(name) or hasattr(nn.Module, name) or name.startswith("_"):
+        name = name.lstrip("_") + "_"
+        name = "layer_" + name if name == "_" or name[0].isdigit() else name
+    base, i = name, 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    taken.add(name)
+    return name
+
+
+def _is_empty(layer: Layer, key: str) -> bool:
+    arr = layer.learnables.get(key, layer.state.get(key))
+    return arr is None or np.size(arr) == 0
+
+
+def _static_problem(layer: Layer, converter: Converter | None, builtin: bool) -> str | None:
+    """Why a layer cannot be converted, before trying (None when it may be)."""
+    if converter is None:
+        if layer.type == "FunctionLayer":
+            return ("FunctionLayer: its stored MATLAB function is never evaluated; "
+                    "register a converter for it")
+        if not layer.class_name.startswith("nnet."):
+            return "user-defined layer class; register a converter for it"
+        return "layer class not supported; register a converter for it"
+    if builtin and not layer.supported:
+        return "matport could not read this layer's fields"
+    if builtin:
+        empty = [k for k in REQUIRED_ARRAYS.get(layer.type, ()) if _is_empty(layer, k)]
+        if empty:
+            return f"untrained: empty {', '.join(empty)}"
+    return None
+
+
+def _ordered_inputs(network: Network, layer: Layer) -> list[Connection]:
+    cons = network.predecessors(layer.name)
+    ports = INPUT_PORTS.get(layer.type)
+    if ports:
+        cons.sort(key=lambda c: ports.index(c.dest_port) if c.dest_port in ports else len(ports))
+    return cons
+
+
+def _output_index(layer: Layer, port: str | None) -> int:
+    ports = OUTPUT_PORTS[layer.type](layer) if layer.type in OUTPUT_PORTS else ("out",)
+    return ports.index(port) if port in ports else 0
+
+
+def _output_refs(network: Network, names: dict[str, str]) -> tuple[list[Ref], list[str]]:
+    wanted = network.output_names or [
+        lay.name for lay in network.layers if not network.successors(lay.name)]
+    refs, labels = [], []
+    for entry in wanted:
+        layer_name, _, port = entry.partition("/")
+        if layer_name not in names:
+            raise ConversionError(f"{network.source or 'network'}: output '{entry}' is not a layer")
+        refs.append((names[layer_name], _output_index(network.layer(layer_name), port or None)))
+        labels.append(entry)
+    return refs, labels
+
+
+def build_module(network: Network,
+                 converters: Mapping[str, Converter] | None = None) -> ConvertedNetwork:
+    """Convert every layer and wire them up; raise one :class:`ConversionError` listing every
+    layer that cannot be converted (name, MATLAB class, reason)."""
+    where = f"{network.source}:{network.path}" if network.source else (network.path or "network")
+    try:
+        order = network.topological_order()
+    except ValueError as exc:
+        raise ConversionError(f"{where}: {exc}") from None
+    taken: set[str] = set()
+    names = {lay.name: module_name(lay.name, taken) for lay in network.layers}
+    formats: dict[str, str] = {}
+    modules: dict[str, nn.Module] = {}
+    inputs: list[str] = []
+    steps: list[Step] = []
+    problems: list[tuple[str, str, str]] = []
+    for layer in order:
+        cons = _ordered_inputs(network, layer)
+        in_formats = tuple(formats.get(c.source, "vector") for c in cons)
+        formats[layer.name] = output_format(layer, in_formats)
+        converter, builtin = find_converter(layer, dict(converters or {}))
+        reason = _static_problem(layer, converter, builtin)
+        if reason is None and not cons and layer.type not in INPUT_LAYER_TYPES:
+            reason = "no input is connected to this layer"
+        if reason is None and converter is not None:
+            try:
+                modules[names[layer.name]] = converter(layer, ConversionContext(in_formats))
+            except LayerNotConvertible as exc:
+                reason = exc.reason
+            except Exception as exc:  # a converter's failure is reported with the others
+                reason = f"conversion failed: {type(exc).__name__}: {exc}"
+        if reason is not None:
+            problems.append((layer.name, layer.class_name, reason))
+            continue
+        if layer.type in INPUT_LAYER_TYPES:
+            inputs.append(names[layer.name])
+            continue
+        refs = tuple((names[c.source], _output_index(network.layer(c.source), c.source_port))
+                     for c in cons)
+        num_outputs = len(OUTPUT_PORTS[layer.type](layer)) if layer.type in OUTPUT_PORTS else 1
+        steps.append((names[layer.name], refs, num_outputs))
+    if problems:
+        raise ConversionError(
+            f"{where}: {len(problems)} layer(s) cannot be converted to PyTorch:", problems)
+    if not inputs:
+        raise ConversionError(f"{where}: the network has no input layer")
+    outputs, output_names = _output_refs(network, names)
+    module = ConvertedNetwork(modules, inputs, steps, outputs, dict(names), output_names)
+    module.input_formats = [formats[lay.name] for lay in network.input_layers]
+    return module
+
+
+# ---------------------------------------------------------------------------------------------
+# Architecture spec: the Network without its arrays, as JSON-able data
+# ---------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, bool, int, float)) or value is None:
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def _from_json(value: Any) -> Any:
+    """Lists of numbers back to the tuples the layer model uses."""
+    if isinstance(value, list):
+        items = [_from_json(v) for v in value]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items)
+        return tuple(items) if numeric and items else items
+    if isinstance(value, dict):
+        return {k: _from_json(v) for k, v in value.items()}
+    return value
+
+
+def _raw_scalars(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The text and scalar fields of an unknown layer (what a user converter may read)."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
+            value = value.ravel()[0].item()
+        if isinstance(value, (str, bool, int, float)):
+            out[key] = value
+    return out
+
+
+def network_spec(network: Network) -> dict[str, Any]:
+    """The network's architecture without its arrays (array shapes kept), JSON-able.
+
+    :func:`module_from_spec` rebuilds the same module from it; load the weights afterwards
+    with ``load_state_dict``. Of an unknown layer's raw fields only texts and scalars are kept.
+    """
+    def arrays(table: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
+        return {k: list(np.shape(v)) for k, v in table.items()}
+
+    return {
+        "format": SPEC_FORMAT,
+        "kind": network.kind,
+        "layers": [{"name": lay.name, "class_name": lay.class_name,
+                    "params": _jsonable(lay.params), "learnables": arrays(lay.learnables),
+                    "state": arrays(lay.state), "supported": lay.supported,
+                    "raw": {} if lay.supported else _raw_scalars(lay.raw)}
+                   for lay in network.layers],
+        "connections": [[c.source, c.source_port, c.dest, c.dest_port]
+                        for c in network.connections],
+        "class_names": network.class_names,
+        "output_names": list(network.output_names),
+        "source": network.source,
+        "path": network.path,
+    }
+
+
+def network_from_spec(spec: Mapping[str, Any]) -> Network:
+    """A :class:`Network` with the spec's architecture and zero-filled float32 arrays."""
+    if spec.get("format") != SPEC_FORMAT:
+        raise ConversionError(f"not a matport graph spec (format {spec.get('format')!r})")
+
+    def zeros(table: Mapping[str, list[int]]) -> dict[str, np.ndarray]:
+        return {k: np.zeros(shape, dtype=np.float32) for k, shape in table.items()}
+
+    layers = [Layer(name=d["name"], class_name=d["class_name"], params=_from_json(d["params"]),
+                    learnables=zeros(d["learnables"]), state=zeros(d["state"]),
+                    supported=d["supported"], raw=dict(d.get("raw", {})))
+              for d in spec["layers"]]
+    connections = [Connection(source=s, dest=d, source_port=sp, dest_port=dp)
+                   for s, sp, d, dp in spec["connections"]]
+    return Network(kind=spec["kind"], layers=layers, connections=connections,
+                   class_names=spec.get("class_names"),
+                   output_names=list(spec.get("output_names", [])),
+                   source=spec.get("source", ""), path=spec.get("path", ""))
+
+
+def module_from_spec(spec: Mapping[str, Any],
+                     converters: Mapping[str, Converter] | None = None) -> ConvertedNetwork:
+    """Rebuild the module described by :func:`network_spec` (weights zero: load a state_dict)."""
+    return build_module(network_from_spec(spec), converters)
