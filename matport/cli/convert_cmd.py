@@ -1,0 +1,90 @@
+"""``matport convert NET.mat -o MODEL.pt``: write a matport checkpoint of a MATLAB network."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from matport.errors import ConversionError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from matport.network.model import Network
+    from matport.pytorch.info import ModelInfo
+
+HELP = ("convert a MATLAB network to a PyTorch checkpoint (a torchvision resnet50 for ResNet-50s) "
+        "with its class names and preprocessing")
+FAMILIES = ("auto", "resnet50", "graph")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="a .mat file (v7 or v7.3) holding the network")
+    p.add_argument("-o", "--output", required=True, help="the checkpoint to write (e.g. model.pt)")
+    p.add_argument("--variable", help="the network's variable path when the file holds several")
+    p.add_argument("--family", choices=FAMILIES, default="auto",
+                   help="resnet50: a torchvision resnet50 or fail; graph: matport's general "
+                        "module; auto (default): resnet50 when the network fits, else graph")
+    p.add_argument("--force", action="store_true", help="overwrite the output if it exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    from matport.network import read_network
+    from matport.pytorch.checkpoint import save
+
+    if os.path.exists(args.output) and not args.force:
+        print(f"matport convert: error: {args.output} exists (use --force to overwrite)",
+              file=sys.stderr)
+        return 2
+    net = read_network(args.file, args.variable)
+    model, note = _convert(net, args.family)
+    tmp = f"{args.output}.tmp-{os.getpid()}"
+    try:
+        save(model, tmp)
+        os.replace(tmp, args.output)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    info = _info(model)
+    params = sum(p.numel() for p in model.parameters())
+    lines = [
+        f"wrote {args.output}: {note}",
+        f"source:        {net.source}:{net.path} ({net.kind}, {len(net.layers)} layers)",
+        info.summary(),
+        f"parameters:    {params:,}",
+        f"load with:     matport.pytorch.checkpoint.load_checkpoint({args.output!r})",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def _convert(net: Network, family: str) -> tuple[nn.Module, str]:
+    """The module for ``net`` and a note saying which kind it is."""
+    from matport.pytorch.resnet50 import load_resnet50
+
+    reason = ""
+    if family != "graph":
+        try:
+            model = load_resnet50(net)
+        except ConversionError as exc:
+            if family == "resnet50":
+                raise
+            reason = f" (not a torchvision resnet50: {str(exc).splitlines()[0]})"
+        else:
+            arch = _info(model).architecture
+            where = "1x1 conv (MATLAB)" if arch["stride_on"] == "conv1" else "3x3 conv"
+            return model, (f"torchvision resnet50, MATLAB variant (stride on the {where}, "
+                           f"BatchNorm eps {arch['bn_eps']})")
+    from matport.pytorch.convert import load
+
+    return load(net), "matport graph module" + reason
+
+
+def _info(model: nn.Module) -> ModelInfo:
+    from matport.pytorch.info import ModelInfo
+
+    info = getattr(model, "matport")  # noqa: B009 (set by matport, not declared on the class)
+    assert isinstance(info, ModelInfo)
+    return info

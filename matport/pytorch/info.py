@@ -1,0 +1,128 @@
+"""What a converted model remembers about the MATLAB network it came from.
+
+Every module matport builds carries a :class:`ModelInfo` as its ``matport`` attribute::
+
+    model = matport.load_resnet50("net.mat")
+    model.matport.class_names        # ['cat', 'dog', ...] or None
+    model(model.matport.preprocess(images))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from matport.network.model import Normalization
+
+if TYPE_CHECKING:
+    import torch
+
+LAYOUTS = ("NCHW", "NC", "NTC")
+_NORMALIZATION_ARRAYS = ("mean", "std", "min", "max")
+
+
+@dataclass(eq=False)
+class ModelInfo:
+    """The MATLAB facts a converted model needs beside its weights.
+
+    - ``class_names``: the output layer's classes in output order (None when the network has none);
+    - ``input_size``: MATLAB's InputSize (``(224, 224, 3)``, ``(C,)`` for features ...);
+    - ``layout``: the tensor layout the model takes: ``"NCHW"``, ``"NC"`` or ``"NTC"``;
+    - ``normalization``: the input layer's normalization, applied by :meth:`preprocess` (never by
+      the model itself);
+    - ``source`` / ``variable``: the file and the variable path the network was read from;
+    - ``layer_map``: MATLAB layer name -> dotted path of the submodule whose output equals that
+      layer's output (layers without such a module are absent; torchvision's ReLUs work in
+      place, so a forward hook must clone what it keeps);
+    - ``architecture``: a JSON-able description the model can be rebuilt from
+      (``{"family": "resnet50", ...}`` or ``{"family": "graph", "spec": ...}``).
+    """
+
+    class_names: list[str] | None
+    input_size: tuple[int, ...]
+    layout: str
+    normalization: Normalization = field(default_factory=Normalization)
+    source: str = ""
+    variable: str = ""
+    layer_map: dict[str, str] = field(default_factory=dict)
+    architecture: dict[str, Any] = field(default_factory=dict)
+
+    def preprocess(self, x: Any) -> torch.Tensor:
+        """MATLAB's input layer applied to ``x`` (see :mod:`matport.pytorch.preprocess`)."""
+        from matport.pytorch.preprocess import preprocess
+
+        return preprocess(x, self.normalization, self.input_size, self.layout)
+
+    @property
+    def num_classes(self) -> int | None:
+        return None if self.class_names is None else len(self.class_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values and tensors only (loadable with ``torch.load(weights_only=True)``)."""
+        import torch
+
+        norm = self.normalization
+        arrays = {k: getattr(norm, k) for k in _NORMALIZATION_ARRAYS}
+        return {
+            "class_names": None if self.class_names is None else list(self.class_names),
+            "input_size": list(self.input_size),
+            "layout": self.layout,
+            "normalization": {
+                "type": norm.type,
+                "dimension": norm.dimension,
+                **{k: None if a is None else torch.from_numpy(np.array(a))
+                   for k, a in arrays.items()},
+            },
+            "source": self.source,
+            "variable": self.variable,
+            "layer_map": dict(self.layer_map),
+            "architecture": self.architecture,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelInfo:
+        """The inverse of :meth:`to_dict`."""
+        n = d["normalization"]
+        arrays = {k: None if n.get(k) is None else n[k].numpy() for k in _NORMALIZATION_ARRAYS}
+        return cls(
+            class_names=None if d["class_names"] is None else list(d["class_names"]),
+            input_size=tuple(int(s) for s in d["input_size"]),
+            layout=d["layout"],
+            normalization=Normalization(type=n["type"], dimension=n["dimension"], **arrays),
+            source=d.get("source", ""),
+            variable=d.get("variable", ""),
+            layer_map=dict(d.get("layer_map", {})),
+            architecture=d.get("architecture", {}),
+        )
+
+    def summary(self) -> str:
+        """A few lines for reports: classes, input size, normalization."""
+        if self.class_names is None:
+            classes = "none (no output layer)"
+        else:
+            shown = ", ".join(self.class_names[:5]) + (", ..." if len(self.class_names) > 5 else "")
+            classes = f"{len(self.class_names)} ({shown})"
+        return "\n".join(
+            [
+                f"classes:       {classes}",
+                f"input:         {'x'.join(map(str, self.input_size))} (MATLAB InputSize), "
+                f"tensor layout {self.layout}",
+                f"normalization: {describe_normalization(self.normalization)}",
+            ]
+        )
+
+
+def describe_normalization(norm: Normalization) -> str:
+    """``zerocenter (mean image 224x224x3)``, ``none`` ..."""
+    parts = []
+    for name in _NORMALIZATION_ARRAYS:
+        a = getattr(norm, name)
+        if a is not None:
+            a = np.asarray(a)
+            kind = "per-channel" if a.ndim >= 3 and a.shape[0] == a.shape[1] == 1 else "array"
+            if a.ndim >= 3 and a.shape[0] * a.shape[1] > 1:
+                kind = "image"
+            parts.append(f"{name} {kind} {'x'.join(map(str, a.shape))}")
+    return norm.type + (f" ({', '.join(parts)})" if parts else "")
