@@ -1,0 +1,78 @@
+"""``matport verify NET.mat NET.onnx``: check the converted model against MATLAB's ONNX export.
+
+``matport verify NET.mat --export-onnx OUT.onnx`` writes the converted model as ONNX instead (with
+MATLAB's input normalization inside, so it takes raw data like MATLAB's export) and checks that.
+
+Exit status: 0 when the check holds, 1 when it does not, 2 when it could not run (custom ONNX
+operators, unreadable files, a network that does not convert, inputs that do not fit ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from matport.errors import MatportError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+HELP = ("check that the PyTorch conversion of a MATLAB network computes what MATLAB's own ONNX "
+        "export of it computes (exit 0: holds, 1: differs, 2: could not check)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from matport.pytorch.verify import DEFAULT_RTOL, FAMILIES
+
+    p.add_argument("mat", help="the .mat file holding the network")
+    p.add_argument("onnx", nargs="?",
+                   help="the ONNX file MATLAB's exportONNXNetwork wrote for it")
+    p.add_argument("--export-onnx", metavar="OUT",
+                   help="instead, write the converted model to OUT with torch.onnx and check it")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as JSON (schema: matport.pytorch.verify.REPORT_SCHEMA)")
+    p.add_argument("--num-random", type=int, default=8, metavar="N",
+                   help="number of random inputs (default 8)")
+    p.add_argument("--images", metavar="DIR",
+                   help="also feed the images of this folder (resized to the input size)")
+    p.add_argument("--rtol", type=float, default=DEFAULT_RTOL, metavar="R",
+                   help=f"relative tolerance: max|torch - onnx| <= R * max|onnx| "
+                        f"(default {DEFAULT_RTOL:g})")
+    p.add_argument("--variable", help="the network's variable path when the file holds several")
+    p.add_argument("--family", choices=FAMILIES, default="auto",
+                   help="the conversion to check, as for `matport convert` (default auto)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from matport.pytorch.verify import VerifyReport, verify
+
+    if (args.onnx is None) == (args.export_onnx is None):
+        print("matport verify: error: give either an ONNX file or --export-onnx OUT",
+              file=sys.stderr)
+        return 2
+    onnx_path = args.onnx or args.export_onnx
+    try:
+        model = _exported(args) if args.export_onnx else args.mat
+        report = verify(
+            model, onnx_path, num_random=args.num_random, images_dir=args.images,
+            rtol=args.rtol, seed=args.seed, variable=args.variable, family=args.family,
+        )
+    except MatportError as exc:
+        report = VerifyReport.error(str(exc), onnx_path, args.mat, args.rtol)
+    if args.json:
+        print(report.to_json())
+    else:
+        print(report.summary(), file=sys.stdout if report.status != "error" else sys.stderr)
+    return {"verified": 0, "failed": 1}.get(report.status, 2)
+
+
+def _exported(args: argparse.Namespace) -> nn.Module:
+    """Convert the network (as ``verify`` would) and write it to ``args.export_onnx``."""
+    from matport.network import read_network
+    from matport.pytorch.verify import convert, export_onnx
+
+    model = convert(read_network(args.mat, args.variable), args.family)
+    export_onnx(model, args.export_onnx)
+    return model

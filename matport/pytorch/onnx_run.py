@@ -1,0 +1,303 @@
+"""Load and run ONNX files written by MATLAB's ``exportONNXNetwork`` (opsets 6-17) in onnxruntime.
+
+MATLAB's exports trip the usual tools: opset-6 files carry attributes later opsets dropped, IR-3
+files list every initializer as a graph input, the batch is often fixed at 1, and unsupported
+layers become ``com.mathworks`` custom operators or ``Placeholder`` nodes. `load_export` smooths
+the first three and refuses the last with a `VerificationError` naming the nodes. `run` feeds
+a batch (one sample at a time when the batch is fixed) and can return intermediate tensors, which
+`layer_tensors` maps back to MATLAB layer names: MATLAB names each layer's main node and its
+output tensor after the layer, and helper nodes ``<layer>_<suffix>``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from matport.errors import VerificationError
+
+MATLAB_PRODUCERS = (
+    "MATLAB Deep Learning Toolbox Converter",
+    "MATLAB Neural Network Toolbox Converter",
+)
+RUNNABLE_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+# producer_version "YY.R.x" -> MATLAB release name (R20YYa for R=1, R20YYb for R=2)
+_RELEASE_LETTER = {"1": "a", "2": "b"}
+_MIN_RUNNABLE_OPSET = 7
+_LEGAL = re.compile(r"[^A-Za-z0-9_]")
+CONTRACT_KEY = "matport.input_contract"  # metadata written by export_onnx: "raw" | "preprocessed"
+
+
+@dataclass(eq=False)
+class OnnxExport:
+    """An ONNX file ready for onnxruntime, with what verification needs to know about it."""
+
+    path: str
+    model: onnx.ModelProto
+    producer: str
+    producer_version: str
+    opset: int
+    input_name: str
+    input_shape: tuple[int | None, ...]
+    output_name: str
+    ends_in_softmax: bool
+    initializers: dict[str, np.ndarray]
+    notes: list[str] = field(default_factory=list)
+    batch_axis: int = 0  # 1 for sequence inputs, which MATLAB declares [T, N, C] like ONNX's LSTM
+
+    @property
+    def is_matlab(self) -> bool:
+        return self.producer.startswith(MATLAB_PRODUCERS)
+
+    @property
+    def release(self) -> str | None:
+        """MATLAB release that wrote the file (``R2019a``), from ``producer_version``."""
+        parts = self.producer_version.split(".")
+        if not self.is_matlab or len(parts) < 2 or parts[1] not in _RELEASE_LETTER:
+            return None
+        return f"R20{parts[0]}{_RELEASE_LETTER[parts[1]]}"
+
+    @property
+    def batch_fixed(self) -> bool:
+        shape = self.input_shape
+        return len(shape) > self.batch_axis and shape[self.batch_axis] == 1
+
+    @property
+    def sample_shape(self) -> tuple[int | None, ...]:
+        """The declared input shape without the batch axis."""
+        return tuple(d for i, d in enumerate(self.input_shape) if i != self.batch_axis)
+
+    @property
+    def input_contract(self) -> str:
+        """``raw`` (MATLAB pixels, normalization inside the graph) or ``preprocessed``."""
+        meta = {p.key: p.value for p in self.model.metadata_props}
+        return meta.get(CONTRACT_KEY, "raw")
+
+
+def load_export(path: str | Path) -> OnnxExport:
+    """Read an ONNX file and prepare it for onnxruntime.
+
+    Raises `VerificationError` when the file cannot be read, uses operators onnxruntime cannot
+    run (``com.mathworks`` custom domain, ``Placeholder``), or has no single data input.
+    """
+    path = str(path)
+    try:
+        model = onnx.load(path)
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...
+        raise VerificationError(f"{path}: cannot read as an ONNX file: {exc}") from exc
+    _refuse_unrunnable(path, model)
+    opset = _default_opset(model)
+    notes: list[str] = []
+    if opset < _MIN_RUNNABLE_OPSET:
+        model = _upgrade_old_opset(path, model, notes)
+    _drop_initializer_inputs(model)
+    graph = model.graph
+    if len(graph.input) != 1:
+        names = ", ".join(i.name for i in graph.input) or "none"
+        raise VerificationError(f"{path}: expected one data input, found {names}")
+    if not graph.output:
+        raise VerificationError(f"{path}: the graph has no output")
+    inp = graph.input[0]
+    shape = tuple(
+        d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim
+    )
+    last = _producer_of(graph, graph.output[0].name)
+    return OnnxExport(
+        path=path,
+        model=model,
+        producer=model.producer_name,
+        producer_version=model.producer_version,
+        opset=opset,
+        input_name=inp.name,
+        input_shape=shape,
+        output_name=graph.output[0].name,
+        ends_in_softmax=_ends_in_softmax(graph, last),
+        initializers={t.name: numpy_helper.to_array(t) for t in graph.initializer},
+        notes=notes,
+    )
+
+
+def run(
+    export: OnnxExport, x: np.ndarray, tensors: Sequence[str] = ()
+) -> dict[str, np.ndarray]:
+    """Run ``x`` (batch first, each sample shaped like ``export.sample_shape``) through the
+    export; return the output and the named ``tensors``, batch first.
+
+    A batch fixed at 1, or a batch axis other than the first, is fed one sample at a time; the
+    results are then concatenated (batch axis 0) or stacked on a new first axis.
+    """
+    session = _session(export, tensors)
+    names = [export.output_name, *[t for t in tensors if t != export.output_name]]
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    axis = export.batch_axis
+    if not export.batch_fixed and axis == 0:
+        return dict(zip(names, session.run(names, {export.input_name: x}), strict=True))
+    runs = [session.run(names, {export.input_name: np.expand_dims(s, axis)}) for s in x]
+    join = np.concatenate if axis == 0 else np.stack
+    return {n: join([r[k] for r in runs]) for k, n in enumerate(names)}
+
+
+def layer_tensors(export: OnnxExport, layer_names: Iterable[str]) -> dict[str, str]:
+    """Map MATLAB layer names to the ONNX tensor holding each layer's output.
+
+    A node belongs to its `owner` layer; a layer's output is the first output of its last node.
+    An input layer whose only node is the mean ``Sub`` maps to that node's output; an input
+    layer with no node at all maps to the graph input.
+    """
+    names = list(layer_names)
+    found: dict[str, str] = {}
+    for node in export.model.graph.node:
+        layer = owner(node.name, names)
+        if layer is not None and node.output:
+            found[layer] = node.output[0]
+    layer = owner(export.input_name, names)
+    if layer is not None and layer not in found:
+        found[layer] = export.input_name
+    return found
+
+
+def owner(onnx_name: str, layer_names: Iterable[str]) -> str | None:
+    """The MATLAB layer an ONNX node or initializer name belongs to: the longest layer name
+    ``L`` with ``onnx_name == L`` or ``onnx_name.startswith(L + "_")``. Names are compared after
+    replacing characters other than letters, digits and ``_`` by ``_`` (MATLAB legalizes layer
+    names that way when it writes them; unverified beyond plain names)."""
+    best: str | None = None
+    for name in layer_names:
+        legal = _legal(name)
+        if (onnx_name == legal or onnx_name.startswith(legal + "_")) and (
+            best is None or len(name) > len(best)
+        ):
+            best = name
+    return best
+
+
+@functools.lru_cache(maxsize=4096)
+def _legal(name: str) -> str:
+    return _LEGAL.sub("_", name)
+
+
+def node_output_names(export: OnnxExport) -> list[str]:
+    """Every node output of the graph, in node order."""
+    return [o for node in export.model.graph.node for o in node.output if o]
+
+
+def _session(export: OnnxExport, tensors: Sequence[str]):  # -> ort.InferenceSession
+    import onnxruntime as ort
+
+    model = export.model
+    extra = [t for t in tensors if t not in {o.name for o in model.graph.output}]
+    if extra:
+        model = _with_outputs(model, extra)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    # compute the graph as written (no fusions), so intermediate and final outputs agree
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        return ort.InferenceSession(
+            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise VerificationError(f"{export.path}: onnxruntime cannot load it: {exc}") from exc
+
+
+def _with_outputs(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    known = {o for n in copy.graph.node for o in n.output}
+    missing = [t for t in tensors if t not in known]
+    if missing:
+        raise VerificationError(f"no node computes tensor(s): {', '.join(missing)}")
+    elem_types = _inferred_elem_types(copy)
+    for t in tensors:
+        elem = elem_types.get(t, onnx.TensorProto.FLOAT)
+        copy.graph.output.append(helper.make_tensor_value_info(t, elem, None))
+    return copy
+
+
+def _inferred_elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # old or odd graphs: fall back to float for everything
+        return {}
+    return {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+
+
+def _refuse_unrunnable(path: str, model: onnx.ModelProto) -> None:
+    bad = [
+        n
+        for n in model.graph.node
+        if n.domain not in RUNNABLE_DOMAINS or n.op_type == "Placeholder"
+    ]
+    if not bad:
+        return
+    ops = sorted({f"{n.domain or 'ai.onnx'}:{n.op_type}" for n in bad})
+    nodes = ", ".join(n.name or n.op_type for n in bad)
+    raise VerificationError(
+        f"{path}: onnxruntime cannot run this export: it uses operator(s) {', '.join(ops)} "
+        f"(nodes {nodes}); MATLAB writes these for layers that have no standard ONNX "
+        "equivalent, so the file can only run in MATLAB"
+    )
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    return 1
+
+
+def _upgrade_old_opset(path: str, model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
+    """Opset 6 (R2018a/b) -> 8: drop BatchNormalization's stale ``consumed_inputs``, flatten
+    ``Gemm``'s input (Gemm-6 wants 2-D), then let onnx's version converter do the rest."""
+    nodes: list[onnx.NodeProto] = []
+    for node in model.graph.node:
+        if node.op_type == "BatchNormalization":
+            kept = [a for a in node.attribute if a.name != "consumed_inputs"]
+            del node.attribute[:]
+            node.attribute.extend(kept)
+        if node.op_type == "Gemm":
+            flat = helper.make_node(
+                "Flatten", [node.input[0]], [node.name + "_matportFlatten"],
+                name=node.name + "_matportFlatten", axis=1,
+            )
+            nodes.append(flat)
+            node.input[0] = flat.output[0]
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    try:
+        upgraded = onnx.version_converter.convert_version(model, 8)
+    except Exception as exc:  # the converter raises its own error types
+        raise VerificationError(
+            f"{path}: cannot upgrade opset {_default_opset(model)} to one onnxruntime runs: {exc}"
+        ) from exc
+    notes.append(f"upgraded from opset {_default_opset(model)} to 8 for onnxruntime")
+    return upgraded
+
+
+def _drop_initializer_inputs(model: onnx.ModelProto) -> None:
+    inits = {t.name for t in model.graph.initializer}
+    data = [i for i in model.graph.input if i.name not in inits]
+    del model.graph.input[:]
+    model.graph.input.extend(data)
+    model.ir_version = max(model.ir_version, 4)
+
+
+def _producer_of(graph: onnx.GraphProto, tensor: str) -> onnx.NodeProto | None:
+    return next((n for n in graph.node if tensor in n.output), None)
+
+
+SHAPE_ONLY_OPS = frozenset({"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+
+
+def _ends_in_softmax(graph: onnx.GraphProto, node: onnx.NodeProto | None) -> bool:
+    while node is not None and node.op_type in SHAPE_ONLY_OPS:
+        node = _producer_of(graph, node.input[0])
+    return node is not None and node.op_type == "Softmax"
