@@ -22,12 +22,14 @@ from matport.mat import read
 if TYPE_CHECKING:
     from matport.pytorch.convert import load
     from matport.pytorch.resnet50 import load_resnet50
+    from matport.pytorch.verify import verify
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "load": "matport.pytorch.convert",
     "load_resnet50": "matport.pytorch.resnet50",
+    "verify": "matport.pytorch.verify",
 }
 
 
@@ -42,6 +44,7 @@ __all__ = [
     "read",
     "load",
     "load_resnet50",
+    "verify",
     "MatportError",
     "MatFileError",
     "NetworkError",

@@ -6,6 +6,10 @@ import csv
 from pathlib import Path
 
 import pytest
+import torch
+
+# The suite runs on small shared machines: one thread is faster than oversubscribed cores.
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"

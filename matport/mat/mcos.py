@@ -14,7 +14,14 @@ import numpy as np
 from matport.errors import MatFileError
 from matport.mat.builtins import convert_builtin
 from matport.mat.raw import MAX_DEPTH, ObjectRef
-from matport.mat.values import Enumeration, FunctionHandle, MatObject, ObjectArray, Struct, StructArray
+from matport.mat.values import (
+    Enumeration,
+    FunctionHandle,
+    MatObject,
+    ObjectArray,
+    Struct,
+    StructArray,
+)
 
 MAGIC = 0xDD000000
 _REGION_NAMES = ("class table", "saveobj records", "object table", "property records",

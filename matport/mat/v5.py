@@ -99,7 +99,7 @@ def parse(f: BinaryIO, size: int, path: str) -> V5Contents:
         if start == subsys_offset:
             if not (isinstance(value, np.ndarray) and value.dtype == np.uint8):
                 raise MatFileError(path, "subsystem data is not a uint8 array", where)
-            subsystem = memoryview(value.reshape(-1, order="F"))
+            subsystem = value.reshape(-1, order="F").data
         else:
             variables[name] = value
     return V5Contents(header, variables, subsystem)
@@ -167,7 +167,7 @@ class _Reader:
             raise self.fail("compressed element is empty", where)
         if remaining:
             f.read(remaining)  # trailing bytes after the zlib stream
-        return memoryview(out)[:filled]
+        return out.data[:filled]
 
     def inflate_buffer(self, head: bytes, nbytes: int, where: str) -> np.ndarray:
         """The output buffer for an inflated element whose first 8 bytes are ``head``."""
