@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import struct
 import subprocess
@@ -102,7 +101,8 @@ def child(case: str, path: str, repeat: int, threads: int) -> None:
         t = time.perf_counter()
         CASES[case](path)
         times.append(time.perf_counter() - t)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: a child's ru_maxrss starts from its parent's high-water mark.
+    peak_mb = _status_mb("VmHWM")
     print(json.dumps({"best_s": min(times), "peak_rss_mb": peak_mb, "imported_mb": imported_mb}))
 
 

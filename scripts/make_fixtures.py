@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from matport.mat.values import (  # noqa: E402
     Categorical,
@@ -164,12 +165,24 @@ def encoded_network(kind: str) -> dict[str, Any]:
     return {"net": encode_network(dataclasses.replace(net, kind=kind))}
 
 
+def layer_cases() -> dict[str, Any]:
+    """Every layer kind matport converts: one small network per case of tests/test_layers.py,
+    each as a variable named after its case (the suite checks them against its reference)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import matlab_networks
+    from test_layers import CASES
+
+    matlab_networks.RNG.bit_generator.state = np.random.default_rng(20261126).bit_generator.state
+    return {name: encode_network(CASES[name]()) for name in sorted(CASES)}
+
+
 FIXTURES: dict[str, tuple[Callable[[], dict[str, Any]], dict[str, Any]]] = {
     "plain": (plain_values, {}),
     "series_net": (network_file, {"defaults": LAYER_DEFAULTS}),
     "no_network": (no_network, {}),
     "dag_net": (lambda: encoded_network("DAGNetwork"), {}),
     "dlnetwork": (lambda: encoded_network("dlnetwork"), {}),
+    "layers": (layer_cases, {}),
 }
 """name -> (variables, writer options); written as ``<name>_v7.mat`` and ``<name>_v73.mat``."""
 
@@ -208,8 +221,7 @@ def corrupt_variants(out: Path) -> dict[str, bytes]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] /
-                        "fixtures")
+    parser.add_argument("--out", type=Path, default=ROOT / "fixtures")
     out = parser.parse_args(argv).out
     out.mkdir(parents=True, exist_ok=True)
     for name, (variables, options) in FIXTURES.items():

@@ -60,7 +60,10 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     if choice >= 2 and elements:
         # mutate inside a variable's inflated bytes, then recompress it validly
         start, end = rng.choice(elements)
-        inner = bytearray(zlib.decompress(data[start + 8 : end]))
+        try:
+            inner = bytearray(zlib.decompress(data[start + 8 : end]))
+        except zlib.error:  # a seed that is corrupt already
+            inner = bytearray(data[start + 8 : end])
         mutate_bytes(inner, rng)
         packed = zlib.compress(bytes(inner), 1)
         return data[:start] + struct.pack("<II", 15, len(packed)) + packed + data[end:]
@@ -69,7 +72,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(out)
 
 
-class _Timeout(Exception):
+class _Timeout(BaseException):  # not an Exception: library code must not swallow it
     pass
 
 

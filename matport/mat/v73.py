@@ -300,13 +300,19 @@ class _Reader:
 
 def _is_struct_array_field(obj: Any) -> bool:
     """Fields of a struct array are bare reference datasets (no MATLAB_class of their own)."""
-    return (isinstance(obj, h5py.Dataset) and "MATLAB_class" not in _attrs(obj)
+    return (isinstance(obj, h5py.Dataset) and not h5py.h5a.exists(obj.id, b"MATLAB_class")
             and h5py.check_dtype(ref=obj.dtype) is not None)
 
 
+_ATTRIBUTES = ("MATLAB_class", "MATLAB_empty", "MATLAB_object_decode", "MATLAB_sparse")
+
+
 def _attrs(obj: Any) -> dict[str, Any]:
-    """All attributes of an HDF5 object, read in one pass (looking up absent ones is slow)."""
-    return dict(obj.attrs.items())
+    """The MATLAB attributes an HDF5 object has. Asks HDF5 which exist first: looking up an
+    absent attribute through h5py raises and is slow, and iterating a corrupt attribute list
+    may never end."""
+    return {name: obj.attrs[name] for name in _ATTRIBUTES
+            if h5py.h5a.exists(obj.id, name.encode())}
 
 
 def _attr_text(attrs: dict[str, Any], name: str) -> str:

@@ -18,7 +18,7 @@ Mapping from MATLAB to Python (the same for v7 and v7.3 files):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,18 +139,21 @@ class MatFile(Mapping[str, Any]):
         names = ", ".join(f"{k}: {describe(v)}" for k, v in self._variables.items())
         return f"<MatFile {self.path!r} ({self.format}) {{{names}}}>"
 
-    def walk(self) -> Iterator[tuple[str, Any]]:
+    def walk(self, descend: Callable[[Any], bool] | None = None
+             ) -> Iterator[tuple[str, Any]]:
         """Yield ``(path, value)`` for every value in the file, depth first.
 
         Paths read like MATLAB: ``agent.Critic.Layers(3)``, ``c{2}``, ``s(1,2).x``.
+        ``descend(value)`` false keeps the walk out of that value's contents.
         """
         for name, value in self._variables.items():
-            yield from walk(value, name)
+            yield from walk(value, name, descend)
 
 
-def walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
-    """Yield ``(path, value)`` for ``value`` and everything nested in it. Shared objects are
-    visited once."""
+def walk(value: Any, path: str, descend: Callable[[Any], bool] | None = None
+         ) -> Iterator[tuple[str, Any]]:
+    """Yield ``(path, value)`` for ``value`` and everything nested in it (where ``descend``
+    allows). Shared objects are visited once, so reference cycles end."""
     seen: set[int] = set()
     stack: list[tuple[str, Any]] = [(path, value)]
     while stack:
@@ -160,18 +163,22 @@ def walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
                 continue
             seen.add(id(v))
         yield p, v
-        children: list[tuple[str, Any]] = []
-        if isinstance(v, Struct):
-            children = [(f"{p}.{k}", x) for k, x in v.items()]
-        elif isinstance(v, MatObject):
-            children = [(f"{p}.{k}", x) for k, x in v.props.items()]
-        elif isinstance(v, StructArray | ObjectArray):
-            children = [(f"{p}({i + 1})", x) for i, x in enumerate(v.elements)]
-        elif isinstance(v, Table):
-            children = [(f"{p}.{k}", x) for k, x in v.columns.items()]
-        elif isinstance(v, np.ndarray) and v.dtype == object:
-            children = [(f"{p}{{{i + 1}}}", x) for i, x in enumerate(v.ravel(order="F"))]
-        stack.extend(reversed(children))
+        if descend is None or descend(v):
+            stack.extend(reversed(_children(p, v)))
+
+
+def _children(p: str, v: Any) -> list[tuple[str, Any]]:
+    if isinstance(v, Struct):
+        return [(f"{p}.{k}", x) for k, x in v.items()]
+    if isinstance(v, MatObject):
+        return [(f"{p}.{k}", x) for k, x in v.props.items()]
+    if isinstance(v, StructArray | ObjectArray):
+        return [(f"{p}({i + 1})", x) for i, x in enumerate(v.elements)]
+    if isinstance(v, Table):
+        return [(f"{p}.{k}", x) for k, x in v.columns.items()]
+    if isinstance(v, np.ndarray) and v.dtype == object:
+        return [(f"{p}{{{i + 1}}}", x) for i, x in enumerate(v.ravel(order="F"))]
+    return []
 
 
 def describe(value: Any) -> str:

@@ -6,11 +6,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from matport.errors import NetworkError
 from matport.mat import read
-from matport.mat.values import MatFile, MatObject, ObjectArray, Struct, StructArray, Table
+from matport.mat.values import MatFile, MatObject, ObjectArray, Struct
 from matport.network.build import LAYER_PACKAGE, NETWORK_CLASSES, build_network
 from matport.network.model import Network
 
@@ -29,26 +27,17 @@ def find_networks(matfile: MatFile) -> list[NetworkRef]:
     arrays, Deep Network Designer parameter structs), with the path to reach it."""
     from matport.network.designer import is_designer_params
 
-    found: list[NetworkRef] = []
-    seen: set[int] = set()
-    stack: list[tuple[str, Any]] = [(k, v) for k, v in reversed(list(matfile.items()))]
-    while stack:
-        path, v = stack.pop()
-        if isinstance(v, MatObject | ObjectArray | Struct | StructArray | Table | np.ndarray):
-            if id(v) in seen:
-                continue
-            seen.add(id(v))
+    def kind(v: Any) -> str | None:
         if isinstance(v, MatObject) and v.class_name in NETWORK_CLASSES:
-            found.append(NetworkRef(path, v.class_name, v))
-            continue
+            return v.class_name
         if _is_layer_array(v):
-            found.append(NetworkRef(path, "nnet.cnn.layer.Layer", v))
-            continue
+            return "nnet.cnn.layer.Layer"
         if isinstance(v, Struct) and is_designer_params(v):
-            found.append(NetworkRef(path, "struct (Deep Network Designer parameters)", v))
-            continue
-        stack.extend(reversed(_children(path, v)))
-    return found
+            return "struct (Deep Network Designer parameters)"
+        return None
+
+    return [NetworkRef(path, k, v) for path, v in matfile.walk(lambda v: kind(v) is None)
+            if (k := kind(v)) is not None]
 
 
 def read_network(path: str | os.PathLike[str], variable: str | None = None) -> Network:
@@ -84,17 +73,3 @@ def _is_layer_array(v: Any) -> bool:
         and bool(v.elements)
         and all(e.class_name.startswith(LAYER_PACKAGE) for e in v.elements)
     )
-
-
-def _children(path: str, v: Any) -> list[tuple[str, Any]]:
-    if isinstance(v, Struct):
-        return [(f"{path}.{k}", x) for k, x in v.items()]
-    if isinstance(v, MatObject):
-        return [(f"{path}.{k}", x) for k, x in v.props.items()]
-    if isinstance(v, StructArray | ObjectArray):
-        return [(f"{path}({i + 1})", x) for i, x in enumerate(v.elements)]
-    if isinstance(v, Table):
-        return [(f"{path}.{k}", x) for k, x in v.columns.items()]
-    if isinstance(v, np.ndarray) and v.dtype == object:
-        return [(f"{path}{{{i + 1}}}", x) for i, x in enumerate(v.ravel(order="F"))]
-    return []

@@ -17,6 +17,77 @@ from matport.network.model import Layer, Network, Normalization
 
 SCHEMA_ID = "matport.inspect/1"
 
+_SHAPE = {"type": "array", "items": {"type": "integer"}}
+_NULLABLE_SHAPE = {"anyOf": [_SHAPE, {"type": "null"}]}
+_NULLABLE_NUMBERS = {"anyOf": [{"type": "array", "items": {"type": "number"}}, {"type": "null"}]}
+_NORMALIZATION = {
+    "type": "object",
+    "required": ["type", "dimension"] + [f"{k}_{s}" for k in ("mean", "std", "min", "max")
+                                         for s in ("shape", "per_channel")],
+    "properties": {
+        "type": {"type": "string"},
+        "dimension": {"type": "string"},
+        **{f"{k}_shape": _NULLABLE_SHAPE for k in ("mean", "std", "min", "max")},
+        **{f"{k}_per_channel": _NULLABLE_NUMBERS for k in ("mean", "std", "min", "max")},
+    },
+}
+#: The JSON Schema of ``matport inspect --json`` (documented in the README).
+INSPECT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["schema", "file", "format", "header", "variables", "networks", "errors"],
+    "properties": {
+        "schema": {"const": SCHEMA_ID},
+        "file": {"type": "string"},
+        "format": {"enum": ["v7", "v7.3"]},
+        "header": {"type": "string"},
+        "variables": {"type": "array", "items": {
+            "type": "object", "required": ["name", "description"],
+            "properties": {"name": {"type": "string"}, "description": {"type": "string"}}}},
+        "networks": {"type": "array", "items": {
+            "type": "object",
+            "required": ["path", "kind", "num_layers", "num_parameters", "inputs", "class_names",
+                         "output_names", "layers", "connections"],
+            "properties": {
+                "path": {"type": "string"},
+                "kind": {"enum": ["SeriesNetwork", "DAGNetwork", "dlnetwork", "LayerGraph",
+                                  "LayerArray"]},
+                "num_layers": {"type": "integer"},
+                "num_parameters": {"type": "integer"},
+                "inputs": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["name", "class", "input_size", "normalization"],
+                    "properties": {
+                        "name": {"type": "string"}, "class": {"type": "string"},
+                        "input_size": {"anyOf": [{"type": "array"}, {"type": "null"}]},
+                        "normalization": {"anyOf": [_NORMALIZATION, {"type": "null"}]}}}},
+                "class_names": {"anyOf": [{"type": "array", "items": {"type": "string"}},
+                                          {"type": "null"}]},
+                "output_names": {"type": "array", "items": {"type": "string"}},
+                "layers": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["index", "name", "class", "type", "supported", "params",
+                                 "learnables", "state", "num_parameters"],
+                    "properties": {
+                        "index": {"type": "integer"}, "name": {"type": "string"},
+                        "class": {"type": "string"}, "type": {"type": "string"},
+                        "supported": {"type": "boolean"}, "params": {"type": "object"},
+                        "learnables": {"type": "object", "additionalProperties": _SHAPE},
+                        "state": {"type": "object", "additionalProperties": _SHAPE},
+                        "num_parameters": {"type": "integer"}}}},
+                "connections": {"type": "array", "items": {
+                    "type": "object", "required": ["source", "source_port", "dest", "dest_port"],
+                    "properties": {
+                        "source": {"type": "string"}, "dest": {"type": "string"},
+                        "source_port": {"type": ["string", "null"]},
+                        "dest_port": {"type": ["string", "null"]}}}},
+            }}},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["path", "message"],
+            "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}},
+    },
+}
+
 # Hyper-parameters shown in the layer table, in this order, when a layer has them.
 KEY_PARAMS = (
     "InputSize", "FilterSize", "NumFilters", "NumChannels", "Stride", "DilationFactor",
