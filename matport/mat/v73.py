@@ -256,7 +256,7 @@ class _Reader:
         return StructArray(dims, tuple(n for n, _ in members), elements)
 
     def field_names(self, obj: Any) -> tuple[str, ...]:
-        raw = obj.attrs.get("MATLAB_fields")
+        raw = _attrs(obj, ("MATLAB_fields",)).get("MATLAB_fields")
         if raw is None:
             return ()
         if isinstance(raw, h5py.Reference):  # many fields: the names sit in a dataset
@@ -268,7 +268,7 @@ class _Reader:
                      for n in np.asarray(raw, dtype=object).ravel())
 
     def sparse(self, g: h5py.Group, cls: str) -> Any:
-        nrows = int(g.attrs["MATLAB_sparse"])
+        nrows = int(_attrs(g)["MATLAB_sparse"])
         jc = self.part(g, "jc")
         if jc is None or jc.size == 0:
             raise self.fail("sparse array without column indices")
@@ -307,12 +307,22 @@ def _is_struct_array_field(obj: Any) -> bool:
 _ATTRIBUTES = ("MATLAB_class", "MATLAB_empty", "MATLAB_object_decode", "MATLAB_sparse")
 
 
-def _attrs(obj: Any) -> dict[str, Any]:
-    """The MATLAB attributes an HDF5 object has. Asks HDF5 which exist first: looking up an
-    absent attribute through h5py raises and is slow, and iterating a corrupt attribute list
-    may never end."""
-    return {name: obj.attrs[name] for name in _ATTRIBUTES
-            if h5py.h5a.exists(obj.id, name.encode())}
+MAX_ATTRIBUTE_BYTES = 1 << 20  # MATLAB's attributes are a class name, a flag or field names
+
+
+def _attrs(obj: Any, names: tuple[str, ...] = _ATTRIBUTES) -> dict[str, Any]:
+    """The MATLAB attributes an HDF5 object has. Asks HDF5 which exist first (looking up an
+    absent attribute through h5py raises and is slow; iterating a corrupt attribute list may
+    never end) and how big each is before reading it."""
+    out = {}
+    for name in names:
+        key = name.encode()
+        if h5py.h5a.exists(obj.id, key):
+            size = h5py.h5a.open(obj.id, key).get_storage_size()
+            if size > MAX_ATTRIBUTE_BYTES:
+                raise ValueError(f"attribute {name} declares {size} bytes")
+            out[name] = obj.attrs[name]
+    return out
 
 
 def _attr_text(attrs: dict[str, Any], name: str) -> str:
