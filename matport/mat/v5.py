@@ -210,7 +210,9 @@ class _Reader:
 
     def text(self, buf: memoryview, pos: int, end: int, where: str) -> tuple[str, int]:
         arr, nxt = self.array(buf, pos, end, where)
-        return arr.astype(np.uint8, copy=False).tobytes().decode("latin-1"), nxt
+        if arr.dtype.itemsize != 1:
+            raise self.fail(f"a name stored as {arr.dtype} instead of bytes", where)
+        return arr.tobytes().decode("latin-1"), nxt
 
     def matrix(self, buf: memoryview, pos: int, end: int, depth: int,
                where: str) -> tuple[str, Any]:
@@ -280,6 +282,9 @@ class _Reader:
         target = np.dtype(MX_NUMERIC[mclass])
         if word & FLAG_LOGICAL:
             target = np.dtype(bool)
+        elif real.dtype.kind == "f" and target.kind != "f":
+            # MATLAB stores values in a smaller type only when that is exact
+            raise self.fail(f"{target} array stored as {real.dtype}", where)
         values = real.astype(target.newbyteorder("="), copy=False)
         if word & FLAG_COMPLEX:
             imag, pos = self.array(buf, pos, end, where)

@@ -170,7 +170,7 @@ class _Reader:
             out = np.empty(data.shape, ctype, order="F")
             out.real, out.imag = data["real"], data["imag"]
             return out
-        if data.dtype.kind not in "biuf":
+        if data.dtype.kind not in "biuf" or (data.dtype != target and target.kind != "b"):
             raise self.fail(f"{cls} data stored as {data.dtype}")
         return data.astype(target, copy=False)
 
