@@ -317,10 +317,17 @@ def _attrs(obj: Any, names: tuple[str, ...] = _ATTRIBUTES) -> dict[str, Any]:
     out = {}
     for name in names:
         key = name.encode()
-        if h5py.h5a.exists(obj.id, key):
-            size = h5py.h5a.open(obj.id, key).get_storage_size()
-            if size > MAX_ATTRIBUTE_BYTES:
-                raise ValueError(f"attribute {name} declares {size} bytes")
+        if not h5py.h5a.exists(obj.id, key):
+            continue
+        attr = h5py.h5a.open(obj.id, key)
+        size = attr.get_storage_size()
+        if size > MAX_ATTRIBUTE_BYTES:
+            raise ValueError(f"attribute {name} declares {size} bytes")
+        if attr.dtype.kind in "Siuf":  # fixed-size: read directly (h5py's indexing is slow)
+            value = np.empty(attr.shape, attr.dtype)
+            attr.read(value)
+            out[name] = value[()] if value.ndim == 0 else value
+        else:
             out[name] = obj.attrs[name]
     return out
 
