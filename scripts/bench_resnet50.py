@@ -19,44 +19,16 @@ import argparse
 import json
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-
-def inflate_v7(path: str) -> int:
-    """Read a v7 MAT-file and inflate every compressed top-level element (the reading floor)."""
-    data = Path(path).read_bytes()
-    pos, total = 128, 0
-    while pos + 8 <= len(data):
-        kind, size = struct.unpack_from("<II", data, pos)
-        if kind == 15:  # miCOMPRESSED
-            total += len(zlib.decompress(data[pos + 8 : pos + 8 + size]))
-        pos += 8 + size + (-size % 8 if kind != 15 else 0)
-    return total
-
-
-def h5_read_all(path: str) -> int:
-    """h5py reading every dataset of a v7.3 file."""
-    import h5py
-
-    total = 0
-
-    def visit(_name: str, obj: object) -> None:
-        nonlocal total
-        if isinstance(obj, h5py.Dataset):
-            total += obj[()].nbytes
-
-    with h5py.File(path, "r") as f:
-        f.visititems(visit)
-    return total
+from baselines import h5_read_all, inflate_v7  # noqa: E402
 
 
 def loadmat(path: str) -> object:
