@@ -21,6 +21,7 @@ from matport.mat import read
 
 if TYPE_CHECKING:
     from matport.pytorch.convert import load
+    from matport.pytorch.migrate import migrate
     from matport.pytorch.resnet50 import load_resnet50
     from matport.pytorch.verify import verify
 
@@ -30,6 +31,7 @@ _LAZY = {
     "load": "matport.pytorch.convert",
     "load_resnet50": "matport.pytorch.resnet50",
     "verify": "matport.pytorch.verify",
+    "migrate": "matport.pytorch.migrate",
 }
 
 
@@ -45,6 +47,7 @@ __all__ = [
     "load",
     "load_resnet50",
     "verify",
+    "migrate",
     "MatportError",
     "MatFileError",
     "NetworkError",

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from matport.errors import MatportError
 
-COMMANDS = ("inspect", "convert", "verify")
+COMMANDS = ("inspect", "convert", "verify", "migrate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

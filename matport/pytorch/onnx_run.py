@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 from onnx import helper, numpy_helper
 
 from matport.errors import VerificationError
@@ -199,6 +200,8 @@ def _session(export: OnnxExport, tensors: Sequence[str]):  # -> ort.InferenceSes
     options.log_severity_level = 3
     # compute the graph as written (no fusions), so intermediate and final outputs agree
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    # as many threads as torch uses: parallel workers (matport migrate) each set torch to one
+    options.intra_op_num_threads = torch.get_num_threads()
     try:
         return ort.InferenceSession(
             model.SerializeToString(), options, providers=["CPUExecutionProvider"]

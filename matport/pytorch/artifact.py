@@ -1,0 +1,432 @@
+"""One source file's migration, in a worker process, and the artifacts it writes and reads back.
+
+An artifact is one network: its weights (``<name>.pt``, a :mod:`matport.pytorch.checkpoint`, or
+``<name>.safetensors``) and its metadata (``<name>.json``: source path and sha256, variable
+path, class names, input size, layout, normalization with its arrays, architecture, layer map,
+matport version, verification result and report). Both are written to temporary files, fsynced,
+and renamed into place, the metadata last: an artifact exists once its ``.json`` does, and a
+``.json`` always describes the weights beside it (:func:`remove_unfinished` clears what a killed
+writer leaves).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from matport.errors import MatportError
+from matport.pytorch.info import ModelInfo
+from matport.pytorch.migrate_report import FileResult, NetworkResult, one_line
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from matport.network.find import NetworkRef
+    from matport.network.model import Network
+
+FORMATS = {"pt": ".pt", "safetensors": ".safetensors"}
+ARTIFACT_FORMAT = "matport.migration-artifact/1"
+TMP_SUFFIX = ".matport-tmp"
+_TMP_NAME = re.compile(r"\..+\.\d+" + re.escape(TMP_SUFFIX) + r"\Z")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_CHUNK = 1 << 20
+
+
+class MigrationError(MatportError):
+    """A migration cannot run (a source does not exist, ...) or an artifact cannot be read."""
+
+
+@dataclass
+class FileTask:
+    """A file to migrate, as a worker receives it (``relative``: its path under its source
+    folder; ``onnx``: MATLAB's export beside it, if any; hashes None: the worker computes them)."""
+
+    source: str
+    relative: str
+    out: str
+    size: int
+    onnx: str | None
+    format: str
+    mode: str
+    sha256: str | None = None
+    onnx_sha256: str | None = None
+
+    @property
+    def folder(self) -> Path:
+        """Where this file's artifacts go: ``out/<relative without .mat>/``."""
+        rel = Path(self.relative)
+        return Path(self.out) / rel.parent / rel.stem
+
+    def result(self, **fields: Any) -> FileResult:
+        """A result for this file (its paths, hashes and size) with ``fields`` set."""
+        return FileResult(source=self.source, relative=self.relative, sha256=self.sha256,
+                          onnx_sha256=self.onnx_sha256, size=self.size, **fields)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's content, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# files on disk
+
+
+def write_atomic(path: Path, data: bytes | Callable[[Path], None]) -> None:
+    """Write ``path`` all or nothing: :func:`write_temporary`, then rename it over ``path``."""
+    tmp = write_temporary(path, data)
+    try:
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    _fsync_folder(path.parent)
+
+
+def write_temporary(path: Path, data: bytes | Callable[[Path], None]) -> Path:
+    """Write ``data`` (bytes, or a function writing the file it is given) to a temporary file
+    beside ``path``, fsynced; returns its name (:func:`remove_unfinished` knows the pattern)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    try:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            data(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return tmp
+
+
+def _fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def remove_temporary_files(folder: Path) -> None:
+    """Delete the temporary files of :func:`write_temporary` under ``folder``, at any depth."""
+    for here, _dirs, files in os.walk(folder):
+        for name in files:
+            if _TMP_NAME.match(name):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(here, name))
+
+
+def remove_unfinished(folder: Path) -> None:
+    """Delete what a killed writer leaves in the artifact folder ``folder`` (not in its
+    subfolders): temporary files, and weights without their metadata (an artifact is committed
+    by its ``.json``, renamed into place last)."""
+    try:
+        names = set(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    weights = tuple(FORMATS.values())
+    for name in names:
+        stem, ext = os.path.splitext(name)
+        if _TMP_NAME.match(name) or (ext in weights and f"{stem}.json" not in names):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(folder / name)
+
+
+def artifact_names(variables: Sequence[str]) -> list[str]:
+    """File names (without extension) for the networks at ``variables`` of one file: the
+    variable path with other characters than letters, digits, ``._-`` replaced by ``_``,
+    made unique with ``-2``, ``-3`` ..."""
+    names: list[str] = []
+    for v in variables:
+        base = _UNSAFE.sub("_", v).strip("_.") or "network"
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base}-{n}"
+        names.append(name)
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# migrating one file
+
+
+def migrate_file(task: FileTask, memory_mb: int | None = None) -> tuple[FileResult, bool]:
+    """Migrate one file (in this process); returns the result and whether the process is still
+    sound (False after running out of memory)."""
+    t0 = time.monotonic()
+    result = task.result()
+    reason, healthy = _attempt(lambda: _migrate_networks(task, result), memory_mb)
+    if reason is None:
+        result.outcome, result.reason = _file_outcome(result.networks)
+    else:
+        result.outcome, result.reason = "failed", reason
+    result.seconds = time.monotonic() - t0
+    return result, healthy
+
+
+def _attempt(step: Callable[[], None], memory_mb: int | None) -> tuple[str | None, bool]:
+    """Run ``step``: why it failed (None when it did not) and whether the process is sound."""
+    try:
+        step()
+    except MatportError as exc:
+        return str(exc), True
+    except MemoryError:
+        return f"out of memory (limit {memory_mb} MB per file)", False
+    except Exception as exc:  # noqa: BLE001 (a failing file never stops the batch)
+        return f"internal error: {type(exc).__name__}: {exc}", True
+    return None, True
+
+
+def _migrate_networks(task: FileTask, result: FileResult) -> None:
+    """Fill ``result.networks``; raises what fails the whole file."""
+    from matport.mat import read
+    from matport.network import find_networks
+
+    try:
+        task.sha256 = result.sha256 = task.sha256 or file_sha256(task.source)
+        if task.onnx:
+            task.onnx_sha256 = result.onnx_sha256 = task.onnx_sha256 or file_sha256(task.onnx)
+    except OSError as exc:
+        raise MigrationError(f"{task.source}: cannot read: {exc}") from None
+    refs = find_networks(read(task.source))
+    for ref, name in zip(refs, artifact_names([r.path for r in refs]), strict=True):
+        net_result = NetworkResult(ref.path, ref.class_name)
+        result.networks.append(net_result)
+        step = functools.partial(_migrate_network, task, ref, name, len(refs), net_result)
+        reason, healthy = _attempt(step, None)
+        if not healthy:
+            raise MemoryError
+        if reason is not None:
+            net_result.reason = reason
+    if file_sha256(task.source) != task.sha256:
+        raise MigrationError(f"{task.source}: the file changed during the migration")
+
+
+def _file_outcome(networks: list[NetworkResult]) -> tuple[str, str | None]:
+    if not networks:
+        return "skipped", "no network"
+    failed = [n for n in networks if n.outcome == "failed"]
+    if failed:
+        return "failed", "; ".join(f"{n.variable}: {n.reason}" for n in failed)
+    if all(n.outcome == "verified" for n in networks):
+        return "verified", None
+    return "converted", None
+
+
+def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
+                     result: NetworkResult) -> None:
+    """Convert, verify and write one network, filling ``result``. The weights and the metadata
+    are written to temporary files first; then the old metadata goes, the weights are renamed
+    into place and the metadata last: a ``.json`` always describes the weights beside it."""
+    net = _network(ref, task.source)
+    model, note = _convert(net, task.mode)
+    result.family = _info(model).architecture.get("family")
+    result.parameters = sum(p.numel() for p in model.parameters())
+    result.verification, full_report = _verify(model, net, task.onnx, count)
+    weights = task.folder / f"{name}{FORMATS[task.format]}"
+    metadata = task.folder / f"{name}.json"
+    temporary: list[Path] = []
+    try:
+        temporary.append(_write_weights(model, weights, task))
+        meta = _metadata(model, net, task, result, weights.name, temporary[0], note,
+                         full_report)
+        temporary.append(write_temporary(metadata, (json.dumps(meta, indent=2) + "\n").encode()))
+        with contextlib.suppress(FileNotFoundError):
+            metadata.unlink()
+        os.replace(temporary[0], weights)
+        os.replace(temporary[1], metadata)
+    finally:
+        for tmp in temporary:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+    _fsync_folder(task.folder)
+    out = Path(task.out)
+    result.weights = weights.relative_to(out).as_posix()
+    result.metadata = metadata.relative_to(out).as_posix()
+    result.weights_size, result.metadata_size = weights.stat().st_size, metadata.stat().st_size
+    status = result.verification["status"]
+    result.outcome = {"verified": "verified", "failed": "failed"}.get(status, "converted")
+    if status == "failed":
+        result.reason = f"the ONNX check failed: {result.verification['reason']}"
+
+
+def _info(model: nn.Module) -> ModelInfo:
+    info = getattr(model, "matport")  # noqa: B009 (set by matport, not declared on the class)
+    assert isinstance(info, ModelInfo)
+    return info
+
+
+def _network(ref: NetworkRef, source: str) -> Network:
+    from matport.mat.values import Struct
+    from matport.network import build_network
+    from matport.network.designer import network_from_designer_struct
+
+    if isinstance(ref.value, Struct):
+        return network_from_designer_struct(ref.value, source=source, path=ref.path)
+    return build_network(ref.value, source=source, path=ref.path)
+
+
+def _convert(net: Network, mode: str) -> tuple[nn.Module, str | None]:
+    """The module and, when ``auto`` fell back from resnet50, why."""
+    from matport.errors import ConversionError
+    from matport.pytorch.convert import load
+    from matport.pytorch.resnet50 import load_resnet50
+
+    try:
+        return load_resnet50(net), None
+    except ConversionError as exc:
+        if mode == "resnet50":
+            raise
+        reason = str(exc).splitlines()[0]
+    return load(net), f"not a torchvision resnet50: {reason}"
+
+
+def _verify(model: nn.Module, net: Network, onnx: str | None,
+            count: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The check against MATLAB's export ``onnx`` of the file's ``count`` networks:
+    ``{status, reason, onnx}`` (status verified / failed / error, or none without an export)
+    and the full report."""
+    if onnx is None:
+        return {"status": "none", "reason": None, "onnx": None}, None
+    if count != 1:
+        return {"status": "error", "onnx": onnx,
+                "reason": f"the file holds {count} networks; {Path(onnx).name} cannot be "
+                          "matched to one of them"}, None
+    from matport.pytorch.verify import verify
+
+    try:
+        report = verify(model, onnx, network=net)
+    except Exception as exc:  # noqa: BLE001 (a check that cannot run is recorded, not fatal)
+        return {"status": "error", "onnx": onnx, "reason": one_line(str(exc))}, None
+    return {"status": report.status, "onnx": onnx, "reason": report.reason}, report.to_dict()
+
+
+def _write_weights(model: nn.Module, path: Path, task: FileTask) -> Path:
+    """The weights written to a temporary file beside ``path``; returns its name."""
+    if task.format == "pt":
+        from matport.pytorch.checkpoint import save
+
+        return write_temporary(path, lambda tmp: save(model, tmp))
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    # one key: safetensors writes its metadata map in no fixed order
+    meta = {"matport": json.dumps({"format": ARTIFACT_FORMAT, "source_sha256": task.sha256,
+                                   "metadata": path.with_suffix(".json").name})}
+    return write_temporary(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def _metadata(model: nn.Module, net: Network, task: FileTask, result: NetworkResult,
+              weights_name: str, weights_file: Path, note: str | None,
+              report: dict[str, Any] | None) -> dict[str, Any]:
+    import matport
+
+    info = info_to_json(_info(model))
+    del info["source"]  # the file's path; "source" below says more
+    return {
+        "format": ARTIFACT_FORMAT,
+        "matport_version": matport.__version__,
+        "source": {"path": task.source, "relative": task.relative, "sha256": task.sha256,
+                   "size": task.size},
+        "variable": net.path,
+        "class_name": result.class_name,
+        "kind": net.kind,
+        "weights": {"file": weights_name, "format": task.format,
+                    "size": weights_file.stat().st_size, "sha256": file_sha256(weights_file)},
+        "family": result.family,
+        "conversion_note": note,
+        "parameters": result.parameters,
+        "verification": {**(result.verification or {}), "report": report},
+        **info,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# reading artifacts back
+
+_ARRAYS = ("mean", "std", "min", "max")
+
+
+def info_to_json(info: ModelInfo) -> dict[str, Any]:
+    """``ModelInfo.to_dict()`` with its normalization arrays as ``{"shape", "values"}`` (float32
+    values written as their shortest decimal form, read back exactly)."""
+    import numpy as np
+
+    d = info.to_dict()
+    norm = dict(d["normalization"])
+    for k in _ARRAYS:
+        if norm.get(k) is not None:
+            a = norm[k].numpy()
+            flat = a.ravel()
+            values = ([float(str(v)) for v in flat] if a.dtype == np.float32 else flat.tolist())
+            norm[k] = {"shape": list(a.shape), "dtype": str(a.dtype), "values": values}
+    d["normalization"] = norm
+    return d
+
+
+def info_from_json(d: dict[str, Any]) -> ModelInfo:
+    """The inverse of :func:`info_to_json` (extra keys are ignored)."""
+    import numpy as np
+    import torch
+
+    norm = dict(d["normalization"])
+    for k in _ARRAYS:
+        if norm.get(k) is not None:
+            spec = norm[k]
+            a = np.array(spec["values"], dtype=spec["dtype"]).reshape(spec["shape"])
+            norm[k] = torch.from_numpy(a)
+    return ModelInfo.from_dict({**d, "normalization": norm})
+
+
+def load_artifact(path: str | os.PathLike[str]) -> nn.Module:
+    """A migrated network (its weights file or its metadata ``.json``) as a module in eval mode,
+    with its ``matport`` :class:`~matport.pytorch.info.ModelInfo`."""
+    p = Path(path)
+    meta_path = p if p.suffix == ".json" else p.with_suffix(".json")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MigrationError(f"{meta_path}: cannot read the artifact metadata ({exc})") from None
+    if meta.get("format") != ARTIFACT_FORMAT:
+        raise MigrationError(f"{meta_path}: not a matport migration artifact")
+    weights = meta_path.parent / meta["weights"]["file"]
+    if meta["weights"]["format"] == "pt":
+        from matport.pytorch.checkpoint import load_checkpoint
+
+        return load_checkpoint(weights)
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from matport.pytorch.checkpoint import module_from_architecture
+
+    info = info_from_json({**meta, "source": meta["source"]["path"]})
+    try:
+        state = load_file(str(weights))
+    except (OSError, SafetensorError) as exc:
+        raise MigrationError(f"{weights}: cannot read the weights ({exc})") from None
+    model = module_from_architecture(info.architecture)
+    model.load_state_dict(state, strict=True, assign=True)
+    model.eval()
+    setattr(model, "matport", info)  # noqa: B010 (not a declared attribute of the module)
+    return model
