@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse
 
 from matport.errors import MatportError
+from matport.mat.mcos import MAGIC
 from matport.mat.values import (
     Categorical,
     Enumeration,
@@ -27,7 +28,6 @@ from matport.mat.values import (
     Table,
 )
 
-MCOS_MAGIC = 0xDD000000
 FILEWRAPPER_VERSION = 4
 PROPERTY_CELL = 1
 
@@ -298,7 +298,7 @@ class ObjectEncoder:
         objects = [self._encode(MatObject(value.class_name), f"{where}.{m}") for m in members]
         indices = np.array([members.index(n) for n in flat], dtype=np.uint32)
         encoded = Struct(
-            EnumerationInstanceTag=np.array([[MCOS_MAGIC]], dtype=np.uint32),
+            EnumerationInstanceTag=np.array([[MAGIC]], dtype=np.uint32),
             ClassName=np.array([[class_id]], dtype=np.uint32),
             ValueNames=np.array(name_ids, dtype=np.uint32).reshape(-1, 1),
             Values=cell_array(objects, (len(objects), 1)),
@@ -422,7 +422,7 @@ class ObjectEncoder:
 
     @staticmethod
     def _ref_words(shape: tuple[int, ...], ids: list[int], class_id: int) -> np.ndarray:
-        words = [MCOS_MAGIC, len(shape), *shape, *ids, class_id]
+        words = [MAGIC, len(shape), *shape, *ids, class_id]
         return np.array(words, dtype=np.uint32).reshape(-1, 1)
 
     def _metadata_blob(self) -> bytes:
