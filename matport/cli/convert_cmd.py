@@ -7,7 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from matport.errors import ConversionError
+from matport.pytorch.options import FAMILIES
 
 if TYPE_CHECKING:
     from torch import nn
@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 HELP = ("convert a MATLAB network to a PyTorch checkpoint (a torchvision resnet50 for ResNet-50s) "
         "with its class names and preprocessing")
-FAMILIES = ("auto", "resnet50", "graph")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -62,24 +61,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _convert(net: Network, family: str) -> tuple[nn.Module, str]:
     """The module for ``net`` and a note saying which kind it is."""
-    from matport.pytorch.resnet50 import load_resnet50
+    from matport.pytorch.convert import convert_network
 
-    reason = ""
-    if family != "graph":
-        try:
-            model = load_resnet50(net)
-        except ConversionError as exc:
-            if family == "resnet50":
-                raise
-            reason = f" (not a torchvision resnet50: {str(exc).splitlines()[0]})"
-        else:
-            arch = _info(model).architecture
-            where = "1x1 conv (MATLAB)" if arch["stride_on"] == "conv1" else "3x3 conv"
-            return model, (f"torchvision resnet50, MATLAB variant (stride on the {where}, "
-                           f"BatchNorm eps {arch['bn_eps']})")
-    from matport.pytorch.convert import load
-
-    return load(net), "matport graph module" + reason
+    model, fallback = convert_network(net, family)
+    arch = _info(model).architecture
+    if arch["family"] == "resnet50":
+        where = "1x1 conv (MATLAB)" if arch["stride_on"] == "conv1" else "3x3 conv"
+        return model, (f"torchvision resnet50, MATLAB variant (stride on the {where}, "
+                       f"BatchNorm eps {arch['bn_eps']})")
+    return model, "matport graph module" + (f" ({fallback})" if fallback else "")
 
 
 def _info(model: nn.Module) -> ModelInfo:

@@ -14,6 +14,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from matport.errors import MatportError
+from matport.pytorch.options import DEFAULT_RTOL, FAMILIES
 
 if TYPE_CHECKING:
     from torch import nn
@@ -23,8 +24,6 @@ HELP = ("check that the PyTorch conversion of a MATLAB network computes what MAT
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from matport.pytorch.verify import DEFAULT_RTOL, FAMILIES
-
     p.add_argument("mat", help="the .mat file holding the network")
     p.add_argument("onnx", nargs="?",
                    help="the ONNX file MATLAB's exportONNXNetwork wrote for it")

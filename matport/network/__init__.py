@@ -1,7 +1,7 @@
 """Layer 2: MATLAB class objects -> a typed network model (no torch)."""
 
 from matport.network.build import build_network
-from matport.network.find import NetworkRef, find_networks, read_network
+from matport.network.find import NetworkRef, find_networks, network_from_ref, read_network
 from matport.network.model import Connection, Layer, Network, Normalization
 
 __all__ = [
@@ -12,5 +12,6 @@ __all__ = [
     "Normalization",
     "build_network",
     "find_networks",
+    "network_from_ref",
     "read_network",
 ]

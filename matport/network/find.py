@@ -40,10 +40,17 @@ def find_networks(matfile: MatFile) -> list[NetworkRef]:
             if (k := kind(v)) is not None]
 
 
-def read_network(path: str | os.PathLike[str], variable: str | None = None) -> Network:
-    """Read the one network in ``path`` (or the one at ``variable``) as a typed model."""
+def network_from_ref(ref: NetworkRef, source: str = "") -> Network:
+    """The typed model of a network :func:`find_networks` found in the file ``source``."""
     from matport.network.designer import network_from_designer_struct
 
+    if isinstance(ref.value, Struct):
+        return network_from_designer_struct(ref.value, source=source, path=ref.path)
+    return build_network(ref.value, source=source, path=ref.path)
+
+
+def read_network(path: str | os.PathLike[str], variable: str | None = None) -> Network:
+    """Read the one network in ``path`` (or the one at ``variable``) as a typed model."""
     spath = os.fspath(path)
     matfile = read(spath)
     refs = find_networks(matfile)
@@ -61,10 +68,7 @@ def read_network(path: str | os.PathLike[str], variable: str | None = None) -> N
         listing = ", ".join(f"{r.path} ({r.class_name})" for r in chosen)
         raise NetworkError(f"{spath}: the file holds {len(chosen)} networks ({listing}); "
                            "choose one with variable=")
-    ref = chosen[0]
-    if isinstance(ref.value, Struct):
-        return network_from_designer_struct(ref.value, source=spath, path=ref.path)
-    return build_network(ref.value, source=spath, path=ref.path)
+    return network_from_ref(chosen[0], spath)
 
 
 def _is_layer_array(v: Any) -> bool:

@@ -11,8 +11,7 @@ import numpy as np
 
 from matport.errors import MatportError
 from matport.mat.values import MatFile, describe
-from matport.network.build import build_network
-from matport.network.find import find_networks
+from matport.network.find import find_networks, network_from_ref
 from matport.network.model import Layer, Network, Normalization
 
 SCHEMA_ID = "matport.inspect/1"
@@ -99,15 +98,10 @@ KEY_PARAMS = (
 
 def describe_file(matfile: MatFile) -> dict[str, Any]:
     """The ``matport.inspect/1`` description of a file: variables, then each network."""
-    from matport.network.designer import network_from_designer_struct
-
     networks, errors = [], []
     for ref in find_networks(matfile):
         try:
-            if ref.class_name.startswith("struct"):
-                net = network_from_designer_struct(ref.value, matfile.path, ref.path)
-            else:
-                net = build_network(ref.value, matfile.path, ref.path)
+            net = network_from_ref(ref, matfile.path)
         except MatportError as exc:
             errors.append({"path": ref.path, "message": str(exc)})
             continue

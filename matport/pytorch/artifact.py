@@ -239,8 +239,11 @@ def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
     """Convert, verify and write one network, filling ``result``. The weights and the metadata
     are written to temporary files first; then the old metadata goes, the weights are renamed
     into place and the metadata last: a ``.json`` always describes the weights beside it."""
-    net = _network(ref, task.source)
-    model, note = _convert(net, task.mode)
+    from matport.network import network_from_ref
+    from matport.pytorch.convert import convert_network
+
+    net = network_from_ref(ref, task.source)
+    model, note = convert_network(net, task.mode)
     result.family = _info(model).architecture.get("family")
     result.parameters = sum(p.numel() for p in model.parameters())
     result.verification, full_report = _verify(model, net, task.onnx, count)
@@ -275,31 +278,6 @@ def _info(model: nn.Module) -> ModelInfo:
     info = getattr(model, "matport")  # noqa: B009 (set by matport, not declared on the class)
     assert isinstance(info, ModelInfo)
     return info
-
-
-def _network(ref: NetworkRef, source: str) -> Network:
-    from matport.mat.values import Struct
-    from matport.network import build_network
-    from matport.network.designer import network_from_designer_struct
-
-    if isinstance(ref.value, Struct):
-        return network_from_designer_struct(ref.value, source=source, path=ref.path)
-    return build_network(ref.value, source=source, path=ref.path)
-
-
-def _convert(net: Network, mode: str) -> tuple[nn.Module, str | None]:
-    """The module and, when ``auto`` fell back from resnet50, why."""
-    from matport.errors import ConversionError
-    from matport.pytorch.convert import load
-    from matport.pytorch.resnet50 import load_resnet50
-
-    try:
-        return load_resnet50(net), None
-    except ConversionError as exc:
-        if mode == "resnet50":
-            raise
-        reason = str(exc).splitlines()[0]
-    return load(net), f"not a torchvision resnet50: {reason}"
 
 
 def _verify(model: nn.Module, net: Network, onnx: str | None,

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from torch import nn
+
+from matport.errors import ConversionError
 from matport.network.model import Network, Normalization
 from matport.pytorch.graph import ConvertedNetwork, build_module, network_spec
 from matport.pytorch.info import ModelInfo
 from matport.pytorch.layers import Converter, layout_of
+from matport.pytorch.options import FAMILIES
 
 
 def load(path_or_network: str | os.PathLike[str] | Network, variable: str | None = None, *,
@@ -36,6 +40,25 @@ def load(path_or_network: str | os.PathLike[str] | Network, variable: str | None
     model.eval()
     model.matport = model_info(network, model)
     return model
+
+
+def convert_network(network: Network, family: str = "auto") -> tuple[nn.Module, str | None]:
+    """Convert ``network`` as ``family`` says: ``resnet50`` (torchvision's resnet50, or a
+    :class:`~matport.errors.ConversionError`), ``graph`` (:func:`load`'s module) or ``auto``
+    (resnet50 when it fits). Returns the module and, when ``auto`` fell back, why."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}: expected one of {FAMILIES}")
+    if family != "graph":
+        from matport.pytorch.resnet50 import load_resnet50
+
+        try:
+            return load_resnet50(network), None
+        except ConversionError as exc:
+            if family == "resnet50":
+                raise
+            reason = str(exc).splitlines()[0]
+        return load(network), f"not a torchvision resnet50: {reason}"
+    return load(network), None
 
 
 def model_info(network: Network, model: ConvertedNetwork) -> ModelInfo:

@@ -33,6 +33,7 @@ from matport.errors import MatportError, VerificationError
 from matport.network.model import INPUT_LAYER_TYPES, Layer, Network
 from matport.pytorch import onnx_run
 from matport.pytorch.onnx_run import OnnxExport
+from matport.pytorch.options import DEFAULT_RTOL, FAMILIES
 
 if TYPE_CHECKING:
     import torch
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
     from matport.pytorch.info import ModelInfo
 
-DEFAULT_RTOL = 1e-4
 SCHEMA_VERSION = 1
 TOLERANCE_RULE = "max|torch - onnx| <= rtol * max|onnx|, for outputs and (when present) logits"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
@@ -558,26 +558,13 @@ def _read_network(path: str, variable: str | None) -> Network:
     return read_network(path, variable)
 
 
-FAMILIES = ("auto", "resnet50", "graph")
-
-
 def convert(network: Network, family: str = "auto") -> nn.Module:
-    """Convert ``network`` like ``matport convert --family``: ``resnet50`` (torchvision's,
-    or fail), ``graph`` (matport's general module) or ``auto`` (resnet50 when it fits)."""
-    from matport.errors import ConversionError
-    from matport.pytorch.convert import load
+    """The module :func:`verify` checks (see :func:`matport.pytorch.convert.convert_network`)."""
+    from matport.pytorch.convert import convert_network
 
     if family not in FAMILIES:
         raise VerificationError(f"unknown family {family!r}: expected one of {FAMILIES}")
-    if family != "graph":
-        from matport.pytorch.resnet50 import load_resnet50
-
-        try:
-            return load_resnet50(network)
-        except ConversionError:
-            if family == "resnet50":
-                raise
-    return load(network)
+    return convert_network(network, family)[0]
 
 
 def _model_info(model: Any) -> ModelInfo:
