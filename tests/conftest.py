@@ -31,3 +31,9 @@ def corpus_manifest() -> list[dict[str, str]]:
         return []
     with open(manifest, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f, delimiter="\t"))
+
+
+@pytest.fixture(autouse=True)
+def _seeded_torch() -> None:
+    """Every test starts from the same random state, whatever ran before it."""
+    torch.manual_seed(0)

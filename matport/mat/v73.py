@@ -70,6 +70,10 @@ def parse(path: str) -> V73Contents:
 
 
 class _Reader:
+    """Walks the file through h5py's low-level object identifiers (GroupID, DatasetID): its
+    Group and Dataset wrappers cost more per object than reading most of MATLAB's small
+    datasets does."""
+
     def __init__(self, f: h5py.File, path: str, limit: int) -> None:
         self.f = f
         self.path = path
@@ -77,14 +81,14 @@ class _Reader:
         self.cache: dict[int, Any] = {}
         self.active: set[int] = set()
         self.variable = "/"
-        self.current: Any = "/"  # a path, or the h5py object being read
+        self.current: Any = "/"  # a path, or the HDF5 object being read
 
     def fail(self, message: str) -> MatFileError:
         return MatFileError(self.path, message, self.where())
 
     def where(self) -> str:
         """The top-level variable being read and, when deeper, the HDF5 object inside it."""
-        current = self.current if isinstance(self.current, str) else self.current.name
+        current = self.current if isinstance(self.current, str) else _name(self.current)
         return current if current == self.variable else f"{self.variable} > {current}"
 
     def variable_names(self) -> list[str | bytes]:
@@ -96,24 +100,25 @@ class _Reader:
     def top(self, name: str | bytes) -> Any:
         """Read one top-level object."""
         self.variable = self.current = "/" + _text(name)
-        return self.value(self.f[name], 0)
+        return self.value(self.f[name].id, 0)
 
     def value(self, obj: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
             raise self.fail(f"values nested deeper than {MAX_DEPTH} levels")
-        addr = h5py.h5o.get_info(obj.id).addr
+        info = h5py.h5o.get_info(obj)
+        addr = info.addr
         if addr in self.cache:  # a shared value (MATLAB shares the canonical empty [])
             hit = self.cache[addr]
             return hit.view() if isinstance(hit, np.ndarray) else hit
         if addr in self.active:
-            raise self.fail(f"{obj.name} contains itself (reference cycle)")
+            raise self.fail(f"{_name(obj)} contains itself (reference cycle)")
         self.active.add(addr)
         outer, self.current = self.current, obj  # its name is slow to get: only on failure
         try:
-            if isinstance(obj, h5py.Group):
-                out = self.group(obj, depth)
-            elif isinstance(obj, h5py.Dataset):
-                out = self.dataset(obj, depth)
+            if isinstance(obj, h5py.h5g.GroupID):
+                out = self.group(obj, _attrs(obj, info.num_attrs), depth)
+            elif isinstance(obj, h5py.h5d.DatasetID):
+                out = self.dataset(obj, _attrs(obj, info.num_attrs), depth)
             else:
                 raise self.fail("is neither a group nor a dataset")
         finally:
@@ -124,25 +129,28 @@ class _Reader:
 
     # -- datasets ------------------------------------------------------------------------------
 
-    def read(self, ds: h5py.Dataset) -> np.ndarray:
+    def read(self, ds: h5py.h5d.DatasetID) -> np.ndarray:
         """The dataset's data in MATLAB's shape (h5py's dims reversed, at least 2-D)."""
-        shape = ds.shape or ()
-        nbytes = _prod(shape) * ds.dtype.itemsize
+        space = ds.get_space()
+        if space.get_simple_extent_type() == h5py.h5s.NULL:
+            raise self.fail("has a null dataspace (no data at all)")
+        shape = space.get_simple_extent_dims()
+        dtype = ds.dtype
+        nbytes = _prod(shape) * dtype.itemsize
         if nbytes > self.limit:
             raise self.fail(f"declares {nbytes} bytes of data, far beyond what the file holds")
-        data = np.empty(shape, dtype=ds.dtype)
+        data = np.empty(shape, dtype=dtype)
         if data.size:  # the low-level read: h5py's indexing costs more than small reads do
-            ds.id.read(h5py.h5s.ALL, h5py.h5s.ALL, data)
+            ds.read(h5py.h5s.ALL, h5py.h5s.ALL, data)
         if data.ndim < 2:
             return data.reshape((-1, 1) if data.ndim else (1, 1))
         return data.T
 
-    def dataset(self, ds: h5py.Dataset, depth: int) -> Any:
-        attrs = _attrs(ds)
+    def dataset(self, ds: h5py.h5d.DatasetID, attrs: dict[str, Any], depth: int) -> Any:
         cls = _attr_text(attrs, "MATLAB_class")
         decode = int(attrs.get("MATLAB_object_decode", 0))
         if attrs.get("MATLAB_empty", 0):
-            return self.empty(ds, cls)
+            return self.empty(ds, cls, attrs.get("MATLAB_fields"))
         is_ref = h5py.check_dtype(ref=ds.dtype) is not None
         if cls == "char":
             return self.char(self.read(ds))
@@ -185,7 +193,7 @@ class _Reader:
             return chars
         return np.array(list(chars), dtype="<U1").reshape(data.shape, order="F")
 
-    def cells(self, ds: h5py.Dataset, depth: int) -> np.ndarray:
+    def cells(self, ds: h5py.h5d.DatasetID, depth: int) -> np.ndarray:
         refs = self.read(ds)
         out = np.empty(refs.size, dtype=object)
         for i, ref in enumerate(refs.ravel(order="F")):
@@ -193,11 +201,18 @@ class _Reader:
         return out.reshape(refs.shape, order="F")
 
     def deref(self, ref: Any, depth: int) -> Any:
+        return self.value(self.target(ref), depth + 1)
+
+    def target(self, ref: Any) -> Any:
+        """The object a reference points at."""
         if not isinstance(ref, h5py.Reference) or not ref:
             raise self.fail("holds an invalid object reference")
-        return self.value(self.f[ref], depth + 1)
+        obj = h5py.h5r.dereference(ref, self.f.id)
+        if obj is None:
+            raise self.fail("holds an invalid object reference")
+        return obj
 
-    def empty(self, ds: h5py.Dataset, cls: str) -> Any:
+    def empty(self, ds: h5py.h5d.DatasetID, cls: str, fields: Any) -> Any:
         dims = tuple(int(d) for d in self.read(ds).ravel())
         count = _prod(dims)
         if not 2 <= len(dims) <= 32 or min(dims) < 0 or (count and cls != "struct"):
@@ -213,20 +228,19 @@ class _Reader:
                 raise self.fail(f"struct array of size {dims} is beyond what the file holds")
             if dims == (1, 1):
                 return Struct()
-            return StructArray(dims, self.field_names(ds), [Struct() for _ in range(count)])
+            return StructArray(dims, self.field_names(fields), [Struct() for _ in range(count)])
         if cls in NUMERIC:
             return np.zeros(dims, dtype=NUMERIC[cls])
         raise self.fail(f"unsupported empty value of class {cls!r}")
 
     # -- groups --------------------------------------------------------------------------------
 
-    def group(self, g: h5py.Group, depth: int) -> Any:
-        attrs = _attrs(g)
+    def group(self, g: h5py.h5g.GroupID, attrs: dict[str, Any], depth: int) -> Any:
         cls = _attr_text(attrs, "MATLAB_class")
         if "MATLAB_sparse" in attrs:
-            return self.sparse(g, cls)
+            return self.sparse(g, int(attrs["MATLAB_sparse"]), cls)
         decode = int(attrs.get("MATLAB_object_decode", 0))
-        value = self.struct(g, depth)
+        value = self.struct(g, attrs.get("MATLAB_fields"), depth)
         if decode == DECODE_FUNCTION or cls == "function_handle":
             return FunctionHandle(value)
         if decode == DECODE_LEGACY:
@@ -234,11 +248,11 @@ class _Reader:
             return MatObject(cls, dict(props), legacy=True)
         return value  # a struct, or an enumeration's struct (resolved by the subsystem)
 
-    def struct(self, g: h5py.Group, depth: int) -> Struct | StructArray:
-        names = list(self.field_names(g))
-        known = set(names)
-        names += [n for n in g if n not in known]
-        members = [(n, g[n]) for n in names if n in g]
+    def struct(self, g: h5py.h5g.GroupID, fields: Any, depth: int) -> Struct | StructArray:
+        """The group's members, those MATLAB_fields lists first and in its order."""
+        order = {n: i for i, n in enumerate(self.field_names(fields))}
+        names = sorted((_member_name(key) for key in g), key=lambda n: order.get(n, len(order)))
+        members = [(n, h5py.h5o.open(g, n.encode("utf-8", "surrogateescape"))) for n in names]
         if members and all(_is_struct_array_field(m) for _, m in members):
             return self.struct_array(members, depth)
         return Struct((n, self.value(m, depth + 1)) for n, m in members)
@@ -255,20 +269,19 @@ class _Reader:
             return elements[0]
         return StructArray(dims, tuple(n for n, _ in members), elements)
 
-    def field_names(self, obj: Any) -> tuple[str, ...]:
-        raw = _attrs(obj, ("MATLAB_fields",)).get("MATLAB_fields")
+    def field_names(self, raw: Any) -> tuple[str, ...]:
+        """The names a MATLAB_fields attribute holds (None: no such attribute)."""
         if raw is None:
             return ()
         if isinstance(raw, h5py.Reference):  # many fields: the names sit in a dataset
-            target = self.f[raw]
-            if not isinstance(target, h5py.Dataset):
+            target = self.target(raw)
+            if not isinstance(target, h5py.h5d.DatasetID):
                 raise self.fail("MATLAB_fields points at a group")
             raw = self.read(target).ravel(order="F")
         return tuple(b"".join(np.asarray(n, dtype="S1").ravel()).decode("utf-8", "replace")
                      for n in np.asarray(raw, dtype=object).ravel())
 
-    def sparse(self, g: h5py.Group, cls: str) -> Any:
-        nrows = int(_attrs(g)["MATLAB_sparse"])
+    def sparse(self, g: h5py.h5g.GroupID, nrows: int, cls: str) -> Any:
         jc = self.part(g, "jc")
         if jc is None or jc.size == 0:
             raise self.fail("sparse array without column indices")
@@ -289,47 +302,64 @@ class _Reader:
         except (ValueError, OverflowError) as exc:
             raise self.fail(f"invalid sparse array ({exc})") from None
 
-    def part(self, g: h5py.Group, name: str) -> np.ndarray | None:
-        if name not in g:
+    def part(self, g: h5py.h5g.GroupID, name: str) -> np.ndarray | None:
+        key = name.encode()
+        if key not in g:
             return None
-        ds = g[name]
-        if not isinstance(ds, h5py.Dataset):
+        ds = h5py.h5o.open(g, key)
+        if not isinstance(ds, h5py.h5d.DatasetID):
             raise self.fail(f"sparse part {name} is not a dataset")
         return self.read(ds).ravel(order="F")
 
 
 def _is_struct_array_field(obj: Any) -> bool:
     """Fields of a struct array are bare reference datasets (no MATLAB_class of their own)."""
-    return (isinstance(obj, h5py.Dataset) and not h5py.h5a.exists(obj.id, b"MATLAB_class")
+    return (isinstance(obj, h5py.h5d.DatasetID) and not h5py.h5a.exists(obj, b"MATLAB_class")
             and h5py.check_dtype(ref=obj.dtype) is not None)
 
 
-_ATTRIBUTES = ("MATLAB_class", "MATLAB_empty", "MATLAB_object_decode", "MATLAB_sparse")
+_ATTRIBUTES = ("MATLAB_class", "MATLAB_empty", "MATLAB_object_decode", "MATLAB_sparse",
+               "MATLAB_fields")
 
 
 MAX_ATTRIBUTE_BYTES = 1 << 20  # MATLAB's attributes are a class name, a flag or field names
 
 
-def _attrs(obj: Any, names: tuple[str, ...] = _ATTRIBUTES) -> dict[str, Any]:
-    """The MATLAB attributes an HDF5 object has. Asks HDF5 which exist first (looking up an
-    absent attribute through h5py raises and is slow; iterating a corrupt attribute list may
-    never end) and how big each is before reading it."""
-    out = {}
-    for name in names:
+def _attrs(obj: Any, count: int) -> dict[str, Any]:
+    """The MATLAB attributes among the ``count`` an HDF5 object has. Asks HDF5 which exist
+    first (looking up an absent attribute through h5py raises and is slow; iterating a corrupt
+    attribute list may never end) and how big each is before reading it."""
+    out: dict[str, Any] = {}
+    for name in _ATTRIBUTES:
+        if len(out) == count:  # all found: the rest cannot exist
+            break
         key = name.encode()
-        if not h5py.h5a.exists(obj.id, key):
+        if not h5py.h5a.exists(obj, key):
             continue
-        attr = h5py.h5a.open(obj.id, key)
+        attr = h5py.h5a.open(obj, key)
         size = attr.get_storage_size()
         if size > MAX_ATTRIBUTE_BYTES:
             raise ValueError(f"attribute {name} declares {size} bytes")
-        if attr.dtype.kind in "Siuf":  # fixed-size: read directly (h5py's indexing is slow)
-            value = np.empty(attr.shape, attr.dtype)
-            attr.read(value)
-            out[name] = value[()] if value.ndim == 0 else value
-        else:
-            out[name] = obj.attrs[name]
+        out[name] = _attr_value(obj, attr, name)
     return out
+
+
+def _attr_value(obj: Any, attr: h5py.h5a.AttrID, name: str) -> Any:
+    """An attribute's value (its size already checked); a fixed-size string, as MATLAB's class
+    names are, is read in its stored type, sparing h5py's type translations."""
+    stored = attr.get_type()
+    if (isinstance(stored, h5py.h5t.TypeStringID) and not stored.is_variable_str()
+            and attr.get_space().get_simple_extent_npoints() == 1):  # a class name, as stored
+        text = np.empty((), f"S{stored.get_size()}")
+        attr.read(text, mtype=stored)
+        return text[()]
+    dtype = stored.dtype
+    if dtype.kind in "SiufO":  # read directly (h5py's indexing is slow); O: field names
+        value = np.empty(attr.shape, dtype)
+        attr.read(value)
+        return value[()] if value.ndim == 0 else value
+    high = h5py.Group(obj) if isinstance(obj, h5py.h5g.GroupID) else h5py.Dataset(obj)
+    return high.attrs[name]
 
 
 def _attr_text(attrs: dict[str, Any], name: str) -> str:
@@ -337,6 +367,15 @@ def _attr_text(attrs: dict[str, Any], name: str) -> str:
     if isinstance(value, np.ndarray):
         value = value.ravel()[0] if value.size else b""
     return _text(value)
+
+
+def _name(obj: Any) -> str:
+    """An HDF5 object's path (HDF5 finds one even for an object reached by reference)."""
+    return _text(h5py.h5i.get_name(obj) or b"(unnamed)")
+
+
+def _member_name(key: bytes) -> str:
+    return key.decode("utf-8", "surrogateescape")
 
 
 def _text(value: Any) -> str:
