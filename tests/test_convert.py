@@ -125,15 +125,22 @@ def test_bilstm_last_mode_is_the_final_state_of_each_direction() -> None:
         torch.testing.assert_close(load(last)(x), torch.cat([full[:, -1, :3], full[:, 0, 3:]], 1))
 
 
+def random_input(net: Network, batch: int, steps: int) -> torch.Tensor:
+    """Standard-normal input for the network's first input layer, in PyTorch's layout
+    (``steps`` time steps for sequences)."""
+    size = tuple(net.input_layers[0].params["InputSize"])
+    image = net.input_layers[0].type == "ImageInputLayer"
+    shape = size + ((batch,) if image else (batch, steps))
+    return torch.from_numpy(to_torch_layout(RNG.standard_normal(shape))).float()
+
+
 @pytest.mark.parametrize("case", ["addition_concat_gap_fc", "max_unpooling", "conv_same_stride2",
                                   "lstm_last", "bilstm_sequence", "gru_sequence",
                                   "lstm_projected_last", "transformer_causal"])
 def test_torch_fx_trace_and_export(case: str) -> None:
     net = CASES[case]()
     model = load(net)
-    size = tuple(net.input_layers[0].params["InputSize"])
-    shape = size + (3,) if net.input_layers[0].type == "ImageInputLayer" else size + (3, 5)
-    x = torch.from_numpy(to_torch_layout(RNG.standard_normal(shape))).float()
+    x = random_input(net, batch=3, steps=5)
     with torch.no_grad():
         expected = model(x)
         traced = torch.fx.symbolic_trace(model)
@@ -188,9 +195,7 @@ def test_spec_rebuilds_module_from_json(case: str) -> None:
     rebuilt = module_from_spec(spec)
     rebuilt.load_state_dict(model.state_dict())
     rebuilt.eval()
-    size = tuple(net.input_layers[0].params["InputSize"])
-    shape = size + (2,) if net.input_layers[0].type == "ImageInputLayer" else size + (2, 4)
-    x = torch.from_numpy(to_torch_layout(RNG.standard_normal(shape))).float()
+    x = random_input(net, batch=2, steps=4)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), model(x))
     assert str(rebuilt) == str(model)
@@ -354,9 +359,7 @@ def test_module_follows_dtype_and_copies(case: str, tmp_path) -> None:
 
     net = CASES[case]()
     model = load(net)
-    size = tuple(net.input_layers[0].params["InputSize"])
-    shape = size + (2,) if net.input_layers[0].type == "ImageInputLayer" else size + (2, 4)
-    x = torch.from_numpy(to_torch_layout(RNG.standard_normal(shape))).float()
+    x = random_input(net, batch=2, steps=4)
     with torch.no_grad():
         expected = model(x)
         double = copy.deepcopy(model).double()
