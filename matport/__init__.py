@@ -1,8 +1,8 @@
 """matport: move neural networks trained in MATLAB into PyTorch, without MATLAB.
 
 Public API: :func:`read`, :func:`load`, :func:`load_resnet50`, :func:`verify`, :func:`migrate`
-and the ``matport`` command. The PyTorch-side functions are imported on first use, so reading a
-file never loads torch.
+and the ``matport`` command. Importing matport loads no torch: the PyTorch-side functions import
+it on first use, so reading a file never does.
 """
 
 from __future__ import annotations
@@ -18,20 +18,18 @@ from matport.errors import (
     VerificationError,
 )
 from matport.mat import read
+from matport.migrate import migrate
+from matport.verify import verify
 
 if TYPE_CHECKING:
-    from matport.pytorch.convert import load
-    from matport.pytorch.migrate import migrate
-    from matport.pytorch.resnet50 import load_resnet50
-    from matport.pytorch.verify import verify
+    from matport.convert.api import load
+    from matport.convert.families.resnet50 import load_resnet50
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load": "matport.pytorch.convert",
-    "load_resnet50": "matport.pytorch.resnet50",
-    "verify": "matport.pytorch.verify",
-    "migrate": "matport.pytorch.migrate",
+    "load": "matport.convert.api",
+    "load_resnet50": "matport.convert.families.resnet50",
 }
 
 

@@ -29,14 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
 
 def make_files(folder: Path, count: int) -> None:
     """``count`` ResNet-50 .mat files, each with its .onnx export beside it."""
-    import matlab_onnx_export
-    import resnet50_fixture
+    from matport.synth import onnx_export as matlab_onnx_export
+    from matport.synth import resnet50 as resnet50_fixture
 
     net = resnet50_fixture.finetuned()
     first = folder / "net00.mat"
@@ -69,8 +66,8 @@ def capacity(code: str) -> float:
 def timed_run(src: Path, out: Path, jobs: int, fmt: str) -> tuple[float, float, dict[str, int]]:
     """Wall seconds of ``matport.migrate`` in a fresh process (the workers' fork server and its
     torch import included), mean seconds of one file inside its worker, outcomes."""
-    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-            "from matport.pytorch.migrate import migrate; "
+    code = ("import sys; "
+            "from matport.migrate.runner import migrate; "
             f"r = migrate({str(src)!r}, {str(out)!r}, jobs={jobs}, format={fmt!r}, "
             "progress=False); sys.exit(0 if r.ok else r.summary())")
     start = time.perf_counter()

@@ -20,10 +20,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from baselines import h5_read_all, inflate_v7
 
-from baselines import h5_read_all, inflate_v7  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MEMORY_PROBE = r"""
 import json, re, sys
@@ -57,7 +56,7 @@ def main() -> int:
     import matport
     from matport.network import read_network
     from matport.network.encode import write_network
-    from tests.resnet50_fixture import pretrained_like
+    from matport.synth.resnet50 import pretrained_like
 
     net = pretrained_like()
     rows = []

@@ -25,10 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from baselines import h5_read_all, inflate_v7  # noqa: E402
+from baselines import h5_read_all, inflate_v7
 
 
 def loadmat(path: str) -> object:
@@ -38,7 +35,7 @@ def loadmat(path: str) -> object:
 
 
 def load(path: str) -> object:
-    from matport.pytorch.resnet50 import load_resnet50
+    from matport.convert.families.resnet50 import load_resnet50
 
     return load_resnet50(path)
 
@@ -47,7 +44,7 @@ CASES = {"loadmat": loadmat, "inflate": inflate_v7, "h5py": h5_read_all, "load_r
 
 
 IMPORTS = {"loadmat": "scipy.io", "inflate": "zlib", "h5py": "h5py",
-           "load_resnet50": "matport.pytorch.resnet50"}
+           "load_resnet50": "matport.convert.families.resnet50"}
 
 
 def _status_mb(key: str) -> float:
@@ -86,11 +83,11 @@ def measure(case: str, path: str, repeat: int, threads: int) -> dict[str, float]
 
 def inference(threads: int, repeat: int) -> tuple[float, float]:
     import numpy as np
-    import resnet50_fixture as fixture
     import torch
     import torchvision
 
-    from matport.pytorch.resnet50 import load_resnet50
+    from matport.convert.families.resnet50 import load_resnet50
+    from matport.synth import resnet50 as fixture
 
     torch.set_num_threads(threads)
     ours = load_resnet50(fixture.pretrained_like())
@@ -119,7 +116,7 @@ def main() -> None:
         child(*args.child, args.repeat, args.threads)
         return
 
-    import resnet50_fixture as fixture
+    from matport.synth import resnet50 as fixture
 
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="bench_resnet50_"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -16,17 +16,13 @@ import dataclasses
 import datetime as dt
 import hashlib
 import struct
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from matport.mat.values import (  # noqa: E402
+from matport.mat.values import (
     Categorical,
     MatObject,
     ObjectArray,
@@ -34,9 +30,11 @@ from matport.mat.values import (  # noqa: E402
     StructArray,
     Table,
 )
-from matport.mat.writer import String, write  # noqa: E402
-from matport.network.build import build_network  # noqa: E402
-from matport.network.encode import encode_network  # noqa: E402
+from matport.mat.writer import String, write
+from matport.network.build import build_network
+from matport.network.encode import encode_network
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CREATED = dt.datetime(2024, 5, 6, 7, 8, 9)
 LAYER = "nnet.cnn.layer."
@@ -166,11 +164,11 @@ def encoded_network(kind: str) -> dict[str, Any]:
 
 
 def layer_cases() -> dict[str, Any]:
-    """Every layer kind matport converts: one small network per case of tests/test_layers.py,
-    each as a variable named after its case (the suite checks them against its reference)."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    import matlab_networks
-    from test_layers import CASES
+    """Every layer kind matport converts: one small network per case of
+    matport/synth/layer_cases.py, each as a variable named after its case (the suite checks them
+    against its reference)."""
+    from matport.synth import networks as matlab_networks
+    from matport.synth.layer_cases import CASES
 
     matlab_networks.RNG.bit_generator.state = np.random.default_rng(20261126).bit_generator.state
     return {name: encode_network(CASES[name]()) for name in sorted(CASES)}

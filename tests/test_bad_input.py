@@ -13,7 +13,7 @@ import pytest
 
 import matport
 from matport.network import read_network
-from tests.conftest import FIXTURES
+from tests.support.paths import FIXTURES
 
 HEADER = b"MATLAB 5.0 MAT-file, Platform: GLNXA64, Created on: test".ljust(116, b" ")
 HEADER += b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM"

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import matport
-from matport.pytorch.artifact import load_artifact
-from matport.pytorch.checkpoint import load_checkpoint
-from tests.conftest import FIXTURES
+from matport.checkpoint import load_checkpoint
+from matport.migrate.artifact import load_artifact
+from tests.support.paths import FIXTURES
 
 COMPAT = FIXTURES / "compat-0.1.0"
 

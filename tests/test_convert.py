@@ -1,4 +1,4 @@
-"""``matport.pytorch.convert.load`` on networks built in the tests: the module it returns (names,
+"""``matport.convert.api.load`` on networks built in the tests: the module it returns (names,
 state_dict, print, fx, torch.export, batch sizes, training), its metadata and architecture spec,
 the listing error for non-convertible layers, and the converter registry."""
 
@@ -10,7 +10,21 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from matlab_networks import (
+from torch import nn
+
+from matport.convert.api import load
+from matport.convert.graph import module_from_spec, network_spec
+from matport.convert.info import ModelInfo
+from matport.convert.layers import (
+    ConversionContext,
+    LayerNotConvertible,
+    register_converter,
+    unregister_converter,
+)
+from matport.errors import ConversionError, MatportError
+from matport.network.model import Layer, Network, Normalization
+from matport.synth.layer_cases import CASES
+from matport.synth.networks import (
     RNG,
     batch_norm,
     chain,
@@ -27,20 +41,7 @@ from matlab_networks import (
     simple,
     to_torch_layout,
 )
-from test_layers import CASES, check_against_reference
-from torch import nn
-
-from matport.errors import ConversionError, MatportError
-from matport.network.model import Layer, Network, Normalization
-from matport.pytorch.convert import load
-from matport.pytorch.graph import module_from_spec, network_spec
-from matport.pytorch.info import ModelInfo
-from matport.pytorch.layers import (
-    ConversionContext,
-    LayerNotConvertible,
-    register_converter,
-    unregister_converter,
-)
+from tests.support.layer_check import check_against_reference
 
 torch.set_num_threads(1)
 

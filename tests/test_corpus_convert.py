@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import corpus_file
-from matlab_networks import to_matlab_layout, to_torch_layout
-from reference_forward import LAYERS, network_outputs, reference_forward
 
+from matport.convert.api import load
 from matport.errors import ConversionError
 from matport.network.model import Network, Normalization
-from matport.pytorch.convert import load
+from matport.synth.networks import to_matlab_layout, to_torch_layout
+from tests.support.reference_forward import LAYERS, network_outputs, reference_forward
 
 torch.set_num_threads(1)
 read_network = pytest.importorskip("matport.network").read_network

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import matport
-from tests.conftest import CORPUS, FIXTURES
+from tests.support.paths import CORPUS, FIXTURES
 
 ITERATIONS = 2500
 MAX_SECONDS = 1.0

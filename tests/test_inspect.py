@@ -11,7 +11,7 @@ import pytest
 
 from matport.cli import main
 from matport.network.summary import INSPECT_SCHEMA
-from tests.conftest import FIXTURES, corpus_file
+from tests.support.paths import FIXTURES, corpus_file
 
 
 def inspect_json(path: object, capsys: pytest.CaptureFixture[str]) -> dict:

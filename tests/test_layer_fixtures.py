@@ -5,11 +5,12 @@ reference forward pass (written separately from the converter) to 1e-4."""
 from __future__ import annotations
 
 import pytest
-from test_layers import CASES, check_against_reference
 
 import matport
 from matport.network import find_networks, read_network
-from tests.conftest import FIXTURES
+from matport.synth.layer_cases import CASES
+from tests.support.layer_check import check_against_reference
+from tests.support.paths import FIXTURES
 
 FILES = ["layers_v7.mat", "layers_v73.mat"]
 

@@ -13,11 +13,21 @@ import sys
 import time
 from pathlib import Path
 
-import matlab_onnx_export
 import numpy as np
 import pytest
 import torch
-from matlab_networks import (
+from safetensors.torch import load_file
+
+from matport.cli import COMMANDS
+from matport.convert.api import load
+from matport.mat.values import Struct
+from matport.mat.writer import write
+from matport.migrate.artifact import TMP_SUFFIX, MigrationError, artifact_names, load_artifact
+from matport.migrate.runner import LOCK_FILE, REPORT_JSON, REPORT_MARKDOWN, STATE_FILE, migrate
+from matport.network.encode import encode_network, write_network
+from matport.network.model import Network, Normalization
+from matport.synth import onnx_export as matlab_onnx_export
+from matport.synth.networks import (
     RNG,
     batch_norm,
     chain,
@@ -28,17 +38,7 @@ from matlab_networks import (
     to_matlab_layout,
     to_torch_layout,
 )
-from reference_forward import network_outputs, reference_forward
-from safetensors.torch import load_file
-
-from matport.cli import COMMANDS
-from matport.mat.values import Struct
-from matport.mat.writer import write
-from matport.network.encode import encode_network, write_network
-from matport.network.model import Network, Normalization
-from matport.pytorch.artifact import TMP_SUFFIX, MigrationError, artifact_names, load_artifact
-from matport.pytorch.convert import load
-from matport.pytorch.migrate import LOCK_FILE, REPORT_JSON, REPORT_MARKDOWN, STATE_FILE, migrate
+from tests.support.reference_forward import network_outputs, reference_forward
 
 torch.set_num_threads(1)
 

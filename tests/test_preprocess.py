@@ -1,4 +1,4 @@
-"""matport.pytorch.preprocess against MATLAB's normalization formulas written out in numpy."""
+"""matport.convert.preprocess against MATLAB's normalization formulas written out in numpy."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from matport.errors import ConversionError
-from matport.network.model import Normalization
-from matport.pytorch.info import ModelInfo
-from matport.pytorch.preprocess import (
+from matport.convert.info import ModelInfo
+from matport.convert.preprocess import (
     InputError,
     InputNormalization,
     preprocess,
     to_layout,
     torchvision_mean_std,
 )
+from matport.errors import ConversionError
+from matport.network.model import Normalization
 
 RNG = np.random.default_rng(0)
 SIZE = (8, 6, 3)

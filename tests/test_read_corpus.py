@@ -14,7 +14,7 @@ from onnx import numpy_helper
 import matport
 from matport.network.build import build_network
 from matport.network.find import find_networks, read_network
-from tests.conftest import corpus_file, corpus_manifest
+from tests.support.paths import corpus_file, corpus_manifest
 
 NETWORK_ROWS = [r for r in corpus_manifest()
                 if r["kind"].startswith("mat") and "layer objs" in r["what"]

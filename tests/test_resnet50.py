@@ -9,16 +9,16 @@ import random
 
 import numpy as np
 import pytest
-import reference_resnet50 as reference
-import resnet50_fixture as fixture
 import torch
 import torchvision
 
+from matport.checkpoint import CheckpointError, load_checkpoint, save
+from matport.convert.families.resnet50 import load_resnet50, matlab_resnet50
 from matport.errors import ConversionError, NetworkError
 from matport.network.designer import is_designer_params, network_from_designer_struct
 from matport.network.model import Connection, Layer, Network
-from matport.pytorch.checkpoint import CheckpointError, load_checkpoint, save
-from matport.pytorch.resnet50 import load_resnet50, matlab_resnet50
+from matport.synth import resnet50 as fixture
+from tests.support import reference_resnet50 as reference
 
 RTOL = 1e-4
 N_IMAGES = 32
@@ -455,7 +455,7 @@ def _small_classifier() -> Network:
 
 
 def test_checkpoint_of_a_general_network(tmp_path):
-    from matport.pytorch.convert import load
+    from matport.convert.api import load
 
     model = load(_small_classifier())
     save(model, tmp_path / "small.pt")

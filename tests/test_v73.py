@@ -17,8 +17,8 @@ from matport.errors import MatFileError
 from matport.mat import read
 from matport.mat.raw import MAX_DEPTH
 from matport.mat.values import Categorical, StructArray, Table
-from tests.conftest import CORPUS
-from tests.value_compare import assert_values_equal
+from tests.support.paths import CORPUS
+from tests.support.value_compare import assert_values_equal
 
 MATIO = CORPUS / "foreverallama__matio"
 FEATURES = CORPUS / "matlab-deep-learning__Industrial-Machinery-Anomaly-Detection" / \

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import jsonschema
-import matlab_onnx_export
 import numpy as np
 import onnx
 import pytest
@@ -18,8 +17,9 @@ from onnx import numpy_helper
 from matport.cli import verify_cmd
 from matport.errors import VerificationError
 from matport.network.model import Connection, Layer, Network, Normalization
-from matport.pytorch import onnx_run
-from matport.pytorch.verify import REPORT_SCHEMA, VerifyReport, export_onnx, verify
+from matport.synth import onnx_export as matlab_onnx_export
+from matport.verify import onnx_run, verify
+from matport.verify.api import REPORT_SCHEMA, VerifyReport, export_onnx
 
 torch.set_num_threads(1)
 
@@ -119,7 +119,7 @@ class SmallModel(torch.nn.Module):
     """`small_network` written by hand in PyTorch, returning logits (no softmax)."""
 
     def __init__(self, net: Network) -> None:
-        from matport.pytorch.info import ModelInfo
+        from matport.convert.info import ModelInfo
 
         super().__init__()
 
@@ -407,7 +407,7 @@ def feature_network() -> Network:
 
 
 def test_sequence_network_with_onnx_lstm_layout(tmp_path: Path) -> None:
-    load = pytest.importorskip("matport.pytorch.convert").load
+    load = pytest.importorskip("matport.convert.api").load
     net = lstm_network()
     path = matlab_onnx_export.export(net, tmp_path / "lstm.onnx", sequence_length=7)
     model = load(net)
@@ -426,7 +426,7 @@ def test_sequence_network_with_onnx_lstm_layout(tmp_path: Path) -> None:
 
 
 def test_export_onnx_of_a_sequence_model(tmp_path: Path) -> None:
-    load = pytest.importorskip("matport.pytorch.convert").load
+    load = pytest.importorskip("matport.convert.api").load
     net = lstm_network()
     model = load(net)
     path = export_onnx(model, tmp_path / "lstm.onnx")
@@ -437,7 +437,7 @@ def test_export_onnx_of_a_sequence_model(tmp_path: Path) -> None:
 
 
 def test_feature_network_regression_outputs(tmp_path: Path) -> None:
-    load = pytest.importorskip("matport.pytorch.convert").load
+    load = pytest.importorskip("matport.convert.api").load
     net = feature_network()
     path = matlab_onnx_export.export(net, tmp_path / "features.onnx")
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
@@ -455,7 +455,7 @@ def test_feature_network_regression_outputs(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def resnet50(tmp_path_factory: pytest.TempPathFactory):
     fixture = pytest.importorskip("resnet50_fixture")
-    load_resnet50 = pytest.importorskip("matport.pytorch.resnet50").load_resnet50
+    load_resnet50 = pytest.importorskip("matport.convert.families.resnet50").load_resnet50
     net = fixture.finetuned()
     return net, load_resnet50(net), matlab_onnx_export.build(net)
 

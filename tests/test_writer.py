@@ -33,8 +33,8 @@ from matport.mat.values import (
 from matport.mat.writer import String, header_text, write
 from matport.network.build import build_network
 from matport.network.find import find_networks
-from tests.conftest import CORPUS, FIXTURES, ROOT, corpus_file
-from tests.value_compare import first_difference, matio_difference, network_difference
+from tests.support.paths import CORPUS, FIXTURES, ROOT, corpus_file
+from tests.support.value_compare import first_difference, matio_difference, network_difference
 
 FORMATS = ["v7", "v7.3"]
 FIXED_DATE = dt.datetime(2024, 1, 2, 3, 4, 5)

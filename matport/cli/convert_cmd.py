@@ -7,13 +7,13 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from matport.pytorch.options import FAMILIES
+from matport.options import FAMILIES
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from matport.convert.info import ModelInfo
     from matport.network.model import Network
-    from matport.pytorch.info import ModelInfo
 
 HELP = ("convert a MATLAB network to a PyTorch checkpoint (a torchvision resnet50 for ResNet-50s) "
         "with its class names and preprocessing")
@@ -30,8 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from matport.checkpoint import save
     from matport.network import read_network
-    from matport.pytorch.checkpoint import save
 
     if os.path.exists(args.output) and not args.force:
         print(f"matport convert: error: {args.output} exists (use --force to overwrite)",
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         f"source:        {net.source}:{net.path} ({net.kind}, {len(net.layers)} layers)",
         info.summary(),
         f"parameters:    {params:,}",
-        f"load with:     matport.pytorch.checkpoint.load_checkpoint({args.output!r})",
+        f"load with:     matport.checkpoint.load_checkpoint({args.output!r})",
     ]
     print("\n".join(lines))
     return 0
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _convert(net: Network, family: str) -> tuple[nn.Module, str]:
     """The module for ``net`` and a note saying which kind it is."""
-    from matport.pytorch.convert import convert_network
+    from matport.convert.api import convert_network
 
     model, fallback = convert_network(net, family)
     arch = _info(model).architecture
@@ -73,7 +73,7 @@ def _convert(net: Network, family: str) -> tuple[nn.Module, str]:
 
 
 def _info(model: nn.Module) -> ModelInfo:
-    from matport.pytorch.info import ModelInfo
+    from matport.convert.info import ModelInfo
 
     info = getattr(model, "matport")  # noqa: B009 (set by matport, not declared on the class)
     assert isinstance(info, ModelInfo)

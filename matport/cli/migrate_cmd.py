@@ -1,6 +1,6 @@
 """``matport migrate SRC... --out DIR``: convert every network under folders of .mat files.
 
-Resumable and loss-free (see :mod:`matport.pytorch.migrate`): re-running the same command skips
+Resumable and loss-free (see :mod:`matport.migrate.runner`): re-running the same command skips
 what is done and redoes what failed or changed. Exit status: 0 when no file failed, 1 when some
 did (the summary names them), 2 when the migration could not start.
 """
@@ -14,7 +14,7 @@ HELP = ("convert every network in the .mat files under folders into PyTorch arti
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from matport.pytorch.migrate import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, FORMATS
+    from matport.migrate.runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, FORMATS
 
     p.add_argument("sources", nargs="+", metavar="SRC",
                    help=".mat files or folders (searched recursively for .mat files)")
@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from matport.pytorch.migrate import migrate
+    from matport.migrate.runner import migrate
 
     report = migrate(
         args.sources, args.out, jobs=args.jobs, format=args.format, mode=args.mode,

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from matport.convert.info import ModelInfo
 from matport.errors import MatportError
-from matport.pytorch.info import ModelInfo
 
 FORMAT = "matport.checkpoint/1"
 
@@ -66,11 +66,11 @@ def module_from_architecture(arch: dict[str, Any]) -> nn.Module:
     ``assign=True`` next."""
     family = arch.get("family")
     if family == "resnet50":
-        from matport.pytorch.resnet50 import resnet50_from_architecture
+        from matport.convert.families.resnet50 import resnet50_from_architecture
 
         return resnet50_from_architecture(arch, device="meta")
     if family == "graph":
-        from matport.pytorch.graph import module_from_spec
+        from matport.convert.graph import module_from_spec
 
         return module_from_spec(arch["spec"])
     raise CheckpointError(f"unknown architecture family {family!r}")

@@ -31,15 +31,15 @@ import numpy as np
 
 from matport.errors import MatportError, VerificationError
 from matport.network.model import INPUT_LAYER_TYPES, Layer, Network
-from matport.pytorch import onnx_run
-from matport.pytorch.onnx_run import OnnxExport
-from matport.pytorch.options import DEFAULT_RTOL, FAMILIES
+from matport.options import DEFAULT_RTOL, FAMILIES
+from matport.verify import onnx_run
+from matport.verify.onnx_run import OnnxExport
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from matport.pytorch.info import ModelInfo
+    from matport.convert.info import ModelInfo
 
 SCHEMA_VERSION = 1
 TOLERANCE_RULE = "max|torch - onnx| <= rtol * max|onnx|, for outputs and (when present) logits"
@@ -394,7 +394,7 @@ def _finite(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def verify(
+def run_verify(
     model_or_mat: nn.Module | Network | str | Path,
     onnx_path: str | Path,
     *,
@@ -407,7 +407,7 @@ def verify(
     network: Network | None = None,
     family: str = "auto",
 ) -> VerifyReport:
-    """Compare a converted model (or the network in a .mat file) with an ONNX export of it.
+    """:func:`matport.verify.verify`'s work (see there).
 
     ``inputs``: raw data (MATLAB contract: 0-255 pixels, batch first, the model's layout) used
     instead of ``num_random`` random inputs; ``images_dir``: a folder of images added to them.
@@ -516,7 +516,7 @@ def export_onnx(
     import onnx
     import torch
 
-    from matport.pytorch.preprocess import InputNormalization
+    from matport.convert.preprocess import InputNormalization
 
     info = _model_info(model)
     net: nn.Module = model
@@ -559,8 +559,8 @@ def _read_network(path: str, variable: str | None) -> Network:
 
 
 def convert(network: Network, family: str = "auto") -> nn.Module:
-    """The module :func:`verify` checks (see :func:`matport.pytorch.convert.convert_network`)."""
-    from matport.pytorch.convert import convert_network
+    """The module :func:`verify` checks (see :func:`matport.convert.api.convert_network`)."""
+    from matport.convert.api import convert_network
 
     if family not in FAMILIES:
         raise VerificationError(f"unknown family {family!r}: expected one of {FAMILIES}")
@@ -634,7 +634,7 @@ def _raw_inputs(
 
 
 def _as_batch(info: ModelInfo, x: np.ndarray) -> np.ndarray:
-    from matport.pytorch.preprocess import to_layout
+    from matport.convert.preprocess import to_layout
 
     return to_layout(x, info.input_size, info.layout).numpy()
 

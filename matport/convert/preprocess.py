@@ -113,7 +113,7 @@ def normalization_tensors(
     if norm.type not in _NEEDED:
         raise ConversionError(
             f"input normalization {norm.type!r} is a stored MATLAB function, which matport never "
-            "evaluates: apply it yourself and use matport.pytorch.preprocess.to_layout"
+            "evaluates: apply it yourself and use matport.convert.preprocess.to_layout"
             if norm.type == "function"
             else f"unknown input normalization {norm.type!r}"
         )

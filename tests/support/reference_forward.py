@@ -1,7 +1,7 @@
 """A numpy forward pass of a MATLAB network in MATLAB's own layouts (test reference).
 
 Written from MATLAB's layer semantics (``shared/docs/matlab-layers.md`` and the toolbox
-documentation), independently of ``matport.pytorch``: it works on arrays exactly as MATLAB holds
+documentation), independently of ``matport.convert``: it works on arrays exactly as MATLAB holds
 them, column-major and in float64:
 
 - images ``H x W x C x N``, features ``C x N``, sequences ``C x N x T``;

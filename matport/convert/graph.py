@@ -19,10 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from matport.errors import ConversionError
-from matport.network.model import INPUT_LAYER_TYPES, Connection, Layer, Network
-from matport.pytorch.info import ModelInfo
-from matport.pytorch.layers import (
+from matport.convert.info import ModelInfo
+from matport.convert.layers import (
     INPUT_PORTS,
     OUTPUT_PORTS,
     REQUIRED_ARRAYS,
@@ -32,6 +30,8 @@ from matport.pytorch.layers import (
     find_converter,
     output_format,
 )
+from matport.errors import ConversionError
+from matport.network.model import INPUT_LAYER_TYPES, Connection, Layer, Network
 
 Ref = tuple[str, int]  # (submodule name, output index)
 Step = tuple[str, tuple[Ref, ...], int]  # (submodule name, inputs, number of outputs)

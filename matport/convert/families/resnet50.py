@@ -14,7 +14,7 @@ Two steps, kept apart:
 MATLAB's ResNet-50 differs from torchvision's in what a ``state_dict`` does not hold: the stride
 of stages 3-5 sits on the first 1x1 convolution (torchvision: on the 3x3) and BatchNorm epsilon is
 0.001 (torchvision: 1e-5). Rebuild with :func:`matlab_resnet50` or use
-:mod:`matport.pytorch.checkpoint`; a stock ``torchvision.models.resnet50()`` silently differs.
+:mod:`matport.checkpoint`; a stock ``torchvision.models.resnet50()`` silently differs.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ import torch
 import torchvision
 from torch import nn
 
+from matport.convert.info import ModelInfo
 from matport.errors import ConversionError
 from matport.network.model import Layer, Network, Normalization
-from matport.pytorch.info import ModelInfo
 
 FAMILY = "resnet50"
 STAGE_BLOCKS = (3, 4, 6, 3)
@@ -508,7 +508,7 @@ def load_resnet50(
 
     The model takes what MATLAB's first convolution takes: 0-255 RGB images *after* the input
     layer's normalization; ``model.matport.preprocess(images)`` does that normalization
-    (:class:`~matport.pytorch.info.ModelInfo`). Raises :class:`ConversionError` naming the layers
+    (:class:`~matport.convert.info.ModelInfo`). Raises :class:`ConversionError` naming the layers
     when the network does not fit torchvision's resnet50.
 
     Weights are not copied where the layouts allow (1x1 convolutions, BatchNorm scale/offset/

@@ -9,7 +9,7 @@ path that mirrors the source tree::
     OUT/lab/fold1/results.best.pt     OUT/lab/fold1/results.best.json
 
 When ``fold1.onnx`` (MATLAB's export) sits beside ``fold1.mat``, the converted network is checked
-against it with :func:`matport.pytorch.verify.verify` and the result recorded.
+against it with :func:`matport.verify.verify` and the result recorded.
 
 Outcomes, per network and per file: ``converted``; ``verified`` (the ONNX check holds);
 ``skipped`` (no network in the file, or already done by an earlier run); ``failed`` with the
@@ -28,8 +28,8 @@ a time writes to an output folder (``OUT/.migration.lock``).
 Files are converted in ``jobs`` worker processes (forked from a server that imported torch once,
 one torch thread each, killed with this process), each file under a time limit (the worker is
 killed) and an address-space limit (``RLIMIT_AS``). One file's work and the artifact files are in
-:mod:`matport.pytorch.artifact` (:func:`~matport.pytorch.artifact.load_artifact` reads one back),
-the results and the report in :mod:`matport.pytorch.migrate_report`.
+:mod:`matport.migrate.artifact` (:func:`~matport.migrate.artifact.load_artifact` reads one back),
+the results and the report in :mod:`matport.migrate.report`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from matport.pytorch.artifact import (
+from matport.migrate.artifact import (
     FORMATS,
     FileTask,
     MigrationError,
@@ -58,7 +58,7 @@ from matport.pytorch.artifact import (
     remove_unfinished,
     write_atomic,
 )
-from matport.pytorch.migrate_report import (
+from matport.migrate.report import (
     REPORT_JSON,
     REPORT_MARKDOWN,
     FileResult,
@@ -80,8 +80,8 @@ DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_MB = 4096
 START_TIMEOUT_S = 300.0
 # what a worker needs, imported once by the fork server
-WORKER_IMPORTS = ("torch", "matport.pytorch.checkpoint", "matport.pytorch.convert",
-                  "matport.pytorch.resnet50", "matport.pytorch.artifact")
+WORKER_IMPORTS = ("torch", "matport.checkpoint", "matport.convert.api",
+                  "matport.convert.families.resnet50", "matport.migrate.artifact")
 
 
 def migrate(
@@ -98,7 +98,7 @@ def migrate(
     """Migrate every network in the ``.mat`` files under ``sources`` (files or folders, searched
     recursively in sorted order) into ``out``; see the module docstring for the layout.
 
-    ``format``: ``"pt"`` (:mod:`matport.pytorch.checkpoint`) or ``"safetensors"``; ``mode``:
+    ``format``: ``"pt"`` (:mod:`matport.checkpoint`) or ``"safetensors"``; ``mode``:
     ``"auto"`` (a torchvision resnet50 when the network fits, else :func:`matport.load`'s module)
     or ``"resnet50"`` (torchvision resnet50 or fail). ``jobs`` worker processes; ``timeout``
     seconds and ``memory_mb`` MB of address space (above the worker's own) per file (None: no

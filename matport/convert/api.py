@@ -7,12 +7,12 @@ from collections.abc import Mapping
 
 from torch import nn
 
+from matport.convert.graph import ConvertedNetwork, build_module, network_spec
+from matport.convert.info import ModelInfo
+from matport.convert.layers import Converter, layout_of
 from matport.errors import ConversionError
 from matport.network.model import Network, Normalization
-from matport.pytorch.graph import ConvertedNetwork, build_module, network_spec
-from matport.pytorch.info import ModelInfo
-from matport.pytorch.layers import Converter, layout_of
-from matport.pytorch.options import FAMILIES
+from matport.options import FAMILIES
 
 
 def load(path_or_network: str | os.PathLike[str] | Network, variable: str | None = None, *,
@@ -22,10 +22,10 @@ def load(path_or_network: str | os.PathLike[str] | Network, variable: str | None
     ``path_or_network`` is a ``.mat`` file (``variable`` picks the network when it holds
     several) or an already read :class:`~matport.network.model.Network`. ``converters`` maps
     MATLAB class names to converters for this call only (see
-    :func:`matport.pytorch.layers.register_converter`).
+    :func:`matport.convert.layers.register_converter`).
 
-    Returns a :class:`~matport.pytorch.graph.ConvertedNetwork` whose ``matport`` attribute is
-    a :class:`~matport.pytorch.info.ModelInfo` (class names, input size and layout,
+    Returns a :class:`~matport.convert.graph.ConvertedNetwork` whose ``matport`` attribute is
+    a :class:`~matport.convert.info.ModelInfo` (class names, input size and layout,
     normalization and ``preprocess``). Raises :class:`~matport.errors.ConversionError` listing
     every layer that cannot be converted (FunctionLayers, user-defined layers, unknown classes,
     untrained layers with empty weights, settings without a PyTorch equivalent).
@@ -49,7 +49,7 @@ def convert_network(network: Network, family: str = "auto") -> tuple[nn.Module, 
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}: expected one of {FAMILIES}")
     if family != "graph":
-        from matport.pytorch.resnet50 import load_resnet50
+        from matport.convert.families.resnet50 import load_resnet50
 
         try:
             return load_resnet50(network), None

@@ -50,8 +50,8 @@ class ModelInfo:
     architecture: dict[str, Any] = field(default_factory=dict)
 
     def preprocess(self, x: Any) -> torch.Tensor:
-        """MATLAB's input layer applied to ``x`` (see :mod:`matport.pytorch.preprocess`)."""
-        from matport.pytorch.preprocess import preprocess
+        """MATLAB's input layer applied to ``x`` (see :mod:`matport.convert.preprocess`)."""
+        from matport.convert.preprocess import preprocess
 
         return preprocess(x, self.normalization, self.input_size, self.layout)
 

@@ -1,6 +1,6 @@
 """One source file's migration, in a worker process, and the artifacts it writes and reads back.
 
-An artifact is one network: its weights (``<name>.pt``, a :mod:`matport.pytorch.checkpoint`, or
+An artifact is one network: its weights (``<name>.pt``, a :mod:`matport.checkpoint`, or
 ``<name>.safetensors``) and its metadata (``<name>.json``: source path and sha256, variable
 path, class names, input size, layout, normalization with its arrays, architecture, layer map,
 matport version, verification result and report). Both are written to temporary files, fsynced,
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from matport.convert.info import ModelInfo
 from matport.errors import MatportError
-from matport.pytorch.info import ModelInfo
-from matport.pytorch.migrate_report import FileResult, NetworkResult, one_line
+from matport.migrate.report import FileResult, NetworkResult, one_line
 
 if TYPE_CHECKING:
     from torch import nn
@@ -239,8 +239,8 @@ def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
     """Convert, verify and write one network, filling ``result``. The weights and the metadata
     are written to temporary files first; then the old metadata goes, the weights are renamed
     into place and the metadata last: a ``.json`` always describes the weights beside it."""
+    from matport.convert.api import convert_network
     from matport.network import network_from_ref
-    from matport.pytorch.convert import convert_network
 
     net = network_from_ref(ref, task.source)
     model, note = convert_network(net, task.mode)
@@ -291,7 +291,7 @@ def _verify(model: nn.Module, net: Network, onnx: str | None,
         return {"status": "error", "onnx": onnx,
                 "reason": f"the file holds {count} networks; {Path(onnx).name} cannot be "
                           "matched to one of them"}, None
-    from matport.pytorch.verify import verify
+    from matport.verify import verify
 
     try:
         report = verify(model, onnx, network=net)
@@ -303,7 +303,7 @@ def _verify(model: nn.Module, net: Network, onnx: str | None,
 def _write_weights(model: nn.Module, path: Path, task: FileTask) -> Path:
     """The weights written to a temporary file beside ``path``; returns its name."""
     if task.format == "pt":
-        from matport.pytorch.checkpoint import save
+        from matport.checkpoint import save
 
         return write_temporary(path, lambda tmp: save(model, tmp))
     from safetensors.torch import save_file
@@ -379,7 +379,7 @@ def info_from_json(d: dict[str, Any]) -> ModelInfo:
 
 def load_artifact(path: str | os.PathLike[str]) -> nn.Module:
     """A migrated network (its weights file or its metadata ``.json``) as a module in eval mode,
-    with its ``matport`` :class:`~matport.pytorch.info.ModelInfo`."""
+    with its ``matport`` :class:`~matport.convert.info.ModelInfo`."""
     p = Path(path)
     meta_path = p if p.suffix == ".json" else p.with_suffix(".json")
     try:
@@ -390,13 +390,13 @@ def load_artifact(path: str | os.PathLike[str]) -> nn.Module:
         raise MigrationError(f"{meta_path}: not a matport migration artifact")
     weights = meta_path.parent / meta["weights"]["file"]
     if meta["weights"]["format"] == "pt":
-        from matport.pytorch.checkpoint import load_checkpoint
+        from matport.checkpoint import load_checkpoint
 
         return load_checkpoint(weights)
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from matport.pytorch.checkpoint import module_from_architecture
+    from matport.checkpoint import module_from_architecture
 
     info = info_from_json({**meta, "source": meta["source"]["path"]})
     try:

@@ -1,0 +1,68 @@
+"""Proof that a conversion computes what MATLAB computed: MATLAB's own ONNX export run in
+onnxruntime (``onnx_run``), compared output by output, a certificate that the weights are
+MATLAB's, and the first diverging layer when outputs differ.
+
+Importing this package loads neither torch nor onnx; :func:`verify` does, on first call.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from matport.options import DEFAULT_RTOL
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
+
+    from matport.network.model import Network
+    from matport.verify.api import VerifyReport
+
+
+def verify(
+    model_or_mat: nn.Module | Network | str | Path,
+    onnx_path: str | Path,
+    *,
+    inputs: np.ndarray | None = None,
+    num_random: int = 8,
+    images_dir: str | Path | None = None,
+    rtol: float = DEFAULT_RTOL,
+    seed: int = 0,
+    variable: str | None = None,
+    network: Network | None = None,
+    family: str = "auto",
+) -> VerifyReport:
+    """Compare a converted model (or the network in a .mat file) with an ONNX export of it.
+
+    Args:
+        model_or_mat: a model built by matport, a :class:`~matport.network.model.Network`, or a
+            ``.mat`` file.
+        onnx_path: MATLAB's ``exportONNXNetwork`` output (or matport's own export).
+        inputs: raw inputs (MATLAB contract: batch first, the model's layout) used instead of
+            ``num_random`` random inputs.
+        num_random: how many random inputs to draw.
+        images_dir: a folder of images added to the inputs.
+        rtol: relative tolerance: ``max|torch - onnx| <= rtol * max|onnx|``.
+        seed: seed of the random inputs.
+        variable: the network's variable when ``model_or_mat`` is a file holding several.
+        network: the MATLAB network for the weights certificate when ``model_or_mat`` is a model
+            (by default re-read from ``model.matport.source``).
+        family: how a file or Network is converted, as ``matport convert`` does.
+
+    Returns:
+        A :class:`~matport.verify.api.VerifyReport` (``passed``, per-output errors, weights
+        certificate, first diverging layer).
+
+    Raises:
+        VerificationError: (or another :class:`~matport.errors.MatportError`) when the check
+            cannot run.
+    """
+    from matport.verify.api import run_verify
+
+    return run_verify(model_or_mat, onnx_path, inputs=inputs, num_random=num_random,
+                      images_dir=images_dir, rtol=rtol, seed=seed, variable=variable,
+                      network=network, family=family)
+
+
+__all__ = ["verify"]

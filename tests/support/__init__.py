@@ -1,0 +1,1 @@
+"""Test support: references written separately from matport, value comparison, paths."""
