@@ -11,11 +11,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from matport.errors import (
+    ArgumentError,
+    CheckpointError,
     ConversionError,
+    LayerNotConvertible,
     MatFileError,
     MatportError,
+    MigrationError,
     NetworkError,
     VerificationError,
+    WriteError,
 )
 from matport.mat import read
 from matport.migrate import migrate
@@ -47,8 +52,13 @@ __all__ = [
     "verify",
     "migrate",
     "MatportError",
+    "ArgumentError",
     "MatFileError",
     "NetworkError",
     "ConversionError",
+    "LayerNotConvertible",
     "VerificationError",
+    "CheckpointError",
+    "MigrationError",
+    "WriteError",
 ]

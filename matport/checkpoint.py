@@ -22,13 +22,9 @@ import torch
 from torch import nn
 
 from matport.convert.info import ModelInfo
-from matport.errors import MatportError
+from matport.errors import CheckpointError
 
 FORMAT = "matport.checkpoint/1"
-
-
-class CheckpointError(MatportError):
-    """A file is not a matport checkpoint, or a model cannot be saved as one."""
 
 
 def save(model: nn.Module, path: str | os.PathLike[str]) -> None:

@@ -20,6 +20,11 @@ class MatFileError(MatportError):
         super().__init__(f"{self.path}: {message}{loc}")
 
 
+class ArgumentError(MatportError, ValueError):
+    """An argument matport was given is not acceptable: an unknown option value, or input data
+    that does not fit the model (shape, channels, size of a mean image)."""
+
+
 class NetworkError(MatportError):
     """The file holds no network, several when one was expected, or a malformed network."""
 
@@ -36,5 +41,25 @@ class ConversionError(MatportError):
         super().__init__("\n".join(lines))
 
 
+class LayerNotConvertible(ConversionError):
+    """Raised by a converter when a layer's settings have no PyTorch equivalent."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
 class VerificationError(MatportError):
     """A verification could not run (custom ONNX operators, missing input, ...)."""
+
+
+class CheckpointError(MatportError):
+    """A file is not a matport checkpoint, or a model cannot be saved as one."""
+
+
+class MigrationError(MatportError):
+    """A migration cannot run (a source does not exist, ...) or an artifact cannot be read."""
+
+
+class WriteError(MatportError):
+    """A value cannot be written to a MATLAB file; the message names the variable path."""

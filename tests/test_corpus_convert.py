@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import corpus_file
 
 from matport.convert.api import load
 from matport.errors import ConversionError
 from matport.network.model import Network, Normalization
 from matport.synth.networks import to_matlab_layout, to_torch_layout
+from tests.support.paths import corpus_file
 from tests.support.reference_forward import LAYERS, network_outputs, reference_forward
 
 torch.set_num_threads(1)

@@ -20,9 +20,10 @@ from safetensors.torch import load_file
 
 from matport.cli import COMMANDS
 from matport.convert.api import load
+from matport.errors import MigrationError
 from matport.mat.values import Struct
 from matport.mat.writer import write
-from matport.migrate.artifact import TMP_SUFFIX, MigrationError, artifact_names, load_artifact
+from matport.migrate.artifact import TMP_SUFFIX, artifact_names, load_artifact
 from matport.migrate.runner import LOCK_FILE, REPORT_JSON, REPORT_MARKDOWN, STATE_FILE, migrate
 from matport.network.encode import encode_network, write_network
 from matport.network.model import Network, Normalization

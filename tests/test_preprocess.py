@@ -9,7 +9,7 @@ import torchvision.transforms.functional as TF
 
 from matport.convert.info import ModelInfo
 from matport.convert.preprocess import (
-    InputError,
+    ArgumentError,
     InputNormalization,
     preprocess,
     to_layout,
@@ -68,12 +68,12 @@ def test_single_images_and_layout_rule(images_uint8):
     cube = RNG.integers(0, 256, (3, 5, 3)).astype(np.float32)
     assert to_layout(cube, SIZE).shape == (1, 3, 3, 5)
     assert to_layout(torch.from_numpy(cube), SIZE).shape == (1, 3, 5, 3)
-    with pytest.raises(InputError, match="no axis of 3 channels"):
+    with pytest.raises(ArgumentError, match="no axis of 3 channels"):
         to_layout(np.zeros((2, 8, 6, 4)), SIZE)
 
 
 def test_mean_image_needs_its_size():
-    with pytest.raises(InputError, match="8x6 mean image"):
+    with pytest.raises(ArgumentError, match="8x6 mean image"):
         preprocess(np.zeros((1, 10, 6, 3), np.uint8), CASES["zerocenter-image"][0], SIZE)
 
 
@@ -88,7 +88,7 @@ def test_features_and_sequences():
     np.testing.assert_allclose(preprocess(seq, norm, (4,), "NTC").numpy(),
                                (seq - mean) / std, rtol=1e-5, atol=1e-6)
     assert preprocess(seq[0], norm, (4,), "NTC").shape == (1, 7, 4)
-    with pytest.raises(InputError):
+    with pytest.raises(ArgumentError):
         preprocess(RNG.normal(size=(5, 3)), norm, (4,), "NC")
 
 
@@ -103,7 +103,7 @@ def test_torchvision_mean_std(case, images_uint8):
 
 def test_mean_image_has_no_torchvision_mean_std_but_a_module(images_uint8):
     norm, formula = CASES["zerocenter-image"]
-    with pytest.raises(InputError, match="per-pixel"):
+    with pytest.raises(ArgumentError, match="per-pixel"):
         torchvision_mean_std(norm)
     x01 = torch.from_numpy(images_uint8).permute(0, 3, 1, 2).float() / 255
     module = InputNormalization(norm, SIZE, input_range=1.0)

@@ -12,9 +12,9 @@ import pytest
 import torch
 import torchvision
 
-from matport.checkpoint import CheckpointError, load_checkpoint, save
+from matport.checkpoint import load_checkpoint, save
 from matport.convert.families.resnet50 import load_resnet50, matlab_resnet50
-from matport.errors import ConversionError, NetworkError
+from matport.errors import CheckpointError, ConversionError, NetworkError
 from matport.network.designer import is_designer_params, network_from_designer_struct
 from matport.network.model import Connection, Layer, Network
 from matport.synth import resnet50 as fixture

@@ -10,7 +10,7 @@ from torch import nn
 from matport.convert.graph import ConvertedNetwork, build_module, network_spec
 from matport.convert.info import ModelInfo
 from matport.convert.layers import Converter, layout_of
-from matport.errors import ConversionError
+from matport.errors import ArgumentError, ConversionError
 from matport.network.model import Network, Normalization
 from matport.options import FAMILIES
 
@@ -47,7 +47,7 @@ def convert_network(network: Network, family: str = "auto") -> tuple[nn.Module, 
     :class:`~matport.errors.ConversionError`), ``graph`` (:func:`load`'s module) or ``auto``
     (resnet50 when it fits). Returns the module and, when ``auto`` fell back, why."""
     if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}: expected one of {FAMILIES}")
+        raise ArgumentError(f"unknown family {family!r}: expected one of {FAMILIES}")
     if family != "graph":
         from matport.convert.families.resnet50 import load_resnet50
 

@@ -27,18 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from matport.errors import ConversionError
+from matport.errors import LayerNotConvertible
 from matport.network.model import Layer
 
 IMAGE, VECTOR, SEQUENCE = "image", "vector", "sequence"
-
-
-class LayerNotConvertible(ConversionError):
-    """Raised by a converter when a layer's settings have no PyTorch equivalent."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from matport.errors import ConversionError, MatportError
+from matport.errors import ArgumentError, ConversionError
 from matport.network.model import Normalization
 
 _SPATIAL_LAYOUT = "NCHW"
@@ -49,10 +49,6 @@ _NEEDED = {
     "rescale-zero-one": ("min", "max"),
 }
 MATLAB_PIXEL_RANGE = 255.0
-
-
-class InputError(MatportError, ValueError):
-    """Data given for a model's input does not fit it (shape, channels, size of a mean image)."""
 
 
 def preprocess(
@@ -76,11 +72,11 @@ def to_layout(x: Any, input_size: tuple[int, ...], layout: str = "NCHW") -> torc
         return _image_to_nchw(t, channels, channels_first)
     single, batch = {"NC": (1, 2), "NTC": (2, 3)}.get(layout, (0, 0))
     if not single:
-        raise InputError(f"unknown layout {layout!r}: expected NCHW, NC or NTC")
+        raise ArgumentError(f"unknown layout {layout!r}: expected NCHW, NC or NTC")
     if t.ndim == single:
         t = t.unsqueeze(0)
     if t.ndim != batch or t.shape[-1] != channels:
-        raise InputError(
+        raise ArgumentError(
             f"input of shape {tuple(t.shape)} does not fit layout {layout} with {channels} channels"
         )
     return t
@@ -92,10 +88,10 @@ def _image_to_nchw(t: torch.Tensor, channels: int, channels_first: bool) -> torc
     if t.ndim == 3:
         t = t.unsqueeze(0)
     if t.ndim != 4:
-        raise InputError(f"an image input must be HWC, CHW, NHWC or NCHW, got {tuple(t.shape)}")
+        raise ArgumentError(f"an image input must be HWC, CHW, NHWC or NCHW, got {tuple(t.shape)}")
     last, first = t.shape[3] == channels, t.shape[1] == channels
     if not (last or first):
-        raise InputError(f"image of shape {tuple(t.shape)} has no axis of {channels} channels")
+        raise ArgumentError(f"image of shape {tuple(t.shape)} has no axis of {channels} channels")
     if last and (not first or not channels_first):
         t = t.permute(0, 3, 1, 2)
     return t
@@ -140,7 +136,7 @@ def normalize(x: torch.Tensor, stats: dict[str, torch.Tensor], kind: str) -> tor
     :func:`normalization_tensors`) to ``x``, already in layout."""
     for s in stats.values():
         if s.ndim == 4 and s.shape[2:] != (1, 1) and s.shape[2:] != x.shape[2:]:
-            raise InputError(
+            raise ArgumentError(
                 f"the network subtracts a {s.shape[2]}x{s.shape[3]} mean image: images must be "
                 f"{s.shape[2]}x{s.shape[3]}, got {x.shape[2]}x{x.shape[3]} (resize or crop first)"
             )
@@ -157,7 +153,7 @@ def normalize(x: torch.Tensor, stats: dict[str, torch.Tensor], kind: str) -> tor
 
 def torchvision_mean_std(norm: Normalization) -> tuple[list[float], list[float]]:
     """Per-channel ``mean, std`` such that ``(x - mean) / std`` on torchvision-style 0-1 images
-    equals MATLAB's normalization of ``255 * x``. Raises :class:`InputError` for a per-pixel mean
+    equals MATLAB's normalization of ``255 * x``. Raises :class:`ArgumentError` for a per-pixel mean
     image (use :class:`InputNormalization` with ``input_range=1.0`` instead)."""
     stats = {k: _channel_values(norm, k) for k in _NEEDED.get(norm.type, ())}
     r = MATLAB_PIXEL_RANGE
@@ -182,7 +178,7 @@ def _channel_values(norm: Normalization, name: str) -> list[float]:
         raise ConversionError(f"input normalization {norm.type!r} has no stored {name}")
     a = np.asarray(a, np.float64)
     if a.ndim >= 3 and a.shape[0] * a.shape[1] > 1:
-        raise InputError(
+        raise ArgumentError(
             f"the network's {name} is a {a.shape[0]}x{a.shape[1]} per-pixel image, which no "
             "per-channel mean/std reproduces: use InputNormalization(..., input_range=1.0)"
         )

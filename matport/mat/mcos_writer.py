@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
-from matport.errors import MatportError
+from matport.errors import WriteError
 from matport.mat.mcos import MAGIC
 from matport.mat.values import (
     Categorical,
@@ -30,10 +30,6 @@ from matport.mat.values import (
 
 FILEWRAPPER_VERSION = 4
 PROPERTY_CELL = 1
-
-
-class WriteError(MatportError):
-    """A value cannot be written to a MATLAB file; the message names the variable path."""
 
 
 @dataclass(eq=False)

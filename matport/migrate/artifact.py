@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from matport.convert.info import ModelInfo
-from matport.errors import MatportError
+from matport.errors import MatportError, MigrationError
 from matport.migrate.report import FileResult, NetworkResult, one_line
 
 if TYPE_CHECKING:
@@ -39,10 +39,6 @@ TMP_SUFFIX = ".matport-tmp"
 _TMP_NAME = re.compile(r"\..+\.\d+" + re.escape(TMP_SUFFIX) + r"\Z")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _CHUNK = 1 << 20
-
-
-class MigrationError(MatportError):
-    """A migration cannot run (a source does not exist, ...) or an artifact cannot be read."""
 
 
 @dataclass

@@ -47,10 +47,10 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from matport.errors import ArgumentError, MigrationError
 from matport.migrate.artifact import (
     FORMATS,
     FileTask,
-    MigrationError,
     file_sha256,
     load_artifact,
     migrate_file,
@@ -107,11 +107,11 @@ def migrate(
     load an artifact back with :func:`load_artifact`.
     """
     if format not in FORMATS:
-        raise MigrationError(f"unknown format {format!r}: expected one of {sorted(FORMATS)}")
+        raise ArgumentError(f"unknown format {format!r}: expected one of {sorted(FORMATS)}")
     if mode not in MODES:
-        raise MigrationError(f"unknown mode {mode!r}: expected one of {MODES}")
+        raise ArgumentError(f"unknown mode {mode!r}: expected one of {MODES}")
     if jobs < 1:
-        raise MigrationError(f"jobs must be at least 1 (got {jobs})")
+        raise ArgumentError(f"jobs must be at least 1 (got {jobs})")
     started = time.monotonic()
     src_list = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
     out_dir = Path(out).absolute()

@@ -34,7 +34,7 @@ import torchvision
 from torch import nn
 
 from matport.convert.info import ModelInfo
-from matport.errors import ConversionError
+from matport.errors import ArgumentError, ConversionError
 from matport.network.model import Layer, Network, Normalization
 
 FAMILY = "resnet50"
@@ -156,7 +156,7 @@ def matlab_resnet50(
     epsilon ``bn_eps`` (one value, or module path -> value). Randomly initialised like
     torchvision's unless ``device="meta"`` (then copied from a cached empty template)."""
     if stride_on not in STRIDE_ON:
-        raise ValueError(f"stride_on must be one of {STRIDE_ON}, not {stride_on!r}")
+        raise ArgumentError(f"stride_on must be one of {STRIDE_ON}, not {stride_on!r}")
     if device is not None and torch.device(device).type == "meta":
         model = copy.deepcopy(_meta_template(num_classes))
     else:
