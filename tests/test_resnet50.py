@@ -444,9 +444,8 @@ def test_convert_command(designer_file, tmp_path, capsys):
 
 
 def _small_classifier() -> Network:
-    from matlab_networks import chain, fc, feature_input, simple
-
     from matport.network.model import Normalization
+    from matport.synth.networks import chain, fc, feature_input, simple
 
     norm = Normalization("zscore", mean=np.arange(4.0).reshape(4, 1),
                          std=np.array([1.0, 2.0, 3.0, 4.0]).reshape(4, 1))

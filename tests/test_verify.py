@@ -454,7 +454,7 @@ def test_feature_network_regression_outputs(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def resnet50(tmp_path_factory: pytest.TempPathFactory):
-    fixture = pytest.importorskip("resnet50_fixture")
+    from matport.synth import resnet50 as fixture
     load_resnet50 = pytest.importorskip("matport.convert.families.resnet50").load_resnet50
     net = fixture.finetuned()
     return net, load_resnet50(net), matlab_onnx_export.build(net)
