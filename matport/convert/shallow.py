@@ -7,8 +7,8 @@ b{i}))``, and on each output its ``processFcns`` reversed, last first.
 
 **Layout.** MATLAB takes one sample per *column* (features x samples); the module takes one
 sample per *row*: ``N x features`` for each input, in input order, and returns ``N x size`` per
-output (a tuple when there are several). Parameters are float32 like every matport model;
-``model.double()`` computes in MATLAB's double precision.
+output (a tuple when there are several). Parameters are float64, MATLAB's double precision, and
+inputs are cast to the model's precision (``model.float()`` computes in float32).
 
 Converted: transfer functions in :data:`TRANSFER_FCNS`, processing functions in
 :data:`PROCESS_FCNS`, weight functions ``dotprod`` and ``dist``, net input functions ``netsum``
@@ -106,7 +106,7 @@ class RowAffine(nn.Module):
         super().__init__()
         self.reverse = reverse
         for name, v in (("gain", gain), ("xoffset", xoffset), ("yoffset", yoffset)):
-            self.register_buffer(name, torch.tensor(np.ravel(v), dtype=torch.float32))
+            self.register_buffer(name, torch.tensor(np.ravel(v), dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.reverse:
@@ -128,14 +128,14 @@ class RemoveConstantRows(nn.Module):
         self.reverse, self.xrows = reverse, xrows
         self.register_buffer("keep", torch.tensor(keep, dtype=torch.long))
         self.register_buffer("remove", torch.tensor(remove, dtype=torch.long))
-        self.register_buffer("constants", torch.tensor(constants, dtype=torch.float32))
+        self.register_buffer("constants", torch.tensor(constants, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.reverse:
             return x[:, self.keep]
         out = x.new_empty(x.shape[0], self.xrows)
         out[:, self.keep] = x
-        out[:, self.remove] = self.constants.to(x.dtype)
+        out[:, self.remove] = self.constants
         return out
 
 
@@ -151,14 +151,14 @@ class FixUnknowns(nn.Module):
                  yrows: int) -> None:
         super().__init__()
         self.yrows = yrows
-        self.register_buffer("xmeans", torch.tensor(xmeans, dtype=torch.float32))
+        self.register_buffer("xmeans", torch.tensor(xmeans, dtype=torch.float64))
         self.register_buffer("shifted", torch.tensor(shifted, dtype=torch.long))
         self.register_buffer("unknown", torch.tensor(unknown, dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nan = torch.isnan(x)
         out = x.new_empty(x.shape[0], self.yrows)
-        out[:, self.shifted] = torch.where(nan, self.xmeans.to(x.dtype), x)
+        out[:, self.shifted] = torch.where(nan, self.xmeans, x)
         out[:, self.shifted[self.unknown] + 1] = (~nan[:, self.unknown]).to(x.dtype)
         return out
 
@@ -171,7 +171,7 @@ class ProcessPCA(nn.Module):
 
     def __init__(self, matrix: np.ndarray) -> None:
         super().__init__()
-        self.register_buffer("matrix", torch.tensor(matrix, dtype=torch.float32))
+        self.register_buffer("matrix", torch.tensor(matrix, dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.matrix.T
@@ -183,9 +183,12 @@ class ShallowModule(nn.Module):
     dest x source, like an ``nn.Linear`` weight)."""
 
     matport: ModelInfo  # set by load_shallow
+    _like: torch.Tensor
 
     def __init__(self, net: ShallowNetwork, order: list[int]) -> None:
         super().__init__()
+        # follows .float() / .double(): the precision inputs are cast to
+        self.register_buffer("_like", torch.zeros(0, dtype=torch.float64), persistent=False)
         where = f"{net.source}:{net.path}"
         self.input_processing = nn.ModuleList(
             nn.Sequential(*(_processing(p, False, f"{where}: inputs{{{j + 1}}}") for p in
@@ -217,7 +220,7 @@ class ShallowModule(nn.Module):
 
     def forward(self, x: torch.Tensor, *more: torch.Tensor) -> Any:
         """Run the network on its inputs (``N x features`` each, in input order)."""
-        raw = (x, *more)
+        raw = [t.to(self._like.dtype) for t in (x, *more)]
         p = [proc(raw[j]) for j, proc in enumerate(self.input_processing)]
         a: dict[int, torch.Tensor] = {}
         for i, incoming, has_bias, net_input in self._plan:
@@ -225,7 +228,7 @@ class ShallowModule(nn.Module):
                         p[src] if kind == "input" else a[src], fcn)
                  for kind, src, key, fcn in incoming]
             if has_bias:
-                z.append(self.b[str(i + 1)].expand(x.shape[0], -1))
+                z.append(self.b[str(i + 1)].expand(raw[0].shape[0], -1))
             n = z[0]
             for term in z[1:]:
                 n = n * term if net_input == "netprod" else n + term
@@ -311,7 +314,7 @@ def _problems(net: ShallowNetwork) -> list[str]:
 
 
 def _parameter(a: np.ndarray) -> nn.Parameter:
-    return nn.Parameter(torch.tensor(a, dtype=torch.float32))
+    return nn.Parameter(torch.tensor(a, dtype=torch.float64))
 
 
 def _weigh(w: torch.Tensor, x: torch.Tensor, fcn: str) -> torch.Tensor:
