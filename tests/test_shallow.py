@@ -275,3 +275,15 @@ def test_inspect_shows_the_real_shallow_network(capsys: pytest.CaptureFixture[st
     text = capsys.readouterr().out
     assert "Network net: network, 4 layers, 29,150 learnable parameters" in text
     assert "OutputSize=150 TransferFcn=purelin" in text
+
+
+def test_checkpoint_rebuilds_the_module(tmp_path: Any) -> None:
+    from matport.checkpoint import load_checkpoint, save
+
+    model = load_case("shallow_v7.mat", "multi_io")
+    save(model, tmp_path / "m.pt")
+    again = load_checkpoint(tmp_path / "m.pt")
+    xs = [torch.tensor(x) for x in sample_inputs(fixture("shallow_v7.mat")["multi_io"])]
+    for a, b in zip(model(*xs), again(*xs), strict=True):
+        assert torch.equal(a, b)
+    assert again.matport.architecture["family"] == "shallow"
