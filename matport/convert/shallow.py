@@ -182,11 +182,11 @@ def _problems(net: ShallowNetwork) -> list[str]:
     out = []
     if not net.inputs or not net.output_layers:
         out.append("a network without inputs or outputs")
+    delayed = [f"{w.name} {list(w.delays)}" for w in net.weights if w.delays != (0,)]
+    if delayed:
+        out.append(f"tapped delays ({', '.join(delayed)}): dynamic networks (narxnet, "
+                   "timedelaynet, layrecnet) depend on earlier time steps and are not converted")
     for w in net.weights:
-        if w.delays != (0,):
-            out.append(f"{w.name} has tapped delays {list(w.delays)}: dynamic networks "
-                       "(narxnet, timedelaynet, layrecnet) depend on earlier time steps and "
-                       "are not converted")
         if w.weight_fcn not in WEIGHT_FCNS:
             out.append(f"{w.name}: weight function {w.weight_fcn!r} is not converted "
                        f"(converted: {', '.join(WEIGHT_FCNS)})")
