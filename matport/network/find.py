@@ -25,7 +25,9 @@ class NetworkRef:
 def find_networks(matfile: MatFile) -> list[NetworkRef]:
     """Every network in the file (SeriesNetwork, DAGNetwork, dlnetwork, LayerGraph, layer
     arrays, Deep Network Designer parameter structs, shallow ``network`` objects), with the
-    path to reach it."""
+    path to reach it; networks inside a reinforcement-learning agent get short paths such as
+    ``saved_agent.Actor`` (:mod:`matport.network.agent`)."""
+    from matport.network.agent import agent_objects, with_agent_paths
     from matport.network.designer import is_designer_params
     from matport.network.shallow import SHALLOW_CLASS, is_shallow_network
 
@@ -40,8 +42,9 @@ def find_networks(matfile: MatFile) -> list[NetworkRef]:
             return "struct (Deep Network Designer parameters)"
         return None
 
-    return [NetworkRef(path, k, v) for path, v in matfile.walk(lambda v: kind(v) is None)
+    refs = [NetworkRef(path, k, v) for path, v in matfile.walk(lambda v: kind(v) is None)
             if (k := kind(v)) is not None]
+    return with_agent_paths(refs, agent_objects(matfile))
 
 
 def network_from_ref(ref: NetworkRef, source: str = "") -> Network:
