@@ -48,7 +48,8 @@ def test_networks_get_short_paths_by_role(name: str) -> None:
         "saved_agent.Critic", "saved_agent.TargetCritic", "saved_agent.Actor",
         "saved_agent.TargetActor", "td3.Actor", "td3.TargetActor", "td3.Critic(1)",
         "td3.Critic(2)", "td3.TargetCritic(1)", "td3.TargetCritic(2)", "dqn.Critic",
-        "dqn.TargetCritic", "session.Agents{1}.Critic", "session.Agents{1}.TargetCritic"])
+        "dqn.TargetCritic", "ac.Actor", "ac.Critic", "session.Agents{1}.Critic",
+        "session.Agents{1}.TargetCritic"])
 
 
 def test_the_error_listing_networks_shows_short_paths() -> None:
@@ -106,7 +107,7 @@ def test_dqn_picks_the_action_of_the_largest_q(name: str) -> None:
 def test_agents_nested_in_a_session_and_choice_errors() -> None:
     agent = matport.load_agent(FIXTURES / "agents_v7.mat", variable="session.Agents{1}")
     assert sorted(agent.networks) == ["Critic", "TargetCritic"]
-    with pytest.raises(NetworkError, match="holds 4 agents .*saved_agent"):
+    with pytest.raises(NetworkError, match="holds 5 agents .*saved_agent"):
         matport.load_agent(FIXTURES / "agents_v7.mat")
     with pytest.raises(NetworkError, match="no reinforcement-learning agent at 'nope'"):
         matport.load_agent(FIXTURES / "agents_v7.mat", variable="nope")
@@ -114,11 +115,17 @@ def test_agents_nested_in_a_session_and_choice_errors() -> None:
         matport.load_agent(FIXTURES / "shallow_v7.mat")
 
 
-def test_stochastic_policies_are_not_guessed() -> None:
-    agent = matport.load_agent(FIXTURES / "agents_v7.mat", variable="dqn")
-    agent.class_name = "rl.agent.rlPPOAgent"
-    with pytest.raises(ConversionError, match="rlPPOAgent has a stochastic"):
-        agent.act(OBS[:, :2])
+@pytest.mark.parametrize("name", FILES)
+def test_agent_saved_through_saveobj_and_its_stochastic_policy(name: str) -> None:
+    agent = matport.load_agent(FIXTURES / name, variable="ac")
+    assert sorted(agent.networks) == ["Actor", "Critic"]
+    assert agent.action_info[0].elements.ravel().tolist() == [0.0, 1.0]
+    logits = mlp(OBS[:, :3], 500, [3, 8, 2])
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    got = agent.networks["Actor"](torch.tensor(OBS[:, :3], dtype=torch.float32))
+    np.testing.assert_allclose(got.detach().numpy(), probs, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConversionError, match="rlACAgent has a stochastic"):
+        agent.act(OBS[:, :3])
 
 
 def test_inspect_lists_agent_networks(capsys: pytest.CaptureFixture[str]) -> None:

@@ -135,10 +135,22 @@ def dqn_agent(obs: MatObject, act: MatObject, seed: int) -> MatObject:
     })
 
 
+def ac_agent(obs: MatObject, act: MatObject, seed: int) -> MatObject:
+    """An ``rl.agent.rlACAgent`` saved through ``saveobj`` (its properties in a struct): a
+    discrete stochastic actor (softmax over the actions) and a value critic."""
+    n_obs, n_act = int(obs.props["Dimension"][0, 0]), act.props["Elements"].size
+    return MatObject("rl.agent.rlACAgent", {"any": Struct(
+        Version=np.array([[3.0]]),
+        Actor=_function("rlDiscreteCategoricalActor", mlp(seed, [n_obs, 8, n_act], "SoftmaxLayer"),
+                        obs, act),
+        Critic=_function("rlValueFunction", mlp(seed + 1, [n_obs, 8, 1], None), obs, act),
+        ObservationInfo=obs, ActionInfo=act)}, saveobj=True)
+
+
 def agent_cases() -> dict[str, Any]:
     """Variable name -> agent: ``saved_agent`` (DDPG, 3 observations, 2 actions in
-    [-2, 2] x [0, 1]), ``td3`` and ``dqn`` (actions -10, 0, 10), and ``session``, a struct
-    holding an agent the way an app session nests it."""
+    [-2, 2] x [0, 1]), ``td3``, ``dqn`` (actions -10, 0, 10), ``ac`` (saved through
+    ``saveobj``) and ``session``, a struct holding an agent the way an app session nests it."""
     obs = numeric_spec(3, -np.inf, np.inf, "observations")
     act = numeric_spec(2, [-2.0, 0.0], [2.0, 1.0], "force")
     return {
@@ -147,6 +159,8 @@ def agent_cases() -> dict[str, Any]:
                          numeric_spec(1, -0.5, 0.5, "torque"), seed=200),
         "dqn": dqn_agent(numeric_spec(2, -np.inf, np.inf, "obs"),
                          finite_spec([-10.0, 0.0, 10.0], "push"), seed=300),
+        "ac": ac_agent(numeric_spec(3, -np.inf, np.inf, "obs"), finite_spec([0.0, 1.0], "a"),
+                       seed=500),
         "session": Struct(Agents=np.array([[dqn_agent(
             numeric_spec(2, -np.inf, np.inf, "obs"), finite_spec([1.0, 2.0], "a"), seed=400)]],
             dtype=object)),
