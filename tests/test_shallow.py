@@ -288,3 +288,15 @@ def test_checkpoint_rebuilds_the_module(tmp_path: Any) -> None:
     for a, b in zip(model(*xs), again(*xs), strict=True):
         assert torch.equal(a, b)
     assert again.matport.architecture["family"] == "shallow"
+
+
+def test_processing_that_does_not_fit_is_refused(tmp_path: Any) -> None:
+    net = shallow_cases()["fitnet"]
+    net.props["inputs"][0, 0]["size"] = np.array([[7.0]])
+    net.props["outputs"][0, 1]["processSettings"][0, 1]["yrows"] = np.array([[4.0]])
+    write(tmp_path / "bad.mat", {"net": net})
+    with pytest.raises(ConversionError) as err:
+        matport.load(tmp_path / "bad.mat")
+    msg = str(err.value)
+    assert "inputs{1}: removeconstantrows was set up for 6 rows, it gets 7" in msg
+    assert "outputs{2}: its processing gives 4 rows, the layer has 3" in msg

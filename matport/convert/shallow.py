@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,7 +41,7 @@ from matport.convert.shallow_ops import (
 )
 from matport.errors import ConversionError
 from matport.network.model import Normalization
-from matport.network.shallow import LAYER_CLASS, ShallowNetwork
+from matport.network.shallow import LAYER_CLASS, Processing, ShallowNetwork
 
 
 class ShallowModule(nn.Module):
@@ -211,5 +212,22 @@ def _problems(net: ShallowNetwork) -> list[str]:
         if p.fcn not in PROCESS_FCNS or (reverse and p.fcn == "fixunknowns"):
             out.append(f"{label}: processing function {p.fcn!r} is not converted "
                        f"{'on outputs' if reverse else ''} (converted: {', '.join(PROCESS_FCNS)})")
-    return out
+    chains: list[tuple[str, int, list[Processing], int | None]] = [
+        (f"inputs{{{j + 1}}}", inp.size, inp.processing, None) for j, inp in enumerate(net.inputs)]
+    chains += [(f"outputs{{{i + 1}}}", lay.output_size, lay.output_processing, lay.size)
+               for i, lay in enumerate(net.shallow_layers) if lay.is_output]
+    return out + [m for chain in chains if (m := _chain(*chain)) is not None]
+
+
+def _chain(label: str, rows: int, steps: list[Processing], end: int | None) -> str | None:
+    """Why the rows of ``steps`` (``xrows`` -> ``yrows`` each) do not lead from ``rows`` to
+    ``end`` (None: anywhere)."""
+    for p in steps:
+        xrows, yrows = (np.asarray(p.settings.get(k, np.zeros(0))) for k in ("xrows", "yrows"))
+        if xrows.size == 1 and int(xrows.item()) != rows:
+            return f"{label}: {p.fcn} was set up for {int(xrows.item())} rows, it gets {rows}"
+        rows = int(yrows.item()) if yrows.size == 1 else rows
+    if end is not None and rows != end:
+        return f"{label}: its processing gives {rows} rows, the layer has {end}"
+    return None
 

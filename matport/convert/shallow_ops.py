@@ -203,15 +203,16 @@ def processing_module(step: Processing, reverse: bool, where: str) -> Step:
         return RowAffine(gain, xoffset, yoffset, reverse)
     if step.fcn == "removeconstantrows":
         constants = s.array("constants" if "constants" in step.settings else "value")
-        return RemoveConstantRows(s.indices("keep"), s.indices("remove"), constants.ravel(),
-                                  s.rows("xrows"), reverse)
+        xrows = s.rows("xrows")
+        return RemoveConstantRows(s.indices("keep", xrows), s.indices("remove", xrows),
+                                  constants.ravel(), xrows, reverse)
     if step.fcn == "fixunknowns":
         xrows = s.rows("xrows")
         shift = s.array("shift").ravel().astype(np.int64)
         if shift.size != xrows:
             raise s.fail(f"shift has {shift.size} entries, expected {xrows}")
         return FixUnknowns(s.array("xmeans").ravel(), np.arange(xrows) + shift,
-                           s.indices("unknown"), s.rows("yrows"))
+                           s.indices("unknown", xrows), s.rows("yrows"))
     return ProcessPCA(s.array("inverseTransform" if reverse else "transform"))
 
 
@@ -236,11 +237,11 @@ class _Settings:
             raise self.fail(f"{name!r} is not a count")
         return int(v.item())
 
-    def indices(self, name: str) -> np.ndarray:
-        """A 1-based MATLAB index list as 0-based indices."""
+    def indices(self, name: str, bound: int) -> np.ndarray:
+        """A 1-based MATLAB index list (each at most ``bound``) as 0-based indices."""
         v = self.array(name).ravel()
-        if v.size and (v.min() < 1 or np.any(v != np.round(v))):
-            raise self.fail(f"{name!r} is not a list of row indices")
+        if v.size and (v.min() < 1 or v.max() > bound or np.any(v != np.round(v))):
+            raise self.fail(f"{name!r} is not a list of row indices up to {bound}")
         return v.astype(np.int64) - 1
 
     def affine(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

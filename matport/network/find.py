@@ -44,7 +44,7 @@ def find_networks(matfile: MatFile) -> list[NetworkRef]:
 
     refs = [NetworkRef(path, k, v) for path, v in matfile.walk(lambda v: kind(v) is None)
             if (k := kind(v)) is not None]
-    return with_agent_paths(refs, agent_objects(matfile))
+    return with_agent_paths(refs, agent_objects(matfile)) if refs else refs
 
 
 def network_from_ref(ref: NetworkRef, source: str = "") -> Network:

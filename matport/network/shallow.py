@@ -56,7 +56,8 @@ class ShallowInput:
 @dataclass(eq=False)
 class ShallowLayer:
     """``net.layers{i}`` with its bias ``b{i}`` (None when ``biasConnect(i)`` is false) and,
-    when ``outputConnect(i)``, its output's processing (reversed on the output by MATLAB)."""
+    when ``outputConnect(i)``, its output's name, raw ``size`` (before reversing the processing)
+    and processing (reversed on the output by MATLAB)."""
 
     name: str
     size: int
@@ -65,6 +66,7 @@ class ShallowLayer:
     bias: np.ndarray | None
     is_output: bool = False
     output_name: str = ""
+    output_size: int = 0
     output_processing: list[Processing] = field(default_factory=list)
     feedback_mode: str = "none"
 
@@ -262,6 +264,7 @@ class _Reader:
         s = self.structure("outputs", i, self.count("numLayers"))
         lay.is_output = True
         lay.output_name = self.text("name", lay.name, s, label)
+        lay.output_size = self.count("size", s, label)
         lay.output_processing = self.processing(s, label)
         lay.feedback_mode = self.text("feedbackMode", "none", s, label)
 
