@@ -300,3 +300,17 @@ def test_processing_that_does_not_fit_is_refused(tmp_path: Any) -> None:
     msg = str(err.value)
     assert "inputs{1}: removeconstantrows was set up for 6 rows, it gets 7" in msg
     assert "outputs{2}: its processing gives 4 rows, the layer has 3" in msg
+
+
+def test_fx_and_export_keep_the_result() -> None:
+    model = load_case("shallow_v7.mat", "multi_io")
+    xs = [torch.tensor(x) for x in sample_inputs(fixture("shallow_v7.mat")["multi_io"])]
+    traced = torch.fx.symbolic_trace(model)
+    for a, b in zip(traced(*xs), model(*xs), strict=True):
+        assert torch.equal(a, b)
+    fitnet = load_case("shallow_v7.mat", "fitnet")
+    batch = torch.export.Dim("batch")
+    exported = torch.export.export(fitnet, (torch.zeros(4, 6, dtype=torch.float64),),
+                                   dynamic_shapes=({0: batch},)).module()
+    x = torch.tensor(sample_inputs(fixture("shallow_v7.mat")["fitnet"])[0])
+    assert torch.allclose(exported(x), fitnet(x), rtol=1e-12, atol=0)

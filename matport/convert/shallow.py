@@ -81,7 +81,9 @@ class ShallowModule(nn.Module):
 
     def forward(self, x: torch.Tensor, *more: torch.Tensor) -> Any:
         """Run the network on its inputs (``N x features`` each, in input order)."""
-        raw = [t.to(self._like.dtype) for t in (x, *more)]
+        # indexing, not unpacking: torch.fx traces *more
+        raw = [x] + [more[j] for j in range(len(self.input_processing) - 1)]
+        raw = [t.to(self._like.dtype) for t in raw]
         p = [proc(raw[j]) for j, proc in enumerate(self.input_processing)]
         a: dict[int, torch.Tensor] = {}
         for i, incoming, has_bias, net_input in self._plan:

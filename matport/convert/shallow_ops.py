@@ -108,17 +108,17 @@ class RowAffine(Step):
 
 class RemoveConstantRows(Step):
     """``removeconstantrows``: keeps the ``keep`` features; reversed, puts the stored constants
-    back at the ``remove`` positions (``xrows`` features in all)."""
+    back at the ``remove`` positions."""
 
     keep: torch.Tensor
     remove: torch.Tensor
     constants: torch.Tensor
 
-    def __init__(self, keep: np.ndarray, remove: np.ndarray, constants: np.ndarray, xrows: int,
+    def __init__(self, keep: np.ndarray, remove: np.ndarray, constants: np.ndarray,
                  reverse: bool) -> None:
         super().__init__()
-        self.reverse, self.xrows = reverse, xrows
-        self.options = {"xrows": xrows, "reverse": reverse}
+        self.reverse = reverse
+        self.options = {"reverse": reverse}
         self.register_buffer("keep", torch.tensor(keep, dtype=torch.long))
         self.register_buffer("remove", torch.tensor(remove, dtype=torch.long))
         self.register_buffer("constants", torch.tensor(constants, dtype=torch.float64))
@@ -126,35 +126,32 @@ class RemoveConstantRows(Step):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.reverse:
             return x[:, self.keep]
-        out = x.new_empty(x.shape[0], self.xrows)
-        out[:, self.keep] = x
-        out[:, self.remove] = self.constants
-        return out
+        columns = torch.cat([x, self.constants.expand(x.shape[0], -1)], 1)
+        return columns[:, torch.argsort(torch.cat([self.keep, self.remove]))]
 
 
 class FixUnknowns(Step):
     """``fixunknowns`` (inputs only): NaNs become the row's stored mean, and after each row that
-    had unknowns in training comes a row flagging which values were known (1) or not (0)."""
+    had unknowns in training comes a row flagging which values were known (1) or not (0).
+    ``shifted`` is each row's position in the output."""
 
     xmeans: torch.Tensor
     shifted: torch.Tensor
     unknown: torch.Tensor
 
-    def __init__(self, xmeans: np.ndarray, shifted: np.ndarray, unknown: np.ndarray,
-                 yrows: int) -> None:
+    def __init__(self, xmeans: np.ndarray, shifted: np.ndarray, unknown: np.ndarray) -> None:
         super().__init__()
-        self.yrows = yrows
-        self.options = {"yrows": yrows}
+        self.options = {}
         self.register_buffer("xmeans", torch.tensor(xmeans, dtype=torch.float64))
         self.register_buffer("shifted", torch.tensor(shifted, dtype=torch.long))
         self.register_buffer("unknown", torch.tensor(unknown, dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nan = torch.isnan(x)
-        out = x.new_empty(x.shape[0], self.yrows)
-        out[:, self.shifted] = torch.where(nan, self.xmeans, x)
-        out[:, self.shifted[self.unknown] + 1] = (~nan[:, self.unknown]).to(x.dtype)
-        return out
+        columns = torch.cat([torch.where(nan, self.xmeans, x),
+                             (~nan[:, self.unknown]).to(x.dtype)], 1)
+        position = torch.cat([self.shifted, self.shifted[self.unknown] + 1])
+        return columns[:, torch.argsort(position)]
 
 
 class ProcessPCA(Step):
@@ -202,17 +199,19 @@ def processing_module(step: Processing, reverse: bool, where: str) -> Step:
         gain, xoffset, yoffset = s.affine()
         return RowAffine(gain, xoffset, yoffset, reverse)
     if step.fcn == "removeconstantrows":
-        constants = s.array("constants" if "constants" in step.settings else "value")
+        constants = s.array("constants" if "constants" in step.settings else "value").ravel()
         xrows = s.rows("xrows")
-        return RemoveConstantRows(s.indices("keep", xrows), s.indices("remove", xrows),
-                                  constants.ravel(), xrows, reverse)
+        keep, remove = s.indices("keep", xrows), s.indices("remove", xrows)
+        if sorted([*keep, *remove]) != list(range(xrows)) or constants.size != remove.size:
+            raise s.fail(f"keep, remove and constants do not cover the {xrows} rows")
+        return RemoveConstantRows(keep, remove, constants, reverse)
     if step.fcn == "fixunknowns":
         xrows = s.rows("xrows")
         shift = s.array("shift").ravel().astype(np.int64)
-        if shift.size != xrows:
-            raise s.fail(f"shift has {shift.size} entries, expected {xrows}")
-        return FixUnknowns(s.array("xmeans").ravel(), np.arange(xrows) + shift,
-                           s.indices("unknown", xrows), s.rows("yrows"))
+        unknown = s.indices("unknown", xrows)
+        if shift.size != xrows or s.rows("yrows") != xrows + unknown.size:
+            raise s.fail(f"shift, unknown and yrows do not fit {xrows} rows")
+        return FixUnknowns(s.array("xmeans").ravel(), np.arange(xrows) + shift, unknown)
     return ProcessPCA(s.array("inverseTransform" if reverse else "transform"))
 
 
