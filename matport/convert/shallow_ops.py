@@ -170,7 +170,16 @@ class ProcessPCA(Step):
 
 
 def weigh(w: torch.Tensor, x: torch.Tensor, fcn: str) -> torch.Tensor:
-    """``dotprod``: ``W*p``; ``dist``: the Euclidean distance of each row of W to p."""
+    """A weight function on a batch.
+
+    Args:
+        w: the weight, dest x source.
+        x: the weighted input, N x source.
+        fcn: ``dotprod`` (``W*p``) or ``dist`` (the Euclidean distance of each row of W to p).
+
+    Returns:
+        N x dest.
+    """
     if fcn == "dist":
         return ((x.unsqueeze(1) - w.unsqueeze(0)) ** 2).sum(2).sqrt()
     return x @ w.T
@@ -180,20 +189,46 @@ _STEPS: dict[str, type[Step]] = {
 
 
 def step_spec(step: Step) -> dict[str, Any]:
-    """A JSON-able description of ``step``: its class, buffer shapes and options."""
+    """A JSON-able description of a step.
+
+    Args:
+        step: the step.
+
+    Returns:
+        Its class, buffer shapes and options.
+    """
     return {"type": type(step).__name__,
             "shapes": {name: list(b.shape) for name, b in step.named_buffers()},
             "options": dict(step.options)}
 
 
 def step_from_spec(spec: dict[str, Any]) -> Step:
-    """An empty step (zero buffers) from :func:`step_spec`'s description; load its state next."""
+    """An empty step (zero buffers); load its state next.
+
+    Args:
+        spec: :func:`step_spec`'s description.
+
+    Returns:
+        The step.
+    """
     arrays = {name: np.zeros(shape) for name, shape in spec["shapes"].items()}
     return _STEPS[spec["type"]](**arrays, **spec["options"])
 
 
 def processing_module(step: Processing, reverse: bool, where: str) -> Step:
-    """The module applying (or, on outputs, reversing) one stored processing step."""
+    """The module applying (or, on outputs, reversing) one stored processing step.
+
+    Args:
+        step: the function and its stored settings.
+        reverse: reverse it (outputs).
+        where: file, variable and input/output, for messages.
+
+    Returns:
+        The step module.
+
+    Raises:
+        ConversionError: settings that are missing or do not fit.
+    """
     s = _Settings(step, where)
     if step.fcn in ("mapminmax", "mapstd"):
         gain, xoffset, yoffset = s.affine()

@@ -61,13 +61,27 @@ class AgentInfo:
 
 
 def is_agent(value: Any) -> bool:
-    """Whether ``value`` is a saved reinforcement-learning agent."""
+    """Whether ``value`` is a saved reinforcement-learning agent.
+
+    Args:
+        value: any value :func:`matport.read` returns.
+
+    Returns:
+        True for an object of a class in ``rl.agent``.
+    """
     return isinstance(value, MatObject) and value.class_name.startswith(AGENT_PACKAGE)
 
 
 def agent_objects(matfile: MatFile) -> dict[str, MatObject]:
-    """Path -> agent object, for every agent in the file (top level or nested, e.g. in a
-    Reinforcement Learning Designer session)."""
+    """Every agent in the file, top level or nested (e.g. in a Reinforcement Learning Designer
+    session).
+
+    Args:
+        matfile: the file.
+
+    Returns:
+        Path -> agent object.
+    """
     def descend(v: Any) -> bool:  # agents hold no agents; networks hold none either
         return not is_agent(v) and not (isinstance(v, MatObject)
                                         and v.class_name in NETWORK_CLASSES)

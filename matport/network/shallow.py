@@ -117,7 +117,14 @@ class ShallowNetwork(Network):
 
 
 def is_shallow_network(value: Any) -> bool:
-    """Whether ``value`` is a saved shallow ``network`` object."""
+    """Whether ``value`` is a saved shallow ``network`` object.
+
+    Args:
+        value: any value :func:`matport.read` returns.
+
+    Returns:
+        True for a ``network`` object of the old class system.
+    """
     return isinstance(value, MatObject) and value.legacy and value.class_name == SHALLOW_CLASS
 
 
