@@ -46,7 +46,8 @@ def test_networks_get_short_paths_by_role(name: str) -> None:
     paths = sorted(r.path for r in find_networks(fixture(name)))
     assert paths == sorted([
         "saved_agent.Critic", "saved_agent.TargetCritic", "saved_agent.Actor",
-        "saved_agent.TargetActor", "td3.Actor", "td3.TargetActor", "td3.Critic(1)",
+        "saved_agent.TargetActor", "untrained.Critic", "untrained.Actor", "td3.Actor",
+        "td3.TargetActor", "td3.Critic(1)",
         "td3.Critic(2)", "td3.TargetCritic(1)", "td3.TargetCritic(2)", "dqn.Critic",
         "dqn.TargetCritic", "ac.Actor", "ac.Critic", "session.Agents{1}.Critic",
         "session.Agents{1}.TargetCritic"])
@@ -107,7 +108,7 @@ def test_dqn_picks_the_action_of_the_largest_q(name: str) -> None:
 def test_agents_nested_in_a_session_and_choice_errors() -> None:
     agent = matport.load_agent(FIXTURES / "agents_v7.mat", variable="session.Agents{1}")
     assert sorted(agent.networks) == ["Critic", "TargetCritic"]
-    with pytest.raises(NetworkError, match="holds 5 agents .*saved_agent"):
+    with pytest.raises(NetworkError, match="holds 6 agents .*saved_agent"):
         matport.load_agent(FIXTURES / "agents_v7.mat")
     with pytest.raises(NetworkError, match="no reinforcement-learning agent at 'nope'"):
         matport.load_agent(FIXTURES / "agents_v7.mat", variable="nope")
@@ -137,3 +138,11 @@ def test_inspect_lists_agent_networks(capsys: pytest.CaptureFixture[str]) -> Non
     assert [lay["type"] for lay in nets["saved_agent.Actor"]["layers"]] == [
         "FeatureInputLayer", "FullyConnectedLayer", "ReLULayer", "FullyConnectedLayer",
         "TanhLayer"]
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_targets_saved_as_the_same_objects_keep_their_roles(name: str) -> None:
+    agent = matport.load_agent(FIXTURES / name, variable="untrained")
+    assert sorted(agent.networks) == ["Actor", "Critic", "TargetActor", "TargetCritic"]
+    x = torch.tensor(OBS[:, :3], dtype=torch.float32)
+    assert torch.equal(agent.networks["TargetActor"](x), agent.networks["Actor"](x))

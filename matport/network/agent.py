@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from matport.errors import NetworkError
-from matport.mat.values import MatFile, MatObject, ObjectArray
+from matport.mat.values import MatFile, MatObject, ObjectArray, walk
 from matport.network.build import NETWORK_CLASSES
 
 if TYPE_CHECKING:
@@ -132,12 +132,26 @@ def read_agents(matfile: MatFile, refs: list[NetworkRef]) -> list[AgentInfo]:
             if owner == path:
                 info.networks[r.path[len(path) + 1:]] = r
         fields = _fields(obj)
+        _add_shared_roles(info, fields, refs)
         for key, target in (("ObservationInfo", info.observation_info),
                             ("ActionInfo", info.action_info)):
             value = fields.get(key, fields.get(key + "_"))
             target.extend(_spec(e, f"{matfile.path}:{path}.{key}") for e in _elements(value))
         out.append(info)
     return out
+
+
+def _add_shared_roles(info: AgentInfo, fields: dict[str, Any], refs: list[NetworkRef]) -> None:
+    """Roles whose approximator holds the very object another role holds (a target saved as
+    the same object as its source) are listed once by ``find_networks``: give them that ref."""
+    by_id = {id(r.value): r for r in refs}
+    for key, value in fields.items():
+        role = key.rstrip("_")
+        if role in info.networks or not isinstance(value, MatObject):
+            continue
+        shared = [by_id[id(v)] for _, v in walk(value, key) if id(v) in by_id]
+        if len(shared) == 1:
+            info.networks[role] = shared[0]
 
 
 def _owner(path: str, agents: dict[str, MatObject]) -> str | None:

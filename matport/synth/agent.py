@@ -69,8 +69,11 @@ def _options(cls: str, **values: float) -> MatObject:
     return MatObject(cls, {k: np.array([[v]]) for k, v in values.items()})
 
 
-def ddpg_agent(obs: MatObject, act: MatObject, seed: int) -> MatObject:
-    """An ``rl.agent.rlDDPGAgent`` in the R2020 layout (see the module docstring)."""
+def ddpg_agent(obs: MatObject, act: MatObject, seed: int, shared_targets: bool = False
+               ) -> MatObject:
+    """An ``rl.agent.rlDDPGAgent`` in the R2020 layout (see the module docstring);
+    ``shared_targets``: the targets are the very objects of the actor and critic (an agent
+    saved before training, ``TargetActor = Actor``)."""
     n_obs, n_act = int(obs.props["Dimension"][0, 0]), int(act.props["Dimension"][0, 0])
 
     def representation(kind: str, network: Any) -> MatObject:
@@ -82,16 +85,18 @@ def ddpg_agent(obs: MatObject, act: MatObject, seed: int) -> MatObject:
     actor = representation("rlDeterministicActorRepresentation",
                            mlp(seed, [n_obs, 16, n_act], "TanhLayer"))
     critic = representation("rlQValueRepresentation", mlp(seed + 1, [n_obs + n_act, 16, 1], None))
+    target_critic = critic if shared_targets else representation(
+        "rlQValueRepresentation", mlp(seed + 2, [n_obs + n_act, 16, 1], None))
+    target_actor = actor if shared_targets else representation(
+        "rlDeterministicActorRepresentation", mlp(seed + 3, [n_obs, 16, n_act], "TanhLayer"))
     return MatObject("rl.agent.rlDDPGAgent", {
         "AgentOptions_": _options("rl.option.rlDDPGAgentOptions", SampleTime=0.05,
                                   DiscountFactor=0.99, TargetSmoothFactor=1e-3),
         "ExperienceBuffer": np.zeros((0, 0)),
         "Critic": critic,
-        "TargetCritic": representation("rlQValueRepresentation",
-                                       mlp(seed + 2, [n_obs + n_act, 16, 1], None)),
+        "TargetCritic": target_critic,
         "Actor": actor,
-        "TargetActor": representation("rlDeterministicActorRepresentation",
-                                      mlp(seed + 3, [n_obs, 16, n_act], "TanhLayer")),
+        "TargetActor": target_actor,
         "NoiseModel": np.zeros((0, 0)),
         "ObservationInfo": obs, "ActionInfo": act, "SampleTime": np.array([[0.05]]),
     })
@@ -149,12 +154,14 @@ def ac_agent(obs: MatObject, act: MatObject, seed: int) -> MatObject:
 
 def agent_cases() -> dict[str, Any]:
     """Variable name -> agent: ``saved_agent`` (DDPG, 3 observations, 2 actions in
-    [-2, 2] x [0, 1]), ``td3``, ``dqn`` (actions -10, 0, 10), ``ac`` (saved through
-    ``saveobj``) and ``session``, a struct holding an agent the way an app session nests it."""
+    [-2, 2] x [0, 1]), ``untrained`` (the same, targets shared with actor and critic), ``td3``,
+    ``dqn`` (actions -10, 0, 10), ``ac`` (saved through ``saveobj``) and ``session``, a struct
+    holding an agent the way an app session nests it."""
     obs = numeric_spec(3, -np.inf, np.inf, "observations")
     act = numeric_spec(2, [-2.0, 0.0], [2.0, 1.0], "force")
     return {
         "saved_agent": ddpg_agent(obs, act, seed=100),
+        "untrained": ddpg_agent(obs, act, seed=100, shared_targets=True),
         "td3": td3_agent(numeric_spec(4, -1.0, 1.0, "state"),
                          numeric_spec(1, -0.5, 0.5, "torque"), seed=200),
         "dqn": dqn_agent(numeric_spec(2, -np.inf, np.inf, "obs"),
