@@ -215,6 +215,7 @@ def test_real_fitnet_converts_and_matches_the_formulas() -> None:
     net = matport.read(path)["net"]
     model = matport.load(path)
     assert model.matport.input_size == (43,)
+    assert sum(p.numel() for p in model.parameters()) == net.props["numWeightElements"].item()
     check(model, net)
     # its removeconstantrows settings drop inputs 10, 20, 31, 32 and 33
     x = torch.zeros(1, 43, dtype=torch.float64)
