@@ -1,8 +1,8 @@
 """matport: move neural networks trained in MATLAB into PyTorch, without MATLAB.
 
-Public API: :func:`read`, :func:`load`, :func:`load_resnet50`, :func:`verify`, :func:`migrate`
-and the ``matport`` command. Importing matport loads no torch: the PyTorch-side functions import
-it on first use, so reading a file never does.
+Public API: :func:`read`, :func:`load`, :func:`load_agent`, :func:`load_resnet50`,
+:func:`verify`, :func:`migrate` and the ``matport`` command. Importing matport loads no torch:
+the PyTorch-side functions import it on first use, so reading a file never does.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from matport.migrate import migrate
 from matport.verify import verify
 
 if TYPE_CHECKING:
+    from matport.convert.agent import load_agent
     from matport.convert.api import load
     from matport.convert.families.resnet50 import load_resnet50
 
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load": "matport.convert.api",
+    "load_agent": "matport.convert.agent",
     "load_resnet50": "matport.convert.families.resnet50",
 }
 
@@ -48,6 +50,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "read",
     "load",
+    "load_agent",
     "load_resnet50",
     "verify",
     "migrate",

@@ -69,4 +69,8 @@ def module_from_architecture(arch: dict[str, Any]) -> nn.Module:
         from matport.convert.graph import module_from_spec
 
         return module_from_spec(arch["spec"])
+    if family == "shallow":
+        from matport.convert.shallow import shallow_from_architecture
+
+        return shallow_from_architecture(arch)
     raise CheckpointError(f"unknown architecture family {family!r}")

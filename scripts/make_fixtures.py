@@ -33,6 +33,8 @@ from matport.mat.values import (
 from matport.mat.writer import String, write
 from matport.network.build import build_network
 from matport.network.encode import encode_network
+from matport.synth.agent import agent_cases
+from matport.synth.shallow import shallow_cases
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,6 +183,8 @@ FIXTURES: dict[str, tuple[Callable[[], dict[str, Any]], dict[str, Any]]] = {
     "dag_net": (lambda: encoded_network("DAGNetwork"), {}),
     "dlnetwork": (lambda: encoded_network("dlnetwork"), {}),
     "layers": (layer_cases, {}),
+    "shallow": (shallow_cases, {}),
+    "agents": (agent_cases, {}),
 }
 """name -> (variables, writer options); written as ``<name>_v7.mat`` and ``<name>_v73.mat``."""
 

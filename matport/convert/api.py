@@ -10,14 +10,17 @@ from torch import nn
 from matport.convert.graph import ConvertedNetwork, build_module, network_spec
 from matport.convert.info import ModelInfo
 from matport.convert.layers import Converter, layout_of
+from matport.convert.shallow import ShallowModule, load_shallow
 from matport.errors import ArgumentError, ConversionError
 from matport.network.model import Network, Normalization
+from matport.network.shallow import ShallowNetwork
 from matport.options import FAMILIES
 
 
 def load(path_or_network: str | os.PathLike[str] | Network, variable: str | None = None, *,
-         converters: Mapping[str, Converter] | None = None) -> ConvertedNetwork:
-    """Convert a MATLAB SeriesNetwork, DAGNetwork, dlnetwork, LayerGraph or layer array.
+         converters: Mapping[str, Converter] | None = None) -> ConvertedNetwork | ShallowModule:
+    """Convert a MATLAB SeriesNetwork, DAGNetwork, dlnetwork, LayerGraph or layer array (or a
+    shallow ``network``: :func:`matport.convert.shallow.load_shallow`).
 
     ``path_or_network`` is a ``.mat`` file (``variable`` picks the network when it holds
     several) or an already read :class:`~matport.network.model.Network`. ``converters`` maps
@@ -36,6 +39,8 @@ def load(path_or_network: str | os.PathLike[str] | Network, variable: str | None
         from matport.network import read_network
 
         network = read_network(path_or_network, variable)
+    if isinstance(network, ShallowNetwork):
+        return load_shallow(network)
     model = build_module(network, converters)
     model.eval()
     model.matport = model_info(network, model)

@@ -24,26 +24,36 @@ class NetworkRef:
 
 def find_networks(matfile: MatFile) -> list[NetworkRef]:
     """Every network in the file (SeriesNetwork, DAGNetwork, dlnetwork, LayerGraph, layer
-    arrays, Deep Network Designer parameter structs), with the path to reach it."""
+    arrays, Deep Network Designer parameter structs, shallow ``network`` objects), with the
+    path to reach it; networks inside a reinforcement-learning agent get short paths such as
+    ``saved_agent.Actor`` (:mod:`matport.network.agent`)."""
+    from matport.network.agent import agent_objects, with_agent_paths
     from matport.network.designer import is_designer_params
+    from matport.network.shallow import SHALLOW_CLASS, is_shallow_network
 
     def kind(v: Any) -> str | None:
         if isinstance(v, MatObject) and v.class_name in NETWORK_CLASSES:
             return v.class_name
+        if is_shallow_network(v):
+            return SHALLOW_CLASS
         if _is_layer_array(v):
             return "nnet.cnn.layer.Layer"
         if isinstance(v, Struct) and is_designer_params(v):
             return "struct (Deep Network Designer parameters)"
         return None
 
-    return [NetworkRef(path, k, v) for path, v in matfile.walk(lambda v: kind(v) is None)
+    refs = [NetworkRef(path, k, v) for path, v in matfile.walk(lambda v: kind(v) is None)
             if (k := kind(v)) is not None]
+    return with_agent_paths(refs, agent_objects(matfile)) if refs else refs
 
 
 def network_from_ref(ref: NetworkRef, source: str = "") -> Network:
     """The typed model of a network :func:`find_networks` found in the file ``source``."""
     from matport.network.designer import network_from_designer_struct
+    from matport.network.shallow import is_shallow_network, read_shallow
 
+    if is_shallow_network(ref.value):
+        return read_shallow(ref.value, source=source, path=ref.path)
     if isinstance(ref.value, Struct):
         return network_from_designer_struct(ref.value, source=source, path=ref.path)
     return build_network(ref.value, source=source, path=ref.path)

@@ -78,7 +78,7 @@ class Connection:
         return f"{s} -> {d}"
 
 
-NETWORK_KINDS = ("SeriesNetwork", "DAGNetwork", "dlnetwork", "LayerGraph", "LayerArray")
+NETWORK_KINDS = ("SeriesNetwork", "DAGNetwork", "dlnetwork", "LayerGraph", "LayerArray", "network")
 
 
 @dataclass(eq=False)

@@ -50,7 +50,7 @@ INSPECT_SCHEMA: dict[str, Any] = {
             "properties": {
                 "path": {"type": "string"},
                 "kind": {"enum": ["SeriesNetwork", "DAGNetwork", "dlnetwork", "LayerGraph",
-                                  "LayerArray"]},
+                                  "LayerArray", "network"]},
                 "num_layers": {"type": "integer"},
                 "num_parameters": {"type": "integer"},
                 "inputs": {"type": "array", "items": {
@@ -92,7 +92,7 @@ KEY_PARAMS = (
     "InputSize", "FilterSize", "NumFilters", "NumChannels", "Stride", "DilationFactor",
     "PaddingSize", "PaddingMode", "PoolSize", "OutputSize", "NumHiddenUnits", "ReturnSequence",
     "OutputMode", "NumHeads", "NumKeyChannels", "Epsilon", "Probability", "Scale", "Alpha",
-    "Ceiling", "NumInputs", "Dim", "NumGroups", "ResetGateMode", "MaxPosition",
+    "Ceiling", "NumInputs", "Dim", "NumGroups", "ResetGateMode", "MaxPosition", "TransferFcn",
 )
 
 
