@@ -29,12 +29,14 @@ from matport.verify import verify
 if TYPE_CHECKING:
     from matport.convert.api import load
     from matport.convert.families.resnet50 import load_resnet50
+    from matport.convert.head import reset_classifier
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "load": "matport.convert.api",
     "load_resnet50": "matport.convert.families.resnet50",
+    "reset_classifier": "matport.convert.head",
 }
 
 
@@ -49,6 +51,7 @@ __all__ = [
     "read",
     "load",
     "load_resnet50",
+    "reset_classifier",
     "verify",
     "migrate",
     "MatportError",

@@ -70,7 +70,7 @@ def test_submodules_named_after_layers_and_readable_state_dict() -> None:
     model = load(_small_cnn())
     names = [n for n, _ in model.named_children()]
     assert names == ["imageinput", "conv_1", "batchnorm_1", "relu_1", "maxpool_1", "fc",
-                     "softmax", "classoutput"]
+                     "classoutput"]  # logits: the softmax is post-processing
     keys = set(model.state_dict())
     assert {"conv_1.weight", "conv_1.bias", "batchnorm_1.running_mean", "fc.weight"} <= keys
     assert isinstance(model.batchnorm_1, nn.BatchNorm2d)
@@ -190,7 +190,7 @@ def test_two_inputs() -> None:
                                   "lstm_projected_sequence", "transformer_causal"])
 def test_spec_rebuilds_module_from_json(case: str) -> None:
     net = CASES[case]()
-    model = load(net)
+    model = load(net, output="probabilities")  # the whole network, its softmax included
     spec = json.loads(json.dumps(network_spec(net)))
     assert spec == json.loads(json.dumps(model.matport.architecture["spec"]))
     rebuilt = module_from_spec(spec)
@@ -306,10 +306,7 @@ def _fine_tune(model: nn.Module, x: torch.Tensor, loss_fn, target: torch.Tensor)
 
 
 def test_fine_tuning_cnn_lowers_loss() -> None:
-    net = _small_cnn()
-    net.layers = [lay for lay in net.layers if lay.type != "SoftmaxLayer"]  # logits for training
-    net.connections = [c for c in chain(*net.layers).connections]
-    model = load(net)
+    model = load(_small_cnn())  # logits: MATLAB's softmax is post-processing
     x = model.matport.preprocess(torch.from_numpy(RNG.uniform(0, 255, (6, 1, 8, 8))).float())
     target = torch.tensor([0, 1, 2, 0, 1, 2])
     losses = _fine_tune(model, x, nn.functional.cross_entropy, target)
