@@ -107,7 +107,8 @@ def reset_classifier(model: nn.Module, num_classes: int,
     if not isinstance(old, nn.Linear):
         raise ArgumentError(f"the head {path!r} is a {type(old).__name__}, not a linear layer")
     new = type(old)(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
-    model.set_submodule(path, new)
+    parent, _, name = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, name, new)
     info.class_names = names
     log.info("reset_classifier: head %s now has %d classes", path, num_classes)
     return model
