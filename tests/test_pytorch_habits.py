@@ -35,6 +35,7 @@ from matport.synth.networks import (
     to_torch_layout,
 )
 from tests.support.reference_forward import network_outputs, reference_forward
+from tests.support.training import fine_tune
 
 torch.set_num_threads(1)
 
@@ -85,7 +86,7 @@ def _close(got: np.ndarray, want: np.ndarray) -> None:
                                atol=1e-5 * float(np.abs(want).max()))
 
 
-# --- item 1: logits by default, MATLAB's probabilities one option away -----------------------
+# --- logits by default, MATLAB's probabilities one option away ------------------------------
 
 
 @pytest.mark.parametrize("make, head", [(_cnn, "fc"), (_lstm_classifier, "fc"),
@@ -145,30 +146,7 @@ def test_unknown_output_is_an_argument_error() -> None:
         matport.load(_cnn(), output="softmax")  # type: ignore[arg-type]
 
 
-def _fine_tune(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> list[float]:
-    """A standard PyTorch loop: train mode, Adam, nn.CrossEntropyLoss on the model's output."""
-    torch.manual_seed(0)
-    model.train()
-    loss_fn = nn.CrossEntropyLoss()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(25):
-        opt.zero_grad()
-        loss = loss_fn(model(x), target)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses
-
-
-def test_cross_entropy_fine_tuning_of_a_loaded_classifier_lowers_the_loss() -> None:
-    model = matport.load(_cnn())
-    x = model.matport.preprocess(torch.from_numpy(to_torch_layout(_raw(_cnn(), 6))).float())
-    losses = _fine_tune(model, x, torch.tensor([0, 1, 2, 0, 1, 2]))
-    assert losses[-1] < 0.7 * losses[0]
-
-
-# --- item 2: the head swap ----------------------------------------------------------------
+# --- the head swap -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("make", [_cnn, _lstm_classifier])
@@ -185,7 +163,7 @@ def test_reset_classifier_then_fine_tune_lowers_the_loss(make, tmp_path) -> None
     assert all(torch.equal(model.state_dict()[k], before[k]) for k in kept)
     x = model.matport.preprocess(torch.from_numpy(to_torch_layout(_raw(net, 10))).float())
     target = torch.arange(10) % 5
-    losses = _fine_tune(model, x, target)
+    losses = fine_tune(model, x, target, steps=25)  # nn.CrossEntropyLoss
     assert losses[-1] < 0.7 * losses[0]
     model.eval()
     save(model, tmp_path / "tuned.pt")  # the architecture follows the new head
