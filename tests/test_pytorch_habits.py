@@ -194,3 +194,20 @@ def test_reset_classifier_refuses_what_it_cannot_do() -> None:
                       simple("SoftmaxLayer", "sm"), simple("PixelClassificationLayer", "out"))
     with pytest.raises(ArgumentError, match=r"conv \(Convolution2DLayer\)"):
         matport.reset_classifier(matport.load(conv_head), 3)
+
+
+def test_reset_classifier_of_a_torchvision_resnet50(tmp_path) -> None:
+    from matport.synth.resnet50 import finetuned
+
+    model = matport.load_resnet50(finetuned())
+    body = model.layer4[2].conv3.weight.clone()
+    matport.reset_classifier(model, 2, ["yes", "no"])
+    assert isinstance(model.fc, nn.Linear) and model.fc.out_features == 2
+    assert model.matport.class_names == ["yes", "no"]
+    assert torch.equal(model.layer4[2].conv3.weight, body)
+    save(model, tmp_path / "resnet.pt")
+    back = load_checkpoint(tmp_path / "resnet.pt")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), model(x), rtol=0, atol=0)
+    assert back.matport.class_names == ["yes", "no"]
