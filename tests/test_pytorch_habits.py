@@ -154,6 +154,7 @@ def test_reset_classifier_then_fine_tune_lowers_the_loss(make, tmp_path) -> None
     net = make()
     model = matport.load(net)
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(0)  # the new head's initialisation
     returned = matport.reset_classifier(model, 5, ["a", "b", "c", "d", "e"])
     assert returned is model
     assert model.matport.class_names == ["a", "b", "c", "d", "e"]
@@ -163,8 +164,8 @@ def test_reset_classifier_then_fine_tune_lowers_the_loss(make, tmp_path) -> None
     assert all(torch.equal(model.state_dict()[k], before[k]) for k in kept)
     x = model.matport.preprocess(torch.from_numpy(to_torch_layout(_raw(net, 10))).float())
     target = torch.arange(10) % 5
-    losses = fine_tune(model, x, target, steps=25)  # nn.CrossEntropyLoss
-    assert losses[-1] < 0.7 * losses[0]
+    losses = fine_tune(model, x, target, steps=60)  # nn.CrossEntropyLoss
+    assert losses[-1] < 0.5 * losses[0]
     model.eval()
     save(model, tmp_path / "tuned.pt")  # the architecture follows the new head
     back = load_checkpoint(tmp_path / "tuned.pt")
