@@ -4,7 +4,9 @@ exact versions of CI in a constraints file, and CI running the README's test com
 
 from __future__ import annotations
 
+import argparse
 import configparser
+import importlib
 import inspect
 import re
 import subprocess
@@ -16,7 +18,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 import matport
-from matport.cli import main
+from matport.cli import COMMANDS, main
 from tests.support.paths import ROOT
 
 #: Public names whose docstrings belong to other parts of the project (not yet in Args/Returns
@@ -127,3 +129,23 @@ def test_cli_logs_what_the_library_logs(tmp_path) -> None:
     assert shown.stderr.startswith("matport: ") and "chose net (SeriesNetwork)" in shown.stderr
     quiet = convert("-q", out="b.pt")
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def _options(command: str) -> dict[str, argparse.Action]:
+    parser = argparse.ArgumentParser()
+    importlib.import_module(f"matport.cli.{command}_cmd").add_arguments(parser)
+    return {s: a for a in parser._actions for s in a.option_strings}
+
+
+@pytest.mark.xfail(strict=True, reason="convert_cmd and migrate_cmd still to be renamed by their "
+                   "owners: convert -o/--output -> -o/--out and a --format, migrate -o and "
+                   "--family instead of --resnet50/--auto (remove this mark when they are)")
+def test_subcommands_share_option_names() -> None:
+    from matport.options import FAMILIES
+
+    options = {name: _options(name) for name in COMMANDS}
+    for name in ("convert", "migrate"):  # what they write
+        assert options[name]["-o"] is options[name]["--out"], name
+    for name in ("convert", "verify", "migrate"):
+        assert tuple(options[name]["--family"].choices) == FAMILIES, name
+    assert options["convert"]["--format"].choices == options["migrate"]["--format"].choices
