@@ -1,8 +1,18 @@
 """matport: move neural networks trained in MATLAB into PyTorch, without MATLAB.
 
-Public API: :func:`read`, :func:`load`, :func:`load_agent`, :func:`load_resnet50`,
-:func:`verify`, :func:`migrate` and the ``matport`` command. Importing matport loads no torch:
-the PyTorch-side functions import it on first use, so reading a file never does.
+Public API (``__all__``, also what ``dir(matport)`` lists):
+
+- :func:`read`: every variable of a ``.mat`` file;
+- :func:`load`: any MATLAB network as a ``torch.nn.Module`` (logits);
+- :func:`load_agent`: a Reinforcement Learning Toolbox agent's networks by role;
+- :func:`load_resnet50`: a MATLAB ResNet-50 as a ``torchvision.models.ResNet``;
+- :func:`reset_classifier`: a new classifier head, to fine-tune on other classes;
+- :func:`verify`: a conversion checked against MATLAB's ONNX export;
+- :func:`migrate`: folders of ``.mat`` files converted, resumably, with a report;
+- the errors, all :class:`MatportError`; and the ``matport`` command.
+
+Importing matport loads no torch: the PyTorch-side functions import it on first use, so reading
+a file never does.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ if TYPE_CHECKING:
     from matport.convert.agent import load_agent
     from matport.convert.api import load
     from matport.convert.families.resnet50 import load_resnet50
+    from matport.convert.head import reset_classifier
 
 __version__ = "0.1.0"
 
@@ -37,10 +48,22 @@ _LAZY = {
     "load": "matport.convert.api",
     "load_agent": "matport.convert.agent",
     "load_resnet50": "matport.convert.families.resnet50",
+    "reset_classifier": "matport.convert.head",
 }
 
 
 def __getattr__(name: str) -> Any:
+    """The PyTorch-side functions, imported (with torch) on first use.
+
+    Args:
+        name: the attribute asked for.
+
+    Returns:
+        The function ``name`` of the public API.
+
+    Raises:
+        AttributeError: ``name`` is not part of the public API.
+    """
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'matport' has no attribute {name!r}")
@@ -52,6 +75,7 @@ __all__ = [
     "load",
     "load_agent",
     "load_resnet50",
+    "reset_classifier",
     "verify",
     "migrate",
     "MatportError",
@@ -65,3 +89,12 @@ __all__ = [
     "MigrationError",
     "WriteError",
 ]
+
+
+def __dir__() -> list[str]:
+    """What ``dir(matport)`` shows: the public API.
+
+    Returns:
+        The names of ``__all__`` and ``__version__``, sorted.
+    """
+    return sorted([*__all__, "__version__"])

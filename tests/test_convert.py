@@ -42,6 +42,7 @@ from matport.synth.networks import (
     to_torch_layout,
 )
 from tests.support.layer_check import check_against_reference
+from tests.support.training import fine_tune
 
 torch.set_num_threads(1)
 
@@ -70,7 +71,7 @@ def test_submodules_named_after_layers_and_readable_state_dict() -> None:
     model = load(_small_cnn())
     names = [n for n, _ in model.named_children()]
     assert names == ["imageinput", "conv_1", "batchnorm_1", "relu_1", "maxpool_1", "fc",
-                     "softmax", "classoutput"]
+                     "classoutput"]  # logits: the softmax is post-processing
     keys = set(model.state_dict())
     assert {"conv_1.weight", "conv_1.bias", "batchnorm_1.running_mean", "fc.weight"} <= keys
     assert isinstance(model.batchnorm_1, nn.BatchNorm2d)
@@ -190,7 +191,7 @@ def test_two_inputs() -> None:
                                   "lstm_projected_sequence", "transformer_causal"])
 def test_spec_rebuilds_module_from_json(case: str) -> None:
     net = CASES[case]()
-    model = load(net)
+    model = load(net, output="probabilities")  # the whole network, its softmax included
     spec = json.loads(json.dumps(network_spec(net)))
     assert spec == json.loads(json.dumps(model.matport.architecture["spec"]))
     rebuilt = module_from_spec(spec)
@@ -291,28 +292,11 @@ def test_converter_refusing_a_setting_is_listed() -> None:
 # --- training --------------------------------------------------------------------------------
 
 
-def _fine_tune(model: nn.Module, x: torch.Tensor, loss_fn, target: torch.Tensor) -> list[float]:
-    torch.manual_seed(0)
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(8):
-        opt.zero_grad()
-        loss = loss_fn(model(x), target)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses
-
-
 def test_fine_tuning_cnn_lowers_loss() -> None:
-    net = _small_cnn()
-    net.layers = [lay for lay in net.layers if lay.type != "SoftmaxLayer"]  # logits for training
-    net.connections = [c for c in chain(*net.layers).connections]
-    model = load(net)
+    model = load(_small_cnn())  # logits: MATLAB's softmax is post-processing
     x = model.matport.preprocess(torch.from_numpy(RNG.uniform(0, 255, (6, 1, 8, 8))).float())
     target = torch.tensor([0, 1, 2, 0, 1, 2])
-    losses = _fine_tune(model, x, nn.functional.cross_entropy, target)
+    losses = fine_tune(model, x, target)  # nn.CrossEntropyLoss on the logits
     assert losses[-1] < 0.7 * losses[0]
     assert all(p.grad is not None for p in model.parameters())
 
@@ -321,7 +305,7 @@ def test_fine_tuning_lstm_lowers_loss() -> None:
     model = load(_small_lstm())
     x = torch.randn(4, 7, 2)
     target = x.sum(dim=(1, 2)).unsqueeze(1) * 0.1
-    losses = _fine_tune(model, x, nn.functional.mse_loss, target)
+    losses = fine_tune(model, x, target, nn.functional.mse_loss)
     assert losses[-1] < 0.7 * losses[0]
     assert model.lstm.rnn.weight_ih_l0.grad is not None
 

@@ -82,7 +82,7 @@ def test_corpus_network_matches_numpy_reference(relative, variable, spatial) -> 
         assert network.input_layers[0].normalization.mean.shape[:2] == (1, 1)
     raws = _raw_inputs(network, spatial)
     expected = network_outputs(network, reference_forward(network, raws))
-    model = load(network)
+    model = load(network, output="probabilities")  # MATLAB's outputs
     info = model.matport
     with torch.no_grad():
         out = model(*(info.preprocess(torch.from_numpy(to_torch_layout(r)).float())
@@ -114,7 +114,7 @@ def test_burgers_pinn_reproduces_matlab_predictions() -> None:
 ])
 def test_corpus_network_matches_matlab_onnx_export(relative: str, onnx_name: str) -> None:
     ort = pytest.importorskip("onnxruntime")
-    model = load(corpus_file(relative))
+    model = load(corpus_file(relative), output="probabilities")
     session = ort.InferenceSession(str(corpus_file(onnx_name)), providers=["CPUExecutionProvider"])
     h, w, c = model.matport.input_size
     raw = RNG.uniform(0, 255, (1, c, h, w)).astype(np.float32)  # MATLAB's raw pixels, NCHW
@@ -154,7 +154,8 @@ def test_user_defined_layers_listed_then_registered(monkeypatch: pytest.MonkeyPa
         load(network)
     assert {cls for _, cls, _ in info.value.layers} == {"identityLayer"}
     assert len(info.value.layers) == 4
-    model = load(network, converters={"identityLayer": lambda layer, ctx: torch.nn.Identity()})
+    model = load(network, output="probabilities",
+                 converters={"identityLayer": lambda layer, ctx: torch.nn.Identity()})
     monkeypatch.setitem(LAYERS, "identityLayer", lambda layer, x: x)
     network.input_layers[0].normalization = Normalization()
     raw = RNG.uniform(-1, 1, (21, 6000, 1, 2))

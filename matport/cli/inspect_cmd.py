@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
+from matport.errors import ConversionError
 from matport.mat import read
+from matport.network.model import Network
+
+if TYPE_CHECKING:
+    from matport.convert.info import ModelInfo
 
 HELP = "show the variables and networks of a MATLAB file (layers, connections, inputs, classes)"
 
@@ -20,12 +25,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from matport.network.summary import describe_file
 
-    info = describe_file(read(args.file))
+    info = describe_file(read(args.file), judge=conversion)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         print(render_text(info))
     return 0
+
+
+def conversion(network: Network) -> dict[str, Any]:
+    """Whether ``network`` converts and with which family: it is converted as ``matport convert``
+    would (``family="auto"``), and the layers that cannot be are listed with the reason.
+
+    Args:
+        network: a network of the inspected file.
+
+    Returns:
+        ``{"converts", "family", "reason", "problems": [{"layer", "class", "reason"}]}`` (the
+        ``conversion`` entry of ``matport.inspect/1``).
+    """
+    from matport.convert.api import convert_network
+
+    try:
+        model, _ = convert_network(network)
+    except ConversionError as exc:
+        reason = (f"{len(exc.layers)} layer(s) cannot be converted to PyTorch" if exc.layers
+                  else str(exc).splitlines()[0])
+        return {"converts": False, "family": None, "reason": reason,
+                "problems": [{"layer": n, "class": c, "reason": r} for n, c, r in exc.layers]}
+    info = cast("ModelInfo", model.matport)
+    return {"converts": True, "family": info.architecture["family"], "reason": None,
+            "problems": []}
 
 
 def render_text(info: dict[str, Any]) -> str:
@@ -38,7 +68,9 @@ def render_text(info: dict[str, Any]) -> str:
         lines += ["", "No network in this file."]
     for net in info["networks"]:
         lines += ["", f"Network {net['path']}: {net['kind']}, {net['num_layers']} layers, "
-                  f"{net['num_parameters']:,} learnable parameters"]
+                  f"{net['num_parameters']:,} learnable parameters"
+                  + ("" if net["trained"] else " (untrained: an architecture)"),
+                  "  " + _verdict(net["conversion"], net["path"] == info["chosen"])]
         rows = [("#", "name", "type", "hyper-parameters", "learnables", "params")]
         for lay in net["layers"]:
             hp = " ".join(
@@ -47,6 +79,7 @@ def render_text(info: dict[str, Any]) -> str:
             )
             shapes = " ".join(f"{k}[{'x'.join(map(str, s))}]" for k, s in lay["learnables"].items())
             kind = lay["type"] + ("" if lay["supported"] else " (unsupported)")
+            kind += f"  <- {lay['problem']}" if lay["problem"] else ""
             rows.append((str(lay["index"]), lay["name"], kind, hp, shapes,
                          f"{lay['num_parameters']:,}"))
         widths = [max(len(r[i]) for r in rows) for i in range(6)]
@@ -74,6 +107,16 @@ def render_text(info: dict[str, Any]) -> str:
     for err in info["errors"]:
         lines += ["", f"Network {err['path']}: could not be read: {err['message']}"]
     return "\n".join(lines)
+
+
+def _verdict(conv: dict[str, Any] | None, chosen: bool) -> str:
+    picked = "; matport.load takes it when no variable is named" if chosen else ""
+    if conv is None:
+        return "Conversion: not checked" + picked
+    if conv["converts"]:
+        return f"Converts: yes, family {conv['family']}{picked}"
+    marked = " (marked <- below)" if conv["problems"] else ""
+    return f"Converts: no: {conv['reason']}{marked}{picked}"
 
 
 def _fmt(v: Any) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from torch import nn
 
 from matport.convert.graph import ConvertedNetwork, build_module, network_spec
+from matport.convert.head import OUTPUTS, Output, split_softmax
 from matport.convert.info import ModelInfo
 from matport.convert.layers import Converter, layout_of
 from matport.convert.shallow import ShallowModule, load_shallow
@@ -18,21 +19,40 @@ from matport.options import FAMILIES
 
 
 def load(path_or_network: str | os.PathLike[str] | Network, variable: str | None = None, *,
+         output: Output = "logits",
          converters: Mapping[str, Converter] | None = None) -> ConvertedNetwork | ShallowModule:
     """Convert a MATLAB SeriesNetwork, DAGNetwork, dlnetwork, LayerGraph or layer array (or a
-    shallow ``network``: :func:`matport.convert.shallow.load_shallow`).
+    shallow ``network``: :func:`matport.convert.shallow.load_shallow`, which returns
+    MATLAB's ``net(x)`` as it is).
 
-    ``path_or_network`` is a ``.mat`` file (``variable`` picks the network when it holds
-    several) or an already read :class:`~matport.network.model.Network`. ``converters`` maps
-    MATLAB class names to converters for this call only (see
-    :func:`matport.convert.layers.register_converter`).
+    The model is in eval mode and returns logits: a softmax at the end of the MATLAB network is
+    not part of the module but recorded as ``model.matport.postprocess == "softmax"``
+    (``model.matport.postprocess_outputs(logits)`` gives MATLAB's probabilities), so that
+    ``nn.CrossEntropyLoss`` trains it as any PyTorch classifier.
 
-    Returns a :class:`~matport.convert.graph.ConvertedNetwork` whose ``matport`` attribute is
-    a :class:`~matport.convert.info.ModelInfo` (class names, input size and layout,
-    normalization and ``preprocess``). Raises :class:`~matport.errors.ConversionError` listing
-    every layer that cannot be converted (FunctionLayers, user-defined layers, unknown classes,
-    untrained layers with empty weights, settings without a PyTorch equivalent).
+    Args:
+        path_or_network: a ``.mat`` file or an already read
+            :class:`~matport.network.model.Network`.
+        variable: the variable path of the network when the file holds several trained ones.
+        output: ``"logits"`` (default) or ``"probabilities"``: keep MATLAB's softmax in the
+            module, so that it returns exactly MATLAB's outputs.
+        converters: MATLAB class name -> converter, for this call only (see
+            :func:`matport.convert.layers.register_converter`).
+
+    Returns:
+        A :class:`~matport.convert.graph.ConvertedNetwork` whose ``matport`` attribute is a
+        :class:`~matport.convert.info.ModelInfo` (class names, input size and layout,
+        normalization, ``preprocess``, ``postprocess``).
+
+    Raises:
+        ConversionError: lists every layer that cannot be converted (FunctionLayers,
+            user-defined layers, unknown classes, untrained layers with empty weights, settings
+            without a PyTorch equivalent).
+        NetworkError: the file holds no network, or several trained ones and no ``variable``.
+        ArgumentError: ``output`` is not one of ``"logits"``, ``"probabilities"``.
     """
+    if output not in OUTPUTS:
+        raise ArgumentError(f"unknown output {output!r}: expected one of {OUTPUTS}")
     if isinstance(path_or_network, Network):
         network = path_or_network
     else:
@@ -41,9 +61,13 @@ def load(path_or_network: str | os.PathLike[str] | Network, variable: str | None
         network = read_network(path_or_network, variable)
     if isinstance(network, ShallowNetwork):
         return load_shallow(network)
+    postprocess = None
+    if output == "logits":
+        network, postprocess = split_softmax(network)
     model = build_module(network, converters)
     model.eval()
     model.matport = model_info(network, model)
+    model.matport.postprocess = postprocess
     return model
 
 

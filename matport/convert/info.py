@@ -10,7 +10,7 @@ Every module matport builds carries a :class:`ModelInfo` as its ``matport`` attr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     import torch
 
 LAYOUTS = ("NCHW", "NC", "NTC")
+
+#: Post-processing that turns a model's outputs into MATLAB's: ``"softmax"`` over the class axis
+#: (MATLAB's terminal softmax, taken out so that the model returns logits).
+Postprocess = Literal["softmax"]
 _NORMALIZATION_ARRAYS = ("mean", "std", "min", "max")
 
 
@@ -37,7 +41,10 @@ class ModelInfo:
       layer's output (layers without such a module are absent; torchvision's ReLUs work in
       place, so a forward hook must clone what it keeps);
     - ``architecture``: a JSON-able description the model can be rebuilt from
-      (``{"family": "resnet50", ...}`` or ``{"family": "graph", "spec": ...}``).
+      (``{"family": "resnet50", ...}`` or ``{"family": "graph", "spec": ...}``);
+    - ``postprocess``: what MATLAB applied after the model's outputs (``"softmax"``: the model
+      returns logits, :meth:`postprocess_outputs` gives MATLAB's probabilities), or None when the
+      model's outputs are MATLAB's.
     """
 
     class_names: list[str] | None
@@ -48,6 +55,7 @@ class ModelInfo:
     variable: str = ""
     layer_map: dict[str, str] = field(default_factory=dict)
     architecture: dict[str, Any] = field(default_factory=dict)
+    postprocess: Postprocess | None = None
 
     def preprocess(self, x: Any) -> torch.Tensor:
         """MATLAB's input layer applied to ``x`` (see :mod:`matport.convert.preprocess`)."""
@@ -55,8 +63,24 @@ class ModelInfo:
 
         return preprocess(x, self.normalization, self.input_size, self.layout)
 
+    def postprocess_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """MATLAB's outputs from the model's: the recorded :attr:`postprocess` applied.
+
+        Args:
+            outputs: what the model returned (logits ``N x C``, ``N x C x H x W`` or
+                ``N x T x C``).
+
+        Returns:
+            The softmax over the class axis (1 for ``N x C`` and ``N x C x H x W``, the last for
+            ``N x T x C``) when ``postprocess`` is ``"softmax"``; ``outputs`` itself otherwise.
+        """
+        if self.postprocess is None:
+            return outputs
+        return outputs.softmax(dim=-1 if outputs.dim() == 3 else 1)
+
     @property
     def num_classes(self) -> int | None:
+        """The number of classes (None when the network has no class names)."""
         return None if self.class_names is None else len(self.class_names)
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +103,7 @@ class ModelInfo:
             "variable": self.variable,
             "layer_map": dict(self.layer_map),
             "architecture": self.architecture,
+            "postprocess": self.postprocess,
         }
 
     @classmethod
@@ -95,6 +120,7 @@ class ModelInfo:
             variable=d.get("variable", ""),
             layer_map=dict(d.get("layer_map", {})),
             architecture=d.get("architecture", {}),
+            postprocess=d.get("postprocess"),
         )
 
     def summary(self) -> str:
@@ -104,14 +130,16 @@ class ModelInfo:
         else:
             shown = ", ".join(self.class_names[:5]) + (", ..." if len(self.class_names) > 5 else "")
             classes = f"{len(self.class_names)} ({shown})"
-        return "\n".join(
-            [
-                f"classes:       {classes}",
-                f"input:         {'x'.join(map(str, self.input_size))} (MATLAB InputSize), "
-                f"tensor layout {self.layout}",
-                f"normalization: {describe_normalization(self.normalization)}",
-            ]
-        )
+        lines = [
+            f"classes:       {classes}",
+            f"input:         {'x'.join(map(str, self.input_size))} (MATLAB InputSize), "
+            f"tensor layout {self.layout}",
+            f"normalization: {describe_normalization(self.normalization)}",
+        ]
+        if self.postprocess is not None:
+            lines.append(f"outputs:       logits (MATLAB's {self.postprocess}: "
+                         "model.matport.postprocess_outputs)")
+        return "\n".join(lines)
 
 
 def describe_normalization(norm: Normalization) -> str:

@@ -14,7 +14,20 @@ V73_MARK = b"MATLAB 7.3 MAT-file"
 
 
 def read(path: str | os.PathLike[str]) -> MatFile:
-    """Read every variable of a MATLAB v7 or v7.3 file, class objects included."""
+    """Read every variable of a MATLAB v7 or v7.3 file, class objects included.
+
+    Args:
+        path: a ``.mat`` file saved by MATLAB (``save``; v7 or v7.3, compressed or not).
+
+    Returns:
+        A :class:`~matport.mat.values.MatFile`: a mapping from variable name to value (numpy
+        arrays, ``Struct``, ``MatObject``, ... see ``matport.mat.values``), with ``format``,
+        ``header``, ``walk()`` and ``object_counts``.
+
+    Raises:
+        MatFileError: the file cannot be read, is not a MAT-file, or is truncated, corrupt or
+            hostile; the message names the file and where.
+    """
     spath = os.fspath(path)
     try:
         with open(spath, "rb") as f:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,13 @@ from matport.mat.values import MatFile, MatObject, ObjectArray, Struct
 from matport.network.build import LAYER_PACKAGE, NETWORK_CLASSES, build_network
 from matport.network.model import Network
 
+log = logging.getLogger(__name__)
+
+LAYER_ARRAY = "nnet.cnn.layer.Layer"
+#: Classes that describe an architecture rather than a trained network: the layers a network is
+#: built from (``save net.mat net layers``) or assembled into a graph before training.
+UNTRAINED_CLASSES = frozenset({"nnet.cnn.LayerGraph", LAYER_ARRAY})
+
 
 @dataclass(frozen=True)
 class NetworkRef:
@@ -20,6 +28,15 @@ class NetworkRef:
     path: str
     class_name: str
     value: Any
+
+    @property
+    def trained(self) -> bool:
+        """True for a trained network (SeriesNetwork, DAGNetwork, dlnetwork, Deep Network
+        Designer parameters), False for a LayerGraph or layer array (an architecture)."""
+        return self.class_name not in UNTRAINED_CLASSES
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.class_name}{'' if self.trained else ', untrained'})"
 
 
 def find_networks(matfile: MatFile) -> list[NetworkRef]:
@@ -37,7 +54,7 @@ def find_networks(matfile: MatFile) -> list[NetworkRef]:
         if is_shallow_network(v):
             return SHALLOW_CLASS
         if _is_layer_array(v):
-            return "nnet.cnn.layer.Layer"
+            return LAYER_ARRAY
         if isinstance(v, Struct) and is_designer_params(v):
             return "struct (Deep Network Designer parameters)"
         return None
@@ -59,8 +76,49 @@ def network_from_ref(ref: NetworkRef, source: str = "") -> Network:
     return build_network(ref.value, source=source, path=ref.path)
 
 
+def choose_network(refs: list[NetworkRef], where: str = "file") -> NetworkRef:
+    """The network a file means when no variable is named.
+
+    Args:
+        refs: the networks :func:`find_networks` found (at least one).
+        where: the file, for messages.
+
+    Returns:
+        The only network; or the only trained one when the others are untrained layer arrays or
+        layer graphs (the choice is logged at INFO level).
+
+    Raises:
+        NetworkError: several trained networks (or several untrained ones and no trained one),
+            listing them; choose one with ``variable=``.
+    """
+    trained = [r for r in refs if r.trained]
+    if len(refs) == 1:
+        return refs[0]
+    if len(trained) == 1:
+        others = ", ".join(str(r) for r in refs if r is not trained[0])
+        log.info("%s: chose %s, the only trained network (also in the file: %s)",
+                 where, trained[0], others)
+        return trained[0]
+    listing = ", ".join(str(r) for r in refs)
+    raise NetworkError(f"{where}: the file holds {len(refs)} networks ({listing}); "
+                       "choose one with variable=")
+
+
 def read_network(path: str | os.PathLike[str], variable: str | None = None) -> Network:
-    """Read the one network in ``path`` (or the one at ``variable``) as a typed model."""
+    """Read a network of a MATLAB file as a typed model.
+
+    Args:
+        path: a ``.mat`` file (v7 or v7.3).
+        variable: the variable path of the network (``"net"``, ``"agent.Critic"``); None picks
+            the file's network as :func:`choose_network` does.
+
+    Returns:
+        The :class:`~matport.network.model.Network`.
+
+    Raises:
+        NetworkError: no network (at ``variable``), several when none is named, or one that
+            cannot be read.
+    """
     spath = os.fspath(path)
     matfile = read(spath)
     refs = find_networks(matfile)
@@ -69,16 +127,11 @@ def read_network(path: str | os.PathLike[str], variable: str | None = None) -> N
         if not chosen:
             listing = ", ".join(r.path for r in refs) or "none"
             raise NetworkError(f"{spath}: no network at {variable!r} (networks: {listing})")
-    else:
-        chosen = refs
-    if not chosen:
+        return network_from_ref(chosen[0], spath)
+    if not refs:
         names = ", ".join(f"{k} ({type(v).__name__})" for k, v in matfile.items()) or "none"
         raise NetworkError(f"{spath}: the file holds no network (variables: {names})")
-    if len(chosen) > 1:
-        listing = ", ".join(f"{r.path} ({r.class_name})" for r in chosen)
-        raise NetworkError(f"{spath}: the file holds {len(chosen)} networks ({listing}); "
-                           "choose one with variable=")
-    return network_from_ref(chosen[0], spath)
+    return network_from_ref(choose_network(refs, spath), spath)
 
 
 def _is_layer_array(v: Any) -> bool:

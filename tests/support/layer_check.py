@@ -26,7 +26,7 @@ def check_against_reference(network: Network, batch: int, read_back: Network | N
     it and the reference on ``network`` on the same raw data, compare outputs."""
     raw = [_matlab_input(lay, batch) for lay in network.input_layers]
     expected = network_outputs(network, reference_forward(network, raw))
-    model = load(read_back or network)
+    model = load(read_back or network, output="probabilities")  # MATLAB's outputs
     with torch.no_grad():
         inputs = [model.matport.preprocess(torch.from_numpy(to_torch_layout(x)).float())
                   for x in raw]
