@@ -123,8 +123,11 @@ def test_agent_saved_through_saveobj_and_its_stochastic_policy(name: str) -> Non
     assert agent.action_info[0].elements.ravel().tolist() == [0.0, 1.0]
     logits = mlp(OBS[:, :3], 500, [3, 8, 2])
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    got = agent.networks["Actor"](torch.tensor(OBS[:, :3], dtype=torch.float32))
-    np.testing.assert_allclose(got.detach().numpy(), probs, rtol=1e-5, atol=1e-6)
+    actor = agent.networks["Actor"]
+    got = actor(torch.tensor(OBS[:, :3], dtype=torch.float32))  # logits, like every model
+    np.testing.assert_allclose(got.detach().numpy(), logits, rtol=1e-5, atol=1e-5)
+    got_probs = actor.matport.postprocess_outputs(got).detach().numpy()
+    np.testing.assert_allclose(got_probs, probs, rtol=1e-5, atol=1e-6)
     with pytest.raises(ConversionError, match="rlACAgent has a stochastic"):
         agent.act(OBS[:, :3])
 
