@@ -21,17 +21,14 @@ from torch import nn
 
 from matport.convert.info import ModelInfo
 from matport.convert.layers import (
-    INPUT_PORTS,
-    OUTPUT_PORTS,
-    REQUIRED_ARRAYS,
     ConversionContext,
     Converter,
     LayerNotConvertible,
     find_converter,
-    output_format,
 )
 from matport.errors import ConversionError
 from matport.network.model import INPUT_LAYER_TYPES, Connection, Layer, Network
+from matport.network.specs import VECTOR, Format, input_ports, output_format, output_ports
 
 Ref = tuple[str, int]  # (submodule name, output index)
 Step = tuple[str, tuple[Ref, ...], int]  # (submodule name, inputs, number of outputs)
@@ -60,7 +57,7 @@ class ConvertedNetwork(nn.Module):
         matlab_names = {t: m for m, t in layer_map.items()}
         self.input_names = [matlab_names[t] for t in inputs]
         self.output_names = output_names
-        self.input_formats: list[str] = []
+        self.input_formats: list[Format] = []
 
     def forward(self, x: torch.Tensor, *more: torch.Tensor) -> Any:
         """Run the network on its input(s), in the order of ``input_names``."""
@@ -93,11 +90,6 @@ def module_name(layer_name: str, taken: set[str]) -> str:
     return name
 
 
-def _is_empty(layer: Layer, key: str) -> bool:
-    arr = layer.learnables.get(key, layer.state.get(key))
-    return arr is None or np.size(arr) == 0
-
-
 def _static_problem(layer: Layer, converter: Converter | None, builtin: bool) -> str | None:
     """Why a layer cannot be converted, before trying (None when it may be)."""
     if converter is None:
@@ -109,8 +101,8 @@ def _static_problem(layer: Layer, converter: Converter | None, builtin: bool) ->
         return "layer class not supported; register a converter for it"
     if builtin and not layer.supported:
         return "matport could not read this layer's fields"
-    if builtin:
-        empty = [k for k in REQUIRED_ARRAYS.get(layer.type, ()) if _is_empty(layer, k)]
+    if builtin and layer.spec is not None:
+        empty = [k for k in layer.spec.required_arrays if layer.array(k) is None]
         if empty:
             return f"untrained: empty {', '.join(empty)}"
     return None
@@ -118,14 +110,14 @@ def _static_problem(layer: Layer, converter: Converter | None, builtin: bool) ->
 
 def _ordered_inputs(network: Network, layer: Layer) -> list[Connection]:
     cons = network.predecessors(layer.name)
-    ports = INPUT_PORTS.get(layer.type)
+    ports = input_ports(layer)
     if ports:
         cons.sort(key=lambda c: ports.index(c.dest_port) if c.dest_port in ports else len(ports))
     return cons
 
 
 def _output_index(layer: Layer, port: str | None) -> int:
-    ports = OUTPUT_PORTS[layer.type](layer) if layer.type in OUTPUT_PORTS else ("out",)
+    ports = output_ports(layer)
     return ports.index(port) if port in ports else 0
 
 
@@ -153,14 +145,14 @@ def build_module(network: Network,
         raise ConversionError(f"{where}: {exc}") from None
     taken: set[str] = set()
     names = {lay.name: module_name(lay.name, taken) for lay in network.layers}
-    formats: dict[str, str] = {}
+    formats: dict[str, Format] = {}
     modules: dict[str, nn.Module] = {}
     inputs: list[str] = []
     steps: list[Step] = []
     problems: list[tuple[str, str, str]] = []
     for layer in order:
         cons = _ordered_inputs(network, layer)
-        in_formats = tuple(formats.get(c.source, "vector") for c in cons)
+        in_formats = tuple(formats.get(c.source, VECTOR) for c in cons)
         formats[layer.name] = output_format(layer, in_formats)
         converter, builtin = find_converter(layer, dict(converters or {}))
         reason = _static_problem(layer, converter, builtin)
@@ -181,8 +173,7 @@ def build_module(network: Network,
             continue
         refs = tuple((names[c.source], _output_index(network.layer(c.source), c.source_port))
                      for c in cons)
-        num_outputs = len(OUTPUT_PORTS[layer.type](layer)) if layer.type in OUTPUT_PORTS else 1
-        steps.append((names[layer.name], refs, num_outputs))
+        steps.append((names[layer.name], refs, len(output_ports(layer))))
     if problems:
         raise ConversionError(
             f"{where}: {len(problems)} layer(s) cannot be converted to PyTorch:", problems)
