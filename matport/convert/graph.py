@@ -27,8 +27,9 @@ from matport.convert.layers import (
     find_converter,
 )
 from matport.errors import ConversionError
+from matport.network.checks import check_network, warn_non_finite
 from matport.network.model import INPUT_LAYER_TYPES, Connection, Layer, Network
-from matport.network.specs import VECTOR, Format, input_ports, output_format, output_ports
+from matport.network.specs import VECTOR, Format, output_format, output_index, output_ports
 
 Ref = tuple[str, int]  # (submodule name, output index)
 Step = tuple[str, tuple[Ref, ...], int]  # (submodule name, inputs, number of outputs)
@@ -108,19 +109,6 @@ def _static_problem(layer: Layer, converter: Converter | None, builtin: bool) ->
     return None
 
 
-def _ordered_inputs(network: Network, layer: Layer) -> list[Connection]:
-    cons = network.predecessors(layer.name)
-    ports = input_ports(layer)
-    if ports:
-        cons.sort(key=lambda c: ports.index(c.dest_port) if c.dest_port in ports else len(ports))
-    return cons
-
-
-def _output_index(layer: Layer, port: str | None) -> int:
-    ports = output_ports(layer)
-    return ports.index(port) if port in ports else 0
-
-
 def _output_refs(network: Network, names: dict[str, str]) -> tuple[list[Ref], list[str]]:
     wanted = network.output_names or [
         lay.name for lay in network.layers if not network.successors(lay.name)]
@@ -129,15 +117,30 @@ def _output_refs(network: Network, names: dict[str, str]) -> tuple[list[Ref], li
         layer_name, _, port = entry.partition("/")
         if layer_name not in names:
             raise ConversionError(f"{network.source or 'network'}: output '{entry}' is not a layer")
-        refs.append((names[layer_name], _output_index(network.layer(layer_name), port or None)))
+        refs.append((names[layer_name], output_index(network.layer(layer_name), port or None)))
         labels.append(entry)
     return refs, labels
 
 
 def build_module(network: Network,
                  converters: Mapping[str, Converter] | None = None) -> ConvertedNetwork:
-    """Convert every layer and wire them up; raise one :class:`ConversionError` listing every
-    layer that cannot be converted (name, MATLAB class, reason)."""
+    """Convert every layer and wire them up.
+
+    Sizes are propagated through the graph first (:func:`matport.network.checks.check_network`):
+    a layer whose arrays contradict its settings or its inputs cannot be converted either.
+    NaN or Inf array values give a ``RuntimeWarning`` naming the layers.
+
+    Args:
+        network: the network.
+        converters: converters for this call, by MATLAB class name (before the registry's).
+
+    Returns:
+        The module.
+
+    Raises:
+        ConversionError: listing every layer that cannot be converted (name, MATLAB class,
+            reason), or the graph has a cycle or no input layer.
+    """
     where = f"{network.source}:{network.path}" if network.source else (network.path or "network")
     try:
         order = network.topological_order()
@@ -150,12 +153,13 @@ def build_module(network: Network,
     inputs: list[str] = []
     steps: list[Step] = []
     problems: list[tuple[str, str, str]] = []
+    inconsistent = {name: reason for name, _, reason in check_network(network)}
     for layer in order:
-        cons = _ordered_inputs(network, layer)
+        cons = network.inputs_of(layer)
         in_formats = tuple(formats.get(c.source, VECTOR) for c in cons)
         formats[layer.name] = output_format(layer, in_formats)
         converter, builtin = find_converter(layer, dict(converters or {}))
-        reason = _static_problem(layer, converter, builtin)
+        reason = _static_problem(layer, converter, builtin) or inconsistent.get(layer.name)
         if reason is None and not cons and layer.type not in INPUT_LAYER_TYPES:
             reason = "no input is connected to this layer"
         if reason is None and converter is not None:
@@ -171,7 +175,7 @@ def build_module(network: Network,
         if layer.type in INPUT_LAYER_TYPES:
             inputs.append(names[layer.name])
             continue
-        refs = tuple((names[c.source], _output_index(network.layer(c.source), c.source_port))
+        refs = tuple((names[c.source], output_index(network.layer(c.source), c.source_port))
                      for c in cons)
         steps.append((names[layer.name], refs, len(output_ports(layer))))
     if problems:
@@ -182,6 +186,7 @@ def build_module(network: Network,
     outputs, output_names = _output_refs(network, names)
     module = ConvertedNetwork(modules, inputs, steps, outputs, dict(names), output_names)
     module.input_formats = [formats[lay.name] for lay in network.input_layers]
+    warn_non_finite(network)
     return module
 
 

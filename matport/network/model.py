@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from matport.network.specs import LayerSpec, spec_of, types_with_role
+from matport.network.specs import LayerSpec, input_ports, spec_of, types_with_role
 
 
 @dataclass(eq=False)
@@ -136,6 +136,23 @@ class Network:
         """Connections into ``name``, ordered by destination port (in1, in2, ...)."""
         cons = [c for c in self.connections if c.dest == name]
         return sorted(cons, key=lambda c: _port_key(c.dest_port))
+
+    def inputs_of(self, layer: Layer) -> list[Connection]:
+        """Connections into ``layer`` in the order its converted module takes them: by the
+        spec's input port names where it has them (max unpooling), else in1, in2, ...
+
+        Args:
+            layer: a layer of this network.
+
+        Returns:
+            The connections.
+        """
+        cons = self.predecessors(layer.name)
+        ports = input_ports(layer)
+        if ports:
+            cons.sort(key=lambda c: ports.index(c.dest_port) if c.dest_port in ports
+                      else len(ports))
+        return cons
 
     def successors(self, name: str) -> list[Connection]:
         return [c for c in self.connections if c.source == name]

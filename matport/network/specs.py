@@ -136,9 +136,13 @@ def _s(name: str, *dims: str, required: bool = True) -> ArraySpec:
     return ArraySpec(name, dims, required=required, state=True)
 
 
-_RECURRENT_STATES = (_s("HiddenState", "N", required=False), _s("CellState", "N", required=False),
-                     _s("InitialHiddenState", "N", required=False),
-                     _s("InitialCellState", "N", required=False))
+def _states(rows: str) -> tuple[ArraySpec, ...]:
+    """A recurrent layer's optional stored states, ``rows`` long."""
+    return tuple(_s(name, rows, required=False) for name in (
+        "HiddenState", "CellState", "InitialHiddenState", "InitialCellState"))
+
+
+
 _ATTENTION = (_a("QueryWeights", "K", "C"), _a("KeyWeights", "K", "C"),
               _a("ValueWeights", "V", "C"), _a("OutputWeights", "O", "V"),
               _a("QueryBias", "K", "1", required=False), _a("KeyBias", "K", "1", required=False),
@@ -187,19 +191,19 @@ def _specs() -> list[LayerSpec]:
         LayerSpec("ConcatenationLayer"),
         LayerSpec("FlattenLayer", output_format=_flattens),
         LayerSpec("Resize2DLayer", not_learnable=frozenset({"Scale"}), version=3),
-        LayerSpec("LSTMLayer", arrays=lstm_arrays + _RECURRENT_STATES, gate_order=_LSTM_GATES,
+        LayerSpec("LSTMLayer", arrays=lstm_arrays + _states("N"), gate_order=_LSTM_GATES,
                   output_format=_recurrent_format, version=5),
         LayerSpec("LSTMProjectedLayer", gate_order=_LSTM_GATES, output_format=_recurrent_format,
                   arrays=(_a("InputWeights", "4N", "P"), _a("RecurrentWeights", "4N", "Q"),
                           _a("Bias", "4N", "1"), _a("InputProjector", "D", "P"),
-                          _a("OutputProjector", "N", "Q")) + _RECURRENT_STATES),
+                          _a("OutputProjector", "N", "Q")) + _states("N")),
         LayerSpec("BiLSTMLayer", gate_order=_LSTM_GATES, directions=2,
                   arrays=(_a("InputWeights", "8N", "D"), _a("RecurrentWeights", "8N", "N"),
-                          _a("Bias", "8N", "1")) + _RECURRENT_STATES,
+                          _a("Bias", "8N", "1")) + _states("2N"),
                   output_format=_recurrent_format, version=3),
         LayerSpec("GRULayer", gate_order=_GRU_GATES, output_format=_recurrent_format, version=2,
                   arrays=(_a("InputWeights", "3N", "D"), _a("RecurrentWeights", "3N", "N"),
-                          _a("Bias", "B", "1")) + _RECURRENT_STATES),
+                          _a("Bias", "B", "1")) + _states("N")),
         LayerSpec("SelfAttentionLayer", arrays=_ATTENTION),
         LayerSpec("PositionEmbeddingLayer", arrays=(_a("Weights", "O", "P"),)),
         LayerSpec("Indexing1DLayer", output_format=_fixed(VECTOR), plain=True),
@@ -264,6 +268,20 @@ def output_ports(layer: Layer) -> tuple[str, ...]:
     """
     spec = spec_of(layer.class_name)
     return spec.output_ports(layer) if spec is not None else ("out",)
+
+
+def output_index(layer: Layer, port: str | None) -> int:
+    """The index of an output port among the layer's outputs (0 for an unnamed or unknown one).
+
+    Args:
+        layer: the layer.
+        port: the port name of a connection (``"indices"``), or None.
+
+    Returns:
+        The index into :func:`output_ports`.
+    """
+    ports = output_ports(layer)
+    return ports.index(port) if port in ports else 0
 
 
 def input_ports(layer: Layer) -> tuple[str, ...] | None:
