@@ -71,18 +71,20 @@ def build_layer(obj: Any, where: str) -> Layer:
         raise NetworkError(f"{where}: a layer array holds a {type(obj).__name__}, not a layer")
     fields = _saved(obj)
     layer = Layer(name=_text(fields.get("Name", "")), class_name=obj.class_name, raw=dict(fields))
-    layer.supported = obj.class_name.startswith(LAYER_PACKAGE)
     spec = layer.spec
+    layer.supported = spec is not None or obj.class_name.startswith(LAYER_PACKAGE)
     not_learnable = spec.not_learnable if spec is not None else frozenset()
     for key, value in fields.items():
         if key in SKIP_PROPS or "." in key:
             continue
-        if key in LEARNABLE_FIELDS and key not in not_learnable:
+        array_spec = spec.array(key) if spec is not None else None
+        state = key in STATE_FIELDS or array_spec is not None and array_spec.state
+        if key in LEARNABLE_FIELDS and key not in not_learnable and not state:
             arr = _array_value(value)
             if arr is not None:
                 layer.learnables[key] = _restore_ndim(layer, key, arr, fields)
             continue
-        if key in STATE_FIELDS:
+        if state:
             arr = _array_value(value)
             if arr is not None:
                 layer.state[key] = _restore_ndim(layer, key, arr, fields)

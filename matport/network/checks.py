@@ -206,6 +206,19 @@ def _global_pooling(ck: LayerCheck) -> Size:
     return _with_channels((1, 1), ck.first[-1] if ck.first is not None else None)
 
 
+def _quadratic(ck: LayerCheck) -> Size:
+    n = math.prod(ck.first) if ck.first is not None else None
+    return (n * (n + 1) // 2,) if n is not None else None
+
+
+def _zero_padding(ck: LayerCheck) -> Size:
+    pads = [ck.ints(k, (0,), 0) for k in ("Top", "Bottom", "Left", "Right")]
+    if ck.first is None or len(ck.first) != 3 or any(p is None for p in pads):
+        return None
+    t, b, left, r = (p[0] for p in pads if p is not None)
+    return (ck.first[0] + t + b, ck.first[1] + left + r, ck.first[2])
+
+
 def _unpooling(ck: LayerCheck) -> Size:
     return ck.ins[2] if len(ck.ins) == 3 else None
 
@@ -227,6 +240,8 @@ _RULES: dict[str, Callable[[LayerCheck], Size]] = {
     "GRULayer": _recurrent,
     "SelfAttentionLayer": _attention, "PositionEmbeddingLayer": _position_embedding,
     "Indexing1DLayer": lambda ck: ck.first,
+    "QuadraticLayer": _quadratic, "FlattenCStyleLayer": _flatten,
+    "ZeroPadding2dLayer": _zero_padding, "GlobalAveragePooling2dLayer": _global_pooling,
 }
 
 
@@ -246,7 +261,19 @@ def _output_sizes(layer: Layer, ck: LayerCheck) -> list[Size]:
             for port in output_ports(layer)]
 
 
-def _propagate(network: Network) -> tuple[dict[tuple[str, int], Size], list[Problem]]:
+def analyze(network: Network) -> tuple[dict[tuple[str, int], Size], list[Problem]]:
+    """Propagate sizes from the input layers and check every layer on the way.
+
+    Args:
+        network: the network.
+
+    Returns:
+        The size of every ``(layer name, output index)`` and the problems
+        (see :func:`check_network`).
+
+    Raises:
+        ValueError: the layer graph has a cycle.
+    """
     sizes: dict[tuple[str, int], Size] = {}
     problems: list[Problem] = []
     for layer in network.topological_order():
@@ -275,7 +302,7 @@ def check_network(network: Network) -> list[Problem]:
     Raises:
         ValueError: the layer graph has a cycle.
     """
-    return _propagate(network)[1]
+    return analyze(network)[1]
 
 
 def output_sizes(network: Network) -> dict[str, Size]:
@@ -291,7 +318,7 @@ def output_sizes(network: Network) -> dict[str, Size]:
     Raises:
         ValueError: the layer graph has a cycle.
     """
-    sizes = _propagate(network)[0]
+    sizes = analyze(network)[0]
     return {lay.name: sizes[(lay.name, 0)] for lay in network.layers}
 
 

@@ -186,3 +186,24 @@ def initial_state(a: np.ndarray | None, directions: int, size: int) -> np.ndarra
     if a is None:
         return np.zeros((directions, size), dtype=np.float32)
     return np.asarray(a, np.float32).reshape(directions, size)
+
+
+def broadcast_operand(a: np.ndarray, image: bool) -> np.ndarray:
+    """A per-element operand stored for one MATLAB observation (a scalar, ``1 x 1 x C``,
+    ``H x W x C``; ``C x 1`` for features and sequences) as a float32 array that broadcasts
+    against PyTorch's batch-first data as MATLAB's implicit expansion does.
+
+    Args:
+        a: the MATLAB array.
+        image: whether the data are images (``N x C x H x W``) rather than ``N x C`` /
+            ``N x T x C``.
+
+    Returns:
+        A 0-d array for a scalar, ``C' x H' x W'`` for images, ``C'`` otherwise.
+    """
+    a = np.asarray(a, np.float32)
+    if a.size == 1:
+        return a.reshape(())
+    if image:
+        return np.ascontiguousarray(pad_ndim(a, 3).transpose(2, 0, 1))
+    return a.ravel(order="F")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from matport.network.model import Layer
@@ -214,10 +214,55 @@ def _specs() -> list[LayerSpec]:
     ]
 
 
+def _other_packages() -> list[LayerSpec]:
+    """MathWorks layer classes outside ``nnet.cnn.layer`` (toolboxes, pretrained networks, the
+    ONNX and Keras importers), by full name; they save as plain property maps. Their fixed
+    ``Scale``/``Bias``/``Offset`` arrays are not learnable: they are kept as state."""
+    def fixed(*names: str) -> tuple[ArraySpec, ...]:
+        return tuple(ArraySpec(n, (n,), required=False, state=True) for n in names)
+
+    def plain(name: str, **kw: Any) -> LayerSpec:
+        return LayerSpec(name, plain=True, **kw)
+
+    return [
+        plain("rl.layer.ScalingLayer", keeps_size=True, arrays=fixed("Scale", "Bias")),
+        plain("rl.layer.SoftplusLayer", keeps_size=True),
+        plain("rl.layer.QuadraticLayer", output_format=_flattens),
+        plain(LAYER_PACKAGE + "QuadraticLayer", output_format=_flattens),
+        plain("nnet.shufflenet.layer.ChannelShufflingLayer", keeps_size=True),
+        plain("nnet.inceptionresnetv2.layer.ScalingFactorLayer", keeps_size=True,
+              arrays=fixed("Scale")),
+        plain("nnet.onnx.layer.ElementwiseAffineLayer", keeps_size=True,
+              arrays=fixed("Scale", "Offset")),
+        plain("nnet.onnx.layer.IdentityLayer", keeps_size=True),
+        plain("nnet.onnx.layer.VerifyBatchSizeLayer", keeps_size=True),
+        plain("nnet.onnx.layer.GlobalAveragePooling2dLayer"),
+        plain("nnet.keras.layer.GlobalAveragePooling2dLayer"),
+        plain("nnet.keras.layer.FlattenCStyleLayer", output_format=_flattens),
+        plain("nnet.keras.layer.ZeroPadding2dLayer"),
+    ]
+
+
 SPECS: dict[str, LayerSpec] = {
-    LAYER_PACKAGE + s.class_name: replace(s, class_name=LAYER_PACKAGE + s.class_name)
-    for s in _specs()
+    **{LAYER_PACKAGE + s.class_name: replace(s, class_name=LAYER_PACKAGE + s.class_name)
+       for s in _specs()},
+    **{s.class_name: s for s in _other_packages()},
 }
+# Packages of MathWorks classes (the rest are classes users wrote).
+MATHWORKS_PACKAGES = ("nnet.", "rl.", "images.", "vision.", "audio.", "signal.", "lidar.",
+                      "deep.", "dltargets.", "matlab.")
+
+
+def is_mathworks_class(class_name: str) -> bool:
+    """Whether a class belongs to one of MathWorks' packages (rather than to a user).
+
+    Args:
+        class_name: the full class name.
+
+    Returns:
+        True for ``nnet.*``, ``rl.*`` and the other MathWorks packages.
+    """
+    return class_name.startswith(MATHWORKS_PACKAGES)
 
 
 def spec_of(class_name: str) -> LayerSpec | None:
@@ -246,7 +291,8 @@ def types_with_role(role: Role) -> frozenset[str]:
 
 
 def array_names(state: bool) -> frozenset[str]:
-    """Every array field name any spec lists as state (True) or as learnable (False).
+    """The array field names some spec lists as learnable (``state=False``), or as state and
+    none as learnable (``state=True``): how to read such a field of a class without a spec.
 
     Args:
         state: which kind of array.
@@ -254,7 +300,10 @@ def array_names(state: bool) -> frozenset[str]:
     Returns:
         The field names.
     """
-    return frozenset(a.name for s in SPECS.values() for a in s.arrays if a.state == state)
+    learnable = frozenset(a.name for s in SPECS.values() for a in s.arrays if not a.state)
+    if not state:
+        return learnable
+    return frozenset(a.name for s in SPECS.values() for a in s.arrays if a.state) - learnable
 
 
 def output_ports(layer: Layer) -> tuple[str, ...]:

@@ -1,6 +1,7 @@
 """Layer converters: a :class:`~matport.network.model.Layer` -> ``nn.Module``, one module per
 layer family (``conv``, ``pooling``, ``normalization``, ``activation``, ``recurrent``,
-``attention``, ``shape``, ``io``), registered in :mod:`.registry` with ``@converts``.
+``attention``, ``shape``, ``io``; ``toolbox`` for MathWorks classes outside
+``nnet.cnn.layer``), registered in :mod:`.registry` with ``@converts``.
 
 Tensor layouts on the PyTorch side (the *format* of a layer's input and output):
 
@@ -25,6 +26,7 @@ from matport.convert.layers import (  # noqa: F401  (registers the built-in conv
     pooling,
     recurrent,
     shape,
+    toolbox,
 )
 from matport.convert.layers.registry import (
     ConversionContext,

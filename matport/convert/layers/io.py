@@ -12,7 +12,8 @@ from matport.network.model import Layer
 
 
 @converts("ImageInputLayer", "FeatureInputLayer", "ClassificationOutputLayer",
-          "RegressionOutputLayer", "PixelClassificationLayer")
+          "RegressionOutputLayer", "PixelClassificationLayer", "nnet.onnx.layer.IdentityLayer",
+          "nnet.onnx.layer.VerifyBatchSizeLayer")
 def _identity(layer: Layer, context: ConversionContext) -> nn.Module:
     return nn.Identity()
 

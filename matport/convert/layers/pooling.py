@@ -126,7 +126,8 @@ def _average_pooling(layer: Layer, context: ConversionContext) -> nn.Module:
     return AvgPool2dPadded(**args)
 
 
-@converts("GlobalAveragePooling2DLayer")
+@converts("GlobalAveragePooling2DLayer", "nnet.onnx.layer.GlobalAveragePooling2dLayer",
+          "nnet.keras.layer.GlobalAveragePooling2dLayer")
 def _global_average_pooling(layer: Layer, context: ConversionContext) -> nn.Module:
     require_format(context, IMAGE)
     return nn.AdaptiveAvgPool2d(1)

@@ -20,9 +20,11 @@ from matport.network.specs import LAYER_PACKAGE, VECTOR, Format, spec_of
 
 @dataclass(frozen=True)
 class ConversionContext:
-    """What a converter knows beyond the layer: the formats of its inputs, in port order."""
+    """What a converter knows beyond the layer: the formats of its inputs and, where known, their
+    sizes for one observation in MATLAB's order (``(H, W, C)``, ``(C,)``), in port order."""
 
     input_formats: tuple[Format, ...]
+    input_sizes: tuple[tuple[int, ...] | None, ...] = ()
 
     @property
     def input_format(self) -> Format:
