@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from torch import nn
 
+from matport.convert.api import load
 from matport.convert.layers import builtin_classes
 from matport.convert.layers.registry import converts
 from matport.errors import ArgumentError
@@ -22,6 +23,7 @@ from matport.network.specs import (
     spec_of,
 )
 from matport.synth.networks import RNG, lstm, simple
+from matport.synth.resnet50 import pretrained_like
 
 
 def test_every_builtin_converter_has_a_spec() -> None:
@@ -109,3 +111,14 @@ def test_data_layouts_round_trip() -> None:
         np.testing.assert_array_equal(layout.to_matlab_layout(layout.to_torch_layout(x)), x)
     x = RNG.standard_normal((4, 5, 3, 2))  # H x W x C x N
     assert layout.to_torch_layout(x)[1, 2, 3, 4] == x[3, 4, 2, 1]
+
+
+def test_fc_weight_with_a_scalar_input_size() -> None:
+    w = RNG.standard_normal((3, 8))  # InputSize stored as one number (features after pooling)
+    np.testing.assert_array_equal(layout.fc_weight(w, 8), w.astype(np.float32))
+
+
+def test_graph_conversion_of_a_resnet50_sized_network() -> None:
+    net = pretrained_like()
+    model = load(net)
+    assert model.fc1000.weight.shape == (1000, 2048)

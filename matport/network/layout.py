@@ -92,9 +92,9 @@ def conv_weight(w: np.ndarray) -> np.ndarray:
         w: the MATLAB weights (trailing singleton dimensions may be missing).
 
     Returns:
-        A contiguous float32 array.
+        A float32 array (a view of ``w`` where it can be).
     """
-    return np.ascontiguousarray(pad_ndim(np.asarray(w, np.float32), 4).transpose(3, 2, 0, 1))
+    return pad_ndim(np.asarray(w, np.float32), 4).transpose(3, 2, 0, 1)
 
 
 def grouped_conv_weight(w: np.ndarray) -> np.ndarray:
@@ -112,7 +112,7 @@ def grouped_conv_weight(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w.transpose(4, 3, 2, 0, 1).reshape(g * fg, cg, kh, kw))
 
 
-def fc_weight(w: np.ndarray, image_size: Sequence[int] | None = None) -> np.ndarray:
+def fc_weight(w: np.ndarray, image_size: Sequence[int] | int | None = None) -> np.ndarray:
     """Fully connected weights -> ``nn.Linear``'s ``O x I``.
 
     Args:
@@ -127,7 +127,7 @@ def fc_weight(w: np.ndarray, image_size: Sequence[int] | None = None) -> np.ndar
     """
     w = np.asarray(w, np.float32)
     if image_size is not None and w.ndim == 2:
-        size = [int(v) for v in image_size]
+        size = [int(v) for v in np.ravel(image_size)]
         if len(size) == 3 and math.prod(size) == w.shape[1] and size[:2] != [1, 1]:
             w = matlab_reshape(w.T, (*size, w.shape[0]))  # O x (H*W*C) -> H x W x C x O
     if w.ndim >= 3:
