@@ -181,3 +181,14 @@ def test_user_layers_elsewhere_still_need_a_converter() -> None:
     net = graph([feature_input("in", 4), Layer("mid", "myproject.ScaleLayer"), fc("fc", 4, 2)],
                 ["in -> mid", "mid -> fc"])
     assert sorted(_reasons(net)) == ["mid"]
+
+
+def test_quadratic_layer_on_a_vector_stored_as_an_image(tmp_path: Path) -> None:
+    x = _x(3, 1, 1, N)  # imageInputLayer([3 1 1]), as older RL actors and critics take
+    u1, u2, u3 = x[:, 0, 0]
+    expected = np.stack([u1 * u1, u1 * u2, u2 * u2, u1 * u3, u2 * u3, u3 * u3])
+    net = chain(image_input("in", (3, 1, 1)), _layer("rl.layer.QuadraticLayer"),
+                kind="LayerGraph")
+    np.testing.assert_allclose(_run(tmp_path, net, x), expected, rtol=1e-5)
+    wide = chain(image_input("in", (3, 2, 1)), _layer("rl.layer.QuadraticLayer"))
+    assert "needs a vector input" in _reasons(wide)["x"]

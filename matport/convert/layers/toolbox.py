@@ -26,7 +26,7 @@ from matport.convert.layers.registry import ConversionContext, converts
 from matport.errors import LayerNotConvertible
 from matport.network import layout
 from matport.network.model import Layer
-from matport.network.specs import IMAGE, SEQUENCE, VECTOR
+from matport.network.specs import IMAGE, SEQUENCE
 
 
 class ElementwiseAffine(nn.Module):
@@ -49,7 +49,8 @@ class ElementwiseAffine(nn.Module):
 
 class QuadraticMonomials(nn.Module):
     """``N x n`` -> the ``n (n + 1) / 2`` products ``x_i x_j`` (i <= j), ordered by ``j`` then
-    ``i`` as MATLAB's QuadraticLayer orders them."""
+    ``i`` as MATLAB's QuadraticLayer orders them. A vector stored as an image (``n x 1 x 1``, as
+    older Reinforcement Learning Toolbox networks input observations) is flattened first."""
 
     rows: torch.Tensor
     cols: torch.Tensor
@@ -61,6 +62,7 @@ class QuadraticMonomials(nn.Module):
         self.register_buffer("cols", torch.tensor([j for _, j in pairs]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
         return x[:, self.rows] * x[:, self.cols]
 
 
@@ -101,11 +103,13 @@ def _softplus(layer: Layer, context: ConversionContext) -> nn.Module:
 
 @converts("rl.layer.QuadraticLayer", "QuadraticLayer")
 def _quadratic(layer: Layer, context: ConversionContext) -> nn.Module:
-    require_format(context, VECTOR)
     size = context.input_sizes[0] if context.input_sizes else None
     if size is None:
         raise LayerNotConvertible("the size of its input is not known")
-    return QuadraticMonomials(size[0])
+    if context.input_format == SEQUENCE or sum(s > 1 for s in size) > 1:
+        raise LayerNotConvertible(f"needs a vector input, got {context.input_format} input of "
+                                  f"size {'x'.join(map(str, size))}")
+    return QuadraticMonomials(int(np.prod(size)))
 
 
 @converts("nnet.shufflenet.layer.ChannelShufflingLayer")
