@@ -247,7 +247,8 @@ class Scale(nn.Module):
 
 def _custom_network() -> Network:
     custom = Layer("mylayer", "myproject.ScaleLayer", supported=False, raw={"Factor": 3.0})
-    return chain(feature_input("in", 3), fc("fc", 3, 2), custom)
+    # a dlnetwork: in a SeriesNetwork a terminal user-defined layer would be its loss layer
+    return chain(feature_input("in", 3), fc("fc", 3, 2), custom, kind="dlnetwork")
 
 
 def _scale_converter(lay: Layer, context: ConversionContext) -> nn.Module:

@@ -11,6 +11,7 @@ step). One output is returned as a tensor, several as a tuple in the network's o
 from __future__ import annotations
 
 import keyword
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -21,17 +22,25 @@ from torch import nn
 
 from matport.convert.info import ModelInfo
 from matport.convert.layers import (
-    INPUT_PORTS,
-    OUTPUT_PORTS,
-    REQUIRED_ARRAYS,
     ConversionContext,
     Converter,
     LayerNotConvertible,
     find_converter,
-    output_format,
 )
 from matport.errors import ConversionError
+from matport.network.build import SKIP_PROPS
+from matport.network.checks import analyze, warn_non_finite
 from matport.network.model import INPUT_LAYER_TYPES, Connection, Layer, Network
+from matport.network.specs import (
+    VECTOR,
+    Format,
+    is_mathworks_class,
+    output_format,
+    output_index,
+    output_ports,
+)
+
+logger = logging.getLogger(__name__)
 
 Ref = tuple[str, int]  # (submodule name, output index)
 Step = tuple[str, tuple[Ref, ...], int]  # (submodule name, inputs, number of outputs)
@@ -60,7 +69,8 @@ class ConvertedNetwork(nn.Module):
         matlab_names = {t: m for m, t in layer_map.items()}
         self.input_names = [matlab_names[t] for t in inputs]
         self.output_names = output_names
-        self.input_formats: list[str] = []
+        self.input_formats: list[Format] = []
+        self.loss_layers: list[dict[str, Any]] = []
 
     def forward(self, x: torch.Tensor, *more: torch.Tensor) -> Any:
         """Run the network on its input(s), in the order of ``input_names``."""
@@ -93,9 +103,36 @@ def module_name(layer_name: str, taken: set[str]) -> str:
     return name
 
 
-def _is_empty(layer: Layer, key: str) -> bool:
-    arr = layer.learnables.get(key, layer.state.get(key))
-    return arr is None or np.size(arr) == 0
+def _is_loss_layer(network: Network, layer: Layer) -> bool:
+    """A terminal user-defined layer of a SeriesNetwork or DAGNetwork is an output layer (MATLAB
+    assembles these networks only with output layers at their ends): a loss, unused by
+    prediction."""
+    return (network.kind in ("SeriesNetwork", "DAGNetwork") and layer.spec is None
+            and not is_mathworks_class(layer.class_name) and not network.successors(layer.name))
+
+
+def _identity(layer: Layer, context: ConversionContext) -> nn.Module:
+    return nn.Identity()
+
+
+_LOSS_ARRAY_LIMIT = 65536  # values of a loss layer's array worth recording (class weights)
+
+
+def _loss_record(layer: Layer) -> dict[str, Any]:
+    """What is kept of a user-defined output layer: its class and stored properties (texts,
+    numbers, text lists, numeric arrays up to a size), JSON-able."""
+    props: dict[str, Any] = {}
+    for key, value in layer.raw.items():
+        if key in SKIP_PROPS:
+            continue
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and (
+                value.size <= _LOSS_ARRAY_LIMIT):
+            props[key] = value.item() if value.size == 1 else value.tolist()
+        elif isinstance(value, str) or isinstance(value, np.ndarray) and value.dtype.kind == "U":
+            props[key] = value if isinstance(value, str) else "".join(value.ravel(order="F"))
+        elif key in layer.params and isinstance(layer.params[key], list):
+            props[key] = list(layer.params[key])
+    return {"name": layer.name, "class_name": layer.class_name, "properties": props}
 
 
 def _static_problem(layer: Layer, converter: Converter | None, builtin: bool) -> str | None:
@@ -104,29 +141,16 @@ def _static_problem(layer: Layer, converter: Converter | None, builtin: bool) ->
         if layer.type == "FunctionLayer":
             return ("FunctionLayer: its stored MATLAB function is never evaluated; "
                     "register a converter for it")
-        if not layer.class_name.startswith("nnet."):
-            return "user-defined layer class; register a converter for it"
-        return "layer class not supported; register a converter for it"
+        if not is_mathworks_class(layer.class_name):
+            return "a class the user wrote (user-defined layer); register a converter for it"
+        return "a MathWorks class matport does not convert yet; register a converter for it"
     if builtin and not layer.supported:
         return "matport could not read this layer's fields"
-    if builtin:
-        empty = [k for k in REQUIRED_ARRAYS.get(layer.type, ()) if _is_empty(layer, k)]
+    if builtin and layer.spec is not None:
+        empty = [k for k in layer.spec.required_arrays if layer.array(k) is None]
         if empty:
             return f"untrained: empty {', '.join(empty)}"
     return None
-
-
-def _ordered_inputs(network: Network, layer: Layer) -> list[Connection]:
-    cons = network.predecessors(layer.name)
-    ports = INPUT_PORTS.get(layer.type)
-    if ports:
-        cons.sort(key=lambda c: ports.index(c.dest_port) if c.dest_port in ports else len(ports))
-    return cons
-
-
-def _output_index(layer: Layer, port: str | None) -> int:
-    ports = OUTPUT_PORTS[layer.type](layer) if layer.type in OUTPUT_PORTS else ("out",)
-    return ports.index(port) if port in ports else 0
 
 
 def _output_refs(network: Network, names: dict[str, str]) -> tuple[list[Ref], list[str]]:
@@ -137,15 +161,30 @@ def _output_refs(network: Network, names: dict[str, str]) -> tuple[list[Ref], li
         layer_name, _, port = entry.partition("/")
         if layer_name not in names:
             raise ConversionError(f"{network.source or 'network'}: output '{entry}' is not a layer")
-        refs.append((names[layer_name], _output_index(network.layer(layer_name), port or None)))
+        refs.append((names[layer_name], output_index(network.layer(layer_name), port or None)))
         labels.append(entry)
     return refs, labels
 
 
 def build_module(network: Network,
                  converters: Mapping[str, Converter] | None = None) -> ConvertedNetwork:
-    """Convert every layer and wire them up; raise one :class:`ConversionError` listing every
-    layer that cannot be converted (name, MATLAB class, reason)."""
+    """Convert every layer and wire them up.
+
+    Sizes are propagated through the graph first (:func:`matport.network.checks.analyze`):
+    a layer whose arrays contradict its settings or its inputs cannot be converted either.
+    NaN or Inf array values give a ``RuntimeWarning`` naming the layers.
+
+    Args:
+        network: the network.
+        converters: converters for this call, by MATLAB class name (before the registry's).
+
+    Returns:
+        The module.
+
+    Raises:
+        ConversionError: listing every layer that cannot be converted (name, MATLAB class,
+            reason), or the graph has a cycle or no input layer.
+    """
     where = f"{network.source}:{network.path}" if network.source else (network.path or "network")
     try:
         order = network.topological_order()
@@ -153,22 +192,35 @@ def build_module(network: Network,
         raise ConversionError(f"{where}: {exc}") from None
     taken: set[str] = set()
     names = {lay.name: module_name(lay.name, taken) for lay in network.layers}
-    formats: dict[str, str] = {}
+    formats: dict[str, Format] = {}
     modules: dict[str, nn.Module] = {}
     inputs: list[str] = []
     steps: list[Step] = []
     problems: list[tuple[str, str, str]] = []
+    losses: list[dict[str, Any]] = []
+    sizes, checked = analyze(network)
+    inconsistent = {name: reason for name, _, reason in checked}
     for layer in order:
-        cons = _ordered_inputs(network, layer)
-        in_formats = tuple(formats.get(c.source, "vector") for c in cons)
+        cons = network.inputs_of(layer)
+        in_formats = tuple(formats.get(c.source, VECTOR) for c in cons)
         formats[layer.name] = output_format(layer, in_formats)
         converter, builtin = find_converter(layer, dict(converters or {}))
-        reason = _static_problem(layer, converter, builtin)
+        if converter is None and _is_loss_layer(network, layer):
+            converter = _identity
+            losses.append(_loss_record(layer))
+            logger.info("%s: %s (%s) is a user-defined output layer, a loss that prediction does "
+                        "not use: passed through, recorded in loss_layers", where, layer.name,
+                        layer.class_name)
+        reason = _static_problem(layer, converter, builtin) or inconsistent.get(layer.name)
         if reason is None and not cons and layer.type not in INPUT_LAYER_TYPES:
             reason = "no input is connected to this layer"
         if reason is None and converter is not None:
             try:
-                modules[names[layer.name]] = converter(layer, ConversionContext(in_formats))
+                in_sizes = tuple(sizes.get((c.source, output_index(network.layer(c.source),
+                                                                    c.source_port)))
+                                 for c in cons)
+                context = ConversionContext(in_formats, in_sizes)
+                modules[names[layer.name]] = converter(layer, context)
             except LayerNotConvertible as exc:
                 reason = exc.reason
             except Exception as exc:  # a converter's failure is reported with the others
@@ -179,10 +231,9 @@ def build_module(network: Network,
         if layer.type in INPUT_LAYER_TYPES:
             inputs.append(names[layer.name])
             continue
-        refs = tuple((names[c.source], _output_index(network.layer(c.source), c.source_port))
+        refs = tuple((names[c.source], output_index(network.layer(c.source), c.source_port))
                      for c in cons)
-        num_outputs = len(OUTPUT_PORTS[layer.type](layer)) if layer.type in OUTPUT_PORTS else 1
-        steps.append((names[layer.name], refs, num_outputs))
+        steps.append((names[layer.name], refs, len(output_ports(layer))))
     if problems:
         raise ConversionError(
             f"{where}: {len(problems)} layer(s) cannot be converted to PyTorch:", problems)
@@ -191,6 +242,8 @@ def build_module(network: Network,
     outputs, output_names = _output_refs(network, names)
     module = ConvertedNetwork(modules, inputs, steps, outputs, dict(names), output_names)
     module.input_formats = [formats[lay.name] for lay in network.input_layers]
+    module.loss_layers = losses
+    warn_non_finite(network)
     return module
 
 

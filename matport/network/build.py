@@ -12,6 +12,7 @@ import numpy as np
 
 from matport.errors import NetworkError
 from matport.mat.values import Categorical, MatObject, ObjectArray, Struct, Table
+from matport.network.layout import pad_ndim
 from matport.network.model import (
     OUTPUT_LAYER_TYPES,
     Connection,
@@ -19,6 +20,7 @@ from matport.network.model import (
     Network,
     Normalization,
 )
+from matport.network.specs import LAYER_PACKAGE, array_names
 
 NETWORK_CLASSES = {
     "SeriesNetwork": "SeriesNetwork",
@@ -26,36 +28,16 @@ NETWORK_CLASSES = {
     "dlnetwork": "dlnetwork",
     "nnet.cnn.LayerGraph": "LayerGraph",
 }
-LAYER_PACKAGE = "nnet.cnn.layer."
-
-# Arrays that training updates, and arrays that it does not.
-LEARNABLE_FIELDS = frozenset({
-    "Weights", "Bias", "Offset", "Scale", "InputWeights", "RecurrentWeights", "QueryWeights",
-    "KeyWeights", "ValueWeights", "OutputWeights", "QueryBias", "KeyBias", "ValueBias",
-    "OutputBias", "InputProjector", "OutputProjector",
-})
-STATE_FIELDS = frozenset({
-    "TrainedMean", "TrainedVariance", "HiddenState", "CellState", "InitialHiddenState",
-    "InitialCellState",
-})
+# Arrays that training updates, and arrays that it does not (field names, as the specs list them).
+LEARNABLE_FIELDS = array_names(state=False)
+STATE_FIELDS = array_names(state=True)
 # Parameters that are sizes: always tuples, even when MATLAB stored one number.
 SIZE_PARAMS = frozenset({
     "InputSize", "OutputSize", "FilterSize", "Stride", "DilationFactor", "PaddingSize", "PoolSize",
     "CroppingSize", "ImageSize", "OutputSizeOffset",
 })
-# Learnable parameters whose value is not an array (Scale of LeakyReLU is a hyper-parameter).
-NOT_LEARNABLE = {"LeakyReLULayer": {"Scale"}, "Resize2DLayer": {"Scale"}}
 # Property-map bookkeeping that is not a hyper-parameter.
 SKIP_PROPS = frozenset({"Version", "Description", "Type", "Name", "PrivateNumStates"})
-# Number of dimensions an array must have (MATLAB drops trailing singletons when saving).
-ARRAY_NDIMS: dict[tuple[str, str], int] = {
-    ("Convolution2DLayer", "Weights"): 4,
-    ("Convolution2DLayer", "Bias"): 3,
-    ("GroupedConvolution2DLayer", "Weights"): 5,
-    ("GroupedConvolution2DLayer", "Bias"): 4,
-    ("TransposedConvolution2DLayer", "Weights"): 4,
-    ("TransposedConvolution2DLayer", "Bias"): 3,
-}
 
 
 def build_network(obj: MatObject | ObjectArray, source: str = "", path: str = "") -> Network:
@@ -89,20 +71,23 @@ def build_layer(obj: Any, where: str) -> Layer:
         raise NetworkError(f"{where}: a layer array holds a {type(obj).__name__}, not a layer")
     fields = _saved(obj)
     layer = Layer(name=_text(fields.get("Name", "")), class_name=obj.class_name, raw=dict(fields))
-    layer.supported = obj.class_name.startswith(LAYER_PACKAGE)
-    kind = layer.type
+    spec = layer.spec
+    layer.supported = spec is not None or obj.class_name.startswith(LAYER_PACKAGE)
+    not_learnable = spec.not_learnable if spec is not None else frozenset()
     for key, value in fields.items():
         if key in SKIP_PROPS or "." in key:
             continue
-        if key in LEARNABLE_FIELDS and key not in NOT_LEARNABLE.get(kind, ()):
+        array_spec = spec.array(key) if spec is not None else None
+        state = key in STATE_FIELDS or array_spec is not None and array_spec.state
+        if key in LEARNABLE_FIELDS and key not in not_learnable and not state:
             arr = _array_value(value)
             if arr is not None:
-                layer.learnables[key] = _restore_ndim(kind, key, arr, fields)
+                layer.learnables[key] = _restore_ndim(layer, key, arr, fields)
             continue
-        if key in STATE_FIELDS:
+        if state:
             arr = _array_value(value)
             if arr is not None:
-                layer.state[key] = _restore_ndim(kind, key, arr, fields)
+                layer.state[key] = _restore_ndim(layer, key, arr, fields)
             continue
         if key in ("Categories", "ClassNames"):
             classes = value.categories if isinstance(value, Categorical) else _texts(value)
@@ -204,7 +189,7 @@ def _normalization(value: Any, fields: dict[str, Any]) -> Normalization:
         for k in keys:
             a = value.get(k)
             if isinstance(a, np.ndarray) and a.size and a.dtype != object:
-                return _pad_ndim(a, ndim)
+                return pad_ndim(a, ndim)
         return None
 
     return Normalization(
@@ -217,8 +202,11 @@ def _normalization(value: Any, fields: dict[str, Any]) -> Normalization:
     )
 
 
-def _restore_ndim(kind: str, key: str, arr: np.ndarray, fields: dict[str, Any]) -> np.ndarray:
-    ndim = ARRAY_NDIMS.get((kind, key))
+def _restore_ndim(layer: Layer, key: str, arr: np.ndarray, fields: dict[str, Any]) -> np.ndarray:
+    """Pad back the trailing singleton dimensions MATLAB dropped when saving."""
+    kind = layer.type
+    array_spec = layer.spec.array(key) if layer.spec is not None else None
+    ndim = len(array_spec.dims) if array_spec is not None and array_spec.restore_ndim else None
     if ndim is None:
         if kind == "FullyConnectedLayer" and key == "Weights" and arr.ndim >= 3:
             ndim = 4
@@ -226,13 +214,7 @@ def _restore_ndim(kind: str, key: str, arr: np.ndarray, fields: dict[str, Any]) 
             ndim = 3
         elif kind == "BatchNormalizationLayer" and _num(fields.get("ChannelDim")) == 3:
             ndim = 3
-    return _pad_ndim(arr, ndim or arr.ndim)
-
-
-def _pad_ndim(arr: np.ndarray, ndim: int) -> np.ndarray:
-    if arr.ndim >= ndim:
-        return arr
-    return arr.reshape(arr.shape + (1,) * (ndim - arr.ndim), order="F")
+    return pad_ndim(arr, ndim or arr.ndim)
 
 
 def _normalise_padding(layer: Layer) -> None:

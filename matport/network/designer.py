@@ -19,6 +19,7 @@ import numpy as np
 
 from matport.errors import NetworkError
 from matport.mat.values import Struct
+from matport.network.layout import fc_matrix, matlab_reshape
 from matport.network.model import Connection, Layer, Network, Normalization
 
 RESNET50_EPSILON = 0.001
@@ -179,7 +180,7 @@ def _array(
     if a.size != int(np.prod(shape)):
         dims = "x".join(map(str, shape))
         raise NetworkError(f"{where}: {layer}.{key} has {a.size} values, ResNet-50 needs {dims}")
-    return a if a.shape == shape else a.reshape(shape, order="F")
+    return a if a.shape == shape else matlab_reshape(a, shape)
 
 
 def _conv_layer(c: _Conv, fields: Struct, where: str) -> Layer:
@@ -209,10 +210,8 @@ def _bn_layer(name: str, c: int, fields: Struct, where: str) -> Layer:
 
 
 def _fc_layer(name: str, fields: Struct, where: str) -> Layer:
-    w = np.asarray(fields["Weights"])
+    w = fc_matrix(np.asarray(fields["Weights"]))  # some releases store 1 x 1 x 2048 x K
     k = w.size // FEATURES
-    if w.ndim == 4:  # 1 x 1 x 2048 x K, as some releases store an FC after spatial input
-        w = w.reshape(FEATURES, k, order="F").T
     return Layer(
         name, _P + "FullyConnectedLayer", {"InputSize": FEATURES, "OutputSize": k},
         learnables={"Weights": _array({"Weights": w}, "Weights", (k, FEATURES), name, where),

@@ -16,22 +16,6 @@ from matport.mat.values import Categorical, MatObject, ObjectArray, Struct, Tabl
 from matport.network.build import LEARNABLE_FIELDS, NETWORK_CLASSES
 from matport.network.model import Layer, Network, Normalization
 
-# Classes MATLAB saves as plain property maps rather than through saveobj.
-PLAIN_CLASSES = frozenset({
-    "ELULayer", "TanhLayer", "SigmoidLayer", "SwishLayer", "GELULayer", "FunctionLayer",
-    "Indexing1DLayer",
-})
-# The struct Version written per class (the newest seen in real files, shared/docs/class-fields).
-LAYER_VERSIONS = {
-    "AdditionLayer": 1, "BatchNormalizationLayer": 3, "BiLSTMLayer": 3,
-    "ClassificationOutputLayer": 4, "Convolution2DLayer": 8, "DepthConcatenationLayer": 1,
-    "DropoutLayer": 1, "FeatureInputLayer": 2, "FlattenLayer": 1, "FullyConnectedLayer": 3,
-    "GRULayer": 2, "ImageInputLayer": 5, "LSTMLayer": 5, "LeakyReLULayer": 1,
-    "MaxPooling2DLayer": 3, "MaxUnpooling2DLayer": 1, "PixelClassificationLayer": 3,
-    "PositionEmbeddingLayer": 1, "ReLULayer": 1, "RegressionOutputLayer": 2, "Resize2DLayer": 3,
-    "SelfAttentionLayer": 1, "SequenceInputLayer": 5, "SoftmaxLayer": 4,
-    "TransposedConvolution2DLayer": 2,
-}
 NETWORK_VERSIONS = {"SeriesNetwork": 1, "DAGNetwork": 2, "dlnetwork": 6, "LayerGraph": 1}
 _CLASS_OF_KIND = {kind: cls for cls, kind in NETWORK_CLASSES.items()}
 _RECURRENT_STATES = {"HiddenState", "CellState"}
@@ -92,9 +76,10 @@ def encode_layer(lay: Layer, classes: list[str] | None = None) -> MatObject:
             fields[key] = Struct(Value=arr, Remember=np.array([[True]]))
         else:
             fields[key] = arr
-    if lay.type in PLAIN_CLASSES:
+    spec = lay.spec
+    if spec is not None and spec.plain:
         return MatObject(lay.class_name, fields)
-    saved = Struct(Version=_num(LAYER_VERSIONS.get(lay.type, 1)))
+    saved = Struct(Version=_num(spec.version if spec is not None else 1))
     saved.update(fields)
     return MatObject(lay.class_name, {"any": saved}, saveobj=True)
 

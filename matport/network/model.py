@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from matport.network.specs import LayerSpec, input_ports, spec_of, types_with_role
+
 
 @dataclass(eq=False)
 class Normalization:
@@ -60,6 +62,24 @@ class Layer:
     @property
     def num_parameters(self) -> int:
         return int(sum(a.size for a in self.learnables.values()))
+
+    @property
+    def spec(self) -> LayerSpec | None:
+        """The :class:`~matport.network.specs.LayerSpec` of the class (None when matport has
+        none: a user-defined class, or a MathWorks class it does not know)."""
+        return spec_of(self.class_name)
+
+    def array(self, name: str) -> np.ndarray | None:
+        """A learnable or state array by field name.
+
+        Args:
+            name: the MATLAB field (``"Weights"``, ``"TrainedMean"``, ...).
+
+        Returns:
+            The array as stored (MATLAB layout), or None when it is absent or empty.
+        """
+        arr = self.learnables.get(name, self.state.get(name))
+        return None if arr is None or np.size(arr) == 0 else np.asarray(arr)
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,23 @@ class Network:
         cons = [c for c in self.connections if c.dest == name]
         return sorted(cons, key=lambda c: _port_key(c.dest_port))
 
+    def inputs_of(self, layer: Layer) -> list[Connection]:
+        """Connections into ``layer`` in the order its converted module takes them: by the
+        spec's input port names where it has them (max unpooling), else in1, in2, ...
+
+        Args:
+            layer: a layer of this network.
+
+        Returns:
+            The connections.
+        """
+        cons = self.predecessors(layer.name)
+        ports = input_ports(layer)
+        if ports:
+            cons.sort(key=lambda c: ports.index(c.dest_port) if c.dest_port in ports
+                      else len(ports))
+        return cons
+
     def successors(self, name: str) -> list[Connection]:
         return [c for c in self.connections if c.source == name]
 
@@ -144,12 +181,8 @@ class Network:
         return order
 
 
-INPUT_LAYER_TYPES = frozenset(
-    {"ImageInputLayer", "FeatureInputLayer", "SequenceInputLayer", "Image3dInputLayer"}
-)
-OUTPUT_LAYER_TYPES = frozenset(
-    {"ClassificationOutputLayer", "RegressionOutputLayer", "PixelClassificationLayer"}
-)
+INPUT_LAYER_TYPES = types_with_role("input")
+OUTPUT_LAYER_TYPES = types_with_role("output")
 
 
 def _port_key(port: str | None) -> tuple[int, str]:

@@ -1,5 +1,6 @@
 """Small MATLAB networks built directly as :class:`Network` objects, with random weights in MATLAB
-layout (test support), and layout helpers between MATLAB and PyTorch arrays."""
+layout (test support); the layout helpers between MATLAB and PyTorch data are re-exported from
+:mod:`matport.network.layout`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from matport.network.layout import to_matlab_layout as to_matlab_layout
+from matport.network.layout import to_torch_layout as to_torch_layout
 from matport.network.model import Connection, Layer, Network, Normalization
 
 RNG = np.random.default_rng(20261126)
@@ -150,16 +153,3 @@ def graph(layers: list[Layer], edges: list[str], kind: str = "DAGNetwork",
         d, _, dp = dst.partition("/")
         cons.append(Connection(s, d, sp or None, dp or None))
     return Network(kind, layers, cons, None, output_names or [])
-
-
-# --- layouts ---------------------------------------------------------------------------------
-
-
-def to_torch_layout(x: np.ndarray) -> np.ndarray:
-    """MATLAB H x W x C x N / C x N / C x N x T -> N x C x H x W / N x C / N x T x C."""
-    return np.ascontiguousarray(x.transpose({4: (3, 2, 0, 1), 2: (1, 0), 3: (1, 2, 0)}[x.ndim]))
-
-
-def to_matlab_layout(y: np.ndarray) -> np.ndarray:
-    """The inverse of :func:`to_torch_layout`."""
-    return y.transpose({4: (2, 3, 1, 0), 2: (1, 0), 3: (2, 0, 1)}[y.ndim])

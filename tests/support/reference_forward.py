@@ -154,7 +154,7 @@ def _conv(x: Array, w: Array, bias: Array | None, s, d, groups: int) -> Array:
         outs.append(acc)
     y = np.concatenate(outs, axis=2)
     if bias is not None:
-        y = y + _f32(bias).reshape(1, 1, -1, 1)
+        y = y + _f32(bias).ravel(order="F").reshape(1, 1, -1, 1)  # 1x1xFgxG: group-major
     return y
 
 

@@ -1,0 +1,141 @@
+"""Reading a layer's hyper-parameters and arrays as converters need them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from matport.convert.layers.registry import ConversionContext
+from matport.errors import LayerNotConvertible
+from matport.network.model import Layer
+from matport.network.specs import Format
+
+
+def pair(value: Any, default: int = 1) -> tuple[int, int]:
+    """A MATLAB size given as a scalar, [a] or [a b] -> (a, b).
+
+    Args:
+        value: the stored value (None when absent).
+        default: both values when absent or empty.
+
+    Returns:
+        ``(vertical, horizontal)``.
+    """
+    if value is None:
+        return (default, default)
+    vals = [int(v) for v in np.ravel(value)]
+    if not vals:
+        return (default, default)
+    return (vals[0], vals[0]) if len(vals) == 1 else (vals[0], vals[1])
+
+
+def padding(layer: Layer, key: str = "PaddingSize") -> tuple[int, int, int, int]:
+    """A padding hyper-parameter as MATLAB ``[top bottom left right]``.
+
+    Args:
+        layer: the layer.
+        key: ``PaddingSize`` or ``CroppingSize`` (a scalar, ``[vertical horizontal]`` or four
+            values).
+
+    Returns:
+        ``(top, bottom, left, right)``.
+    """
+    vals = [int(v) for v in np.ravel(layer.params.get(key, 0))] or [0]
+    if len(vals) == 1:
+        return (vals[0], vals[0], vals[0], vals[0])
+    if len(vals) == 2:
+        return (vals[0], vals[0], vals[1], vals[1])
+    return (vals[0], vals[1], vals[2], vals[3])
+
+
+def array(layer: Layer, key: str) -> np.ndarray:
+    """A learnable or state array as float32, in MATLAB layout.
+
+    Args:
+        layer: the layer.
+        key: the array's field name.
+
+    Returns:
+        The array.
+
+    Raises:
+        LayerNotConvertible: it is absent or empty.
+    """
+    arr = layer.array(key)
+    if arr is None:
+        raise LayerNotConvertible(f"missing array {key}")
+    return np.asarray(arr, dtype=np.float32)
+
+
+def tensor(arr: np.ndarray) -> torch.Tensor:
+    """A float32 tensor holding a copy of ``arr``.
+
+    Args:
+        arr: the array.
+
+    Returns:
+        The tensor.
+    """
+    return torch.tensor(np.asarray(arr, dtype=np.float32))
+
+
+def text(layer: Layer, key: str, default: str) -> str:
+    """A text hyper-parameter.
+
+    Args:
+        layer: the layer.
+        key: the parameter.
+        default: the value when absent.
+
+    Returns:
+        The text.
+    """
+    value = layer.params.get(key, default)
+    return str(value) if value is not None else default
+
+
+def number(layer: Layer, key: str, default: float) -> float:
+    """A numeric hyper-parameter's first value.
+
+    Args:
+        layer: the layer.
+        key: the parameter.
+        default: the value when absent or empty.
+
+    Returns:
+        The number.
+    """
+    value = layer.params.get(key, default)
+    vals = np.ravel(value) if value is not None else np.zeros(0)
+    return float(vals[0]) if len(vals) else default
+
+
+def require_format(context: ConversionContext, fmt: Format) -> None:
+    """Refuse a layer whose first input does not have the format ``fmt``.
+
+    Args:
+        context: the conversion context.
+        fmt: the format the converter needs.
+
+    Raises:
+        LayerNotConvertible: the first input has another format.
+    """
+    if context.input_format != fmt:
+        raise LayerNotConvertible(f"needs {fmt} input, got {context.input_format} input")
+
+
+def refuse_flags(layer: Layer, *keys: str) -> None:
+    """Refuse a layer with any of the boolean options ``keys`` set.
+
+    Args:
+        layer: the layer.
+        keys: option names.
+
+    Raises:
+        LayerNotConvertible: naming the first option set.
+    """
+    for key in keys:
+        if layer.params.get(key):
+            raise LayerNotConvertible(f"{key} is not supported")

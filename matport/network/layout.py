@@ -1,0 +1,209 @@
+"""Every conversion between MATLAB's array layouts and PyTorch's, in one place (numpy only).
+
+MATLAB stores arrays column-major and puts the batch last: images ``H x W x C x N``, features
+``C x N``, sequences ``C x N x T``; convolution weights ``H x W x Cin x Cout``; a fully connected
+layer after spatial input flattens ``H x W x C`` column-major (H fastest). PyTorch puts the batch
+first and flattens row-major: ``N x C x H x W``, ``N x C``, ``N x T x C`` (batch first),
+``Cout x Cin x H x W`` and ``C, H, W`` flatten order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+# MATLAB data layout -> PyTorch data layout, by number of dimensions
+_TO_TORCH = {4: (3, 2, 0, 1), 2: (1, 0), 3: (1, 2, 0)}
+_TO_MATLAB = {4: (2, 3, 1, 0), 2: (1, 0), 3: (2, 0, 1)}
+
+
+def matlab_reshape(a: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Reshape as MATLAB's ``reshape`` does (column-major).
+
+    Args:
+        a: the array.
+        shape: the new shape.
+
+    Returns:
+        The reshaped array.
+    """
+    return np.reshape(a, tuple(shape), order="F")
+
+
+def pad_ndim(a: np.ndarray, ndim: int) -> np.ndarray:
+    """Restore the trailing singleton dimensions MATLAB drops (``3 x 3 x 8`` -> ``3 x 3 x 8 x 1``).
+
+    Args:
+        a: the array.
+        ndim: the number of dimensions wanted.
+
+    Returns:
+        ``a`` with at least ``ndim`` dimensions.
+    """
+    return a if a.ndim >= ndim else matlab_reshape(a, a.shape + (1,) * (ndim - a.ndim))
+
+
+def to_torch_layout(x: np.ndarray) -> np.ndarray:
+    """MATLAB data -> PyTorch data: ``H x W x C x N`` -> ``N x C x H x W``, ``C x N`` ->
+    ``N x C``, ``C x N x T`` -> ``N x T x C``.
+
+    Args:
+        x: a 2-, 3- or 4-dimensional MATLAB array.
+
+    Returns:
+        A contiguous array in the PyTorch layout.
+    """
+    return np.ascontiguousarray(x.transpose(_TO_TORCH[x.ndim]))
+
+
+def to_matlab_layout(y: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`to_torch_layout`.
+
+    Args:
+        y: a 2-, 3- or 4-dimensional PyTorch array.
+
+    Returns:
+        The array in MATLAB's layout.
+    """
+    return y.transpose(_TO_MATLAB[y.ndim])
+
+
+def channel_vector(a: np.ndarray) -> np.ndarray:
+    """A per-channel array (``1 x 1 x C``, ``C x 1``, ...) as a float32 vector of C values.
+
+    Args:
+        a: the MATLAB array.
+
+    Returns:
+        A 1-D float32 array.
+    """
+    return np.asarray(a, dtype=np.float32).ravel(order="F")
+
+
+def conv_weight(w: np.ndarray) -> np.ndarray:
+    """Convolution weights ``H x W x Cin x Cout`` -> ``nn.Conv2d``'s ``Cout x Cin x H x W``.
+
+    The same permutation turns transposed-convolution weights ``H x W x Cout x Cin`` into
+    ``nn.ConvTranspose2d``'s ``Cin x Cout x H x W``.
+
+    Args:
+        w: the MATLAB weights (trailing singleton dimensions may be missing).
+
+    Returns:
+        A float32 array (a view of ``w`` where it can be).
+    """
+    return pad_ndim(np.asarray(w, np.float32), 4).transpose(3, 2, 0, 1)
+
+
+def grouped_conv_weight(w: np.ndarray) -> np.ndarray:
+    """Grouped convolution weights ``H x W x Cin/G x Cout/G x G`` -> ``nn.Conv2d``'s
+    ``Cout x Cin/G x H x W`` (groups one after another).
+
+    Args:
+        w: the MATLAB weights (trailing singleton dimensions may be missing).
+
+    Returns:
+        A contiguous float32 array.
+    """
+    w = pad_ndim(np.asarray(w, np.float32), 5)
+    kh, kw, cg, fg, g = map(int, w.shape)
+    return np.ascontiguousarray(w.transpose(4, 3, 2, 0, 1).reshape(g * fg, cg, kh, kw))
+
+
+def fc_weight(w: np.ndarray, image_size: Sequence[int] | int | None = None) -> np.ndarray:
+    """Fully connected weights -> ``nn.Linear``'s ``O x I``.
+
+    Args:
+        w: ``O x I``, or ``H x W x C x O`` as MATLAB stores them after spatial input.
+        image_size: ``(H, W, C)`` when the layer follows image input and ``w`` is ``O x I``:
+            the columns are then in MATLAB's column-major H, W, C order and are permuted to
+            PyTorch's C, H, W flatten order. None after features or sequences.
+
+    Returns:
+        A float32 ``O x I`` array whose columns follow PyTorch's ``flatten(1)`` of
+        ``N x C x H x W`` (after images) or the features as they are.
+    """
+    w = np.asarray(w, np.float32)
+    if image_size is not None and w.ndim == 2:
+        size = [int(v) for v in np.ravel(image_size)]
+        if len(size) == 3 and math.prod(size) == w.shape[1] and size[:2] != [1, 1]:
+            w = matlab_reshape(w.T, (*size, w.shape[0]))  # O x (H*W*C) -> H x W x C x O
+    if w.ndim >= 3:
+        w = pad_ndim(w, 4)
+        w = w.transpose(3, 2, 0, 1).reshape(w.shape[3], -1)
+    return w
+
+
+def fc_matrix(w: np.ndarray) -> np.ndarray:
+    """MATLAB fully connected weights ``H x W x C x O`` (or ``O x I``) -> MATLAB's ``O x I``,
+    the columns in MATLAB's column-major H, W, C order.
+
+    Args:
+        w: the MATLAB weights.
+
+    Returns:
+        The ``O x I`` matrix.
+    """
+    if w.ndim < 3:
+        return w
+    w = pad_ndim(w, 4)
+    return matlab_reshape(w, (-1, w.shape[3])).T
+
+
+def reorder_gates(a: np.ndarray, order: Sequence[int], directions: int = 1) -> np.ndarray:
+    """Recurrent weights or biases with gate blocks stacked along the first dimension, the blocks
+    of every direction put in ``order`` (e.g. MATLAB's LSTM ``[i; f; g; o]`` to ONNX's
+    ``(i, o, f, g)`` with ``order=(0, 3, 1, 2)``).
+
+    Args:
+        a: ``directions * len(order) * N`` rows (any further dimensions).
+        order: the source block of each destination block.
+        directions: how many directions the rows hold, one after another.
+
+    Returns:
+        ``directions x (len(order) * N) x ...`` with the blocks reordered.
+    """
+    flat = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1)
+    blocks = np.split(flat, directions * len(order))
+    ordered = [blocks[d * len(order) + g] for d in range(directions) for g in order]
+    return np.concatenate(ordered).reshape(directions, -1, *flat.shape[1:])
+
+
+def initial_state(a: np.ndarray | None, directions: int, size: int) -> np.ndarray:
+    """A recurrent layer's stored state (``directions * N x 1``) as ``directions x N`` float32
+    (zeros when there is none).
+
+    Args:
+        a: the stored state, or None.
+        directions: 1, or 2 for a bidirectional layer.
+        size: the hidden size N.
+
+    Returns:
+        The state, one row per direction.
+    """
+    if a is None:
+        return np.zeros((directions, size), dtype=np.float32)
+    return np.asarray(a, np.float32).reshape(directions, size)
+
+
+def broadcast_operand(a: np.ndarray, image: bool) -> np.ndarray:
+    """A per-element operand stored for one MATLAB observation (a scalar, ``1 x 1 x C``,
+    ``H x W x C``; ``C x 1`` for features and sequences) as a float32 array that broadcasts
+    against PyTorch's batch-first data as MATLAB's implicit expansion does.
+
+    Args:
+        a: the MATLAB array.
+        image: whether the data are images (``N x C x H x W``) rather than ``N x C`` /
+            ``N x T x C``.
+
+    Returns:
+        A 0-d array for a scalar, ``C' x H' x W'`` for images, ``C'`` otherwise.
+    """
+    a = np.asarray(a, np.float32)
+    if a.size == 1:
+        return a.reshape(())
+    if image:
+        return np.ascontiguousarray(pad_ndim(a, 3).transpose(2, 0, 1))
+    return a.ravel(order="F")
