@@ -138,7 +138,7 @@ def test_inspect_marks_unsupported_layers(tmp_path: Path,
     assert not entry["conversion"]["converts"]
     (layer,) = [lay for lay in entry["layers"] if lay["problem"]]
     assert layer["name"] == "relu" and not layer["supported"]
-    assert "user-defined layer class" in layer["problem"]
+    assert "a class the user wrote" in layer["problem"]
 
 
 def test_inspect_names_the_resnet50_family(tmp_path: Path,
