@@ -1,5 +1,5 @@
 """matport verify: converted models against MATLAB's ONNX exports (real pairs from the corpus and
-MATLAB-style exports built by tests/matlab_onnx_export.py from MATLAB-layout arrays)."""
+MATLAB-style exports built by matport.synth.onnx_export from MATLAB-layout arrays)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,16 @@ import torch
 from onnx import numpy_helper
 
 from matport.cli import verify_cmd
+from matport.convert.api import load
 from matport.errors import VerificationError
 from matport.network.model import Connection, Layer, Network, Normalization
 from matport.synth import onnx_export as matlab_onnx_export
-from matport.verify import onnx_run, verify
-from matport.verify.api import REPORT_SCHEMA, VerifyReport, export_onnx
+from matport.verify import REPORT_SCHEMA, VerifyReport, onnx_run, verify
+from matport.verify.export import export_onnx
+from tests.support.paths import corpus_file
 
 torch.set_num_threads(1)
 
-CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"
 CCN = ("ccnmaastricht__Object_recognition/net.mat", "ccnmaastricht__Object_recognition/net.onnx")
 JAUME = (
     "JaumeSanCol__Computer_Vision-RAG_for_recycling/CV__ModeloReciclarIA_Entrenado.mat",
@@ -32,13 +33,6 @@ JAUME = (
 NISITKA = ("Nisitka__AllMatLab/newNet.mat", "Nisitka__AllMatLab/net.onnx")
 FACEGATE = "flatline-84__facegate/support_programs__NN_V03_01.onnx"
 _P = "nnet.cnn.layer."
-
-
-def corpus(rel: str) -> Path:
-    path = CORPUS / rel
-    if not path.is_file():
-        pytest.skip(f"corpus file {rel} absent")
-    return path
 
 
 def validate(report: VerifyReport) -> dict:
@@ -172,11 +166,11 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Network, Path]:
 
 
 def test_corpus_exports_are_recognised_and_run() -> None:
-    ccn = onnx_run.load_export(corpus(CCN[1]))
+    ccn = onnx_run.load_export(corpus_file(CCN[1]))
     assert (ccn.release, ccn.opset, ccn.batch_fixed, ccn.input_name) == ("R2019a", 8, True,
                                                                       "imageinput")
     assert ccn.ends_in_softmax and "conv_1_W" in ccn.initializers
-    jaume = onnx_run.load_export(corpus(JAUME[1]))
+    jaume = onnx_run.load_export(corpus_file(JAUME[1]))
     assert (jaume.release, jaume.opset, jaume.batch_fixed) == ("R2024b", 14, False)
     x = np.random.default_rng(0).uniform(0, 255, (3, 3, 224, 224)).astype(np.float32)
     probs = onnx_run.run(jaume, x)["softmax"]
@@ -190,7 +184,7 @@ def test_corpus_exports_are_recognised_and_run() -> None:
 
 
 def test_opset6_export_is_upgraded_and_runs() -> None:
-    export = onnx_run.load_export(corpus(FACEGATE))
+    export = onnx_run.load_export(corpus_file(FACEGATE))
     assert export.opset == 6 and export.release == "R2018a" and export.notes
     x = np.random.default_rng(1).uniform(0, 255, (2, 1, 350, 350)).astype(np.float32)
     out = onnx_run.run(export, x, ["conv_1"])
@@ -200,11 +194,11 @@ def test_opset6_export_is_upgraded_and_runs() -> None:
 
 def test_custom_operators_are_refused_with_the_reason() -> None:
     with pytest.raises(VerificationError, match=r"com\.mathworks:MaxUnpool.*decoder3_unpool"):
-        onnx_run.load_export(corpus(NISITKA[1]))
+        onnx_run.load_export(corpus_file(NISITKA[1]))
 
 
 def test_nisitka_gives_exit_status_2(capsys: pytest.CaptureFixture[str]) -> None:
-    mat, onx = corpus(NISITKA[0]), corpus(NISITKA[1])
+    mat, onx = corpus_file(NISITKA[0]), corpus_file(NISITKA[1])
     assert cli(str(mat), str(onx), "--json") == 2
     data = json.loads(capsys.readouterr().out)
     jsonschema.validate(data, REPORT_SCHEMA)
@@ -214,9 +208,8 @@ def test_nisitka_gives_exit_status_2(capsys: pytest.CaptureFixture[str]) -> None
 def test_the_matport_command_runs_verify() -> None:
     from matport import cli as matport_cli
 
-    if "verify" not in matport_cli.COMMANDS:
-        pytest.skip("verify is not registered in matport.cli.COMMANDS yet")
-    assert matport_cli.main(["verify", str(corpus(NISITKA[0])), str(corpus(NISITKA[1]))]) == 2
+    mat, onx = corpus_file(NISITKA[0]), corpus_file(NISITKA[1])
+    assert matport_cli.main(["verify", str(mat), str(onx)]) == 2
 
 
 # --- real pairs -----------------------------------------------------------------------------
@@ -224,8 +217,7 @@ def test_the_matport_command_runs_verify() -> None:
 
 @pytest.mark.parametrize("pair, arrays", [(CCN, 23), (JAUME, 21)])
 def test_corpus_pairs_verify(pair: tuple[str, str], arrays: int) -> None:
-    pytest.importorskip("matport.network.find")
-    report = verify(corpus(pair[0]), corpus(pair[1]), num_random=4)
+    report = verify(corpus_file(pair[0]), corpus_file(pair[1]), num_random=4)
     data = validate(report)
     assert report.passed and data["status"] == "verified", report.summary()
     assert report.weights is not None
@@ -236,8 +228,7 @@ def test_corpus_pairs_verify(pair: tuple[str, str], arrays: int) -> None:
 
 def test_cli_exit_statuses_on_a_real_pair(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("matport.network.find")
-    mat, onx = corpus(CCN[0]), corpus(CCN[1])
+    mat, onx = corpus_file(CCN[0]), corpus_file(CCN[1])
     assert cli(str(mat), str(onx), "--num-random", "2") == 0
     assert "VERIFIED" in capsys.readouterr().out
     bad = tmp_path / "bad.onnx"
@@ -259,13 +250,12 @@ def test_cli_exit_statuses_on_a_real_pair(tmp_path: Path,
 
 
 def test_checks_that_cannot_run_give_exit_status_2(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("matport.network.find")
-    ccn_onnx = str(corpus(CCN[1]))
+    ccn_onnx = str(corpus_file(CCN[1]))
     # another network's export: its input does not fit
-    assert cli(str(corpus(JAUME[0])), ccn_onnx) == 2
+    assert cli(str(corpus_file(JAUME[0])), ccn_onnx) == 2
     assert "declared [1, 3, 150, 150]" in capsys.readouterr().err
     # a network that does not convert (FunctionLayers): the conversion error is the reason
-    functions = corpus("pac48__latent-control-idea/TFNet__TFNetPretrained.mat")
+    functions = corpus_file("pac48__latent-control-idea/TFNet__TFNetPretrained.mat")
     assert cli(str(functions), ccn_onnx, "--json") == 2
     data = json.loads(capsys.readouterr().out)
     assert data["status"] == "error" and "FunctionLayer" in data["reason"]
@@ -407,7 +397,6 @@ def feature_network() -> Network:
 
 
 def test_sequence_network_with_onnx_lstm_layout(tmp_path: Path) -> None:
-    load = pytest.importorskip("matport.convert.api").load
     net = lstm_network()
     path = matlab_onnx_export.export(net, tmp_path / "lstm.onnx", sequence_length=7)
     model = load(net)
@@ -426,7 +415,6 @@ def test_sequence_network_with_onnx_lstm_layout(tmp_path: Path) -> None:
 
 
 def test_export_onnx_of_a_sequence_model(tmp_path: Path) -> None:
-    load = pytest.importorskip("matport.convert.api").load
     net = lstm_network()
     model = load(net)
     path = export_onnx(model, tmp_path / "lstm.onnx")
@@ -437,7 +425,6 @@ def test_export_onnx_of_a_sequence_model(tmp_path: Path) -> None:
 
 
 def test_feature_network_regression_outputs(tmp_path: Path) -> None:
-    load = pytest.importorskip("matport.convert.api").load
     net = feature_network()
     path = matlab_onnx_export.export(net, tmp_path / "features.onnx")
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
@@ -454,9 +441,10 @@ def test_feature_network_regression_outputs(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def resnet50(tmp_path_factory: pytest.TempPathFactory):
-    fixture = pytest.importorskip("resnet50_fixture")
-    load_resnet50 = pytest.importorskip("matport.convert.families.resnet50").load_resnet50
-    net = fixture.finetuned()
+    from matport.convert.families.resnet50 import load_resnet50
+    from matport.synth.resnet50 import finetuned
+
+    net = finetuned()
     return net, load_resnet50(net), matlab_onnx_export.build(net)
 
 

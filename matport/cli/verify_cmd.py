@@ -14,7 +14,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from matport.errors import MatportError
-from matport.options import DEFAULT_RTOL, FAMILIES
+from matport.options import FAMILIES
+from matport.verify import DEFAULT_RTOL
 
 if TYPE_CHECKING:
     from torch import nn
@@ -30,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export-onnx", metavar="OUT",
                    help="instead, write the converted model to OUT with torch.onnx and check it")
     p.add_argument("--json", action="store_true",
-                   help="print the report as JSON (schema: matport.verify.api.REPORT_SCHEMA)")
+                   help="print the report as JSON (schema: matport.verify.REPORT_SCHEMA)")
     p.add_argument("--num-random", type=int, default=8, metavar="N",
                    help="number of random inputs (default 8)")
     p.add_argument("--images", metavar="DIR",
@@ -45,8 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from matport.verify import verify
-    from matport.verify.api import VerifyReport
+    from matport.verify import VerifyReport, verify
 
     if (args.onnx is None) == (args.export_onnx is None):
         print("matport verify: error: give either an ONNX file or --export-onnx OUT",
@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
 def _exported(args: argparse.Namespace) -> nn.Module:
     """Convert the network (as ``verify`` would) and write it to ``args.export_onnx``."""
     from matport.network import read_network
-    from matport.verify.api import convert, export_onnx
+    from matport.verify.export import export_onnx
+    from matport.verify.torch_run import convert
 
     model = convert(read_network(args.mat, args.variable), args.family)
     export_onnx(model, args.export_onnx)

@@ -10,14 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from matport.options import DEFAULT_RTOL
+from matport.verify.report import DEFAULT_RTOL, REPORT_SCHEMA, VerifyReport
 
 if TYPE_CHECKING:
     import numpy as np
     from torch import nn
 
     from matport.network.model import Network
-    from matport.verify.api import VerifyReport
 
 
 def verify(
@@ -51,18 +50,18 @@ def verify(
         family: how a file or Network is converted, as ``matport convert`` does.
 
     Returns:
-        A :class:`~matport.verify.api.VerifyReport` (``passed``, per-output errors, weights
+        A :class:`~matport.verify.report.VerifyReport` (``passed``, per-output errors, weights
         certificate, first diverging layer).
 
     Raises:
         VerificationError: (or another :class:`~matport.errors.MatportError`) when the check
             cannot run.
     """
-    from matport.verify.api import run_verify
+    from matport.verify.check import run_verify
 
     return run_verify(model_or_mat, onnx_path, inputs=inputs, num_random=num_random,
                       images_dir=images_dir, rtol=rtol, seed=seed, variable=variable,
                       network=network, family=family)
 
 
-__all__ = ["verify"]
+__all__ = ["DEFAULT_RTOL", "REPORT_SCHEMA", "VerifyReport", "verify"]

@@ -1,0 +1,209 @@
+"""What `verify` found: the report's dataclasses, its JSON form and its text summary.
+
+Importing this module loads neither torch nor onnx.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matport.verify.schema import REPORT_SCHEMA, SCHEMA_VERSION
+
+__all__ = ["REPORT_SCHEMA", "VerifyReport", "DEFAULT_RTOL"]
+
+#: Default relative tolerance of ``matport verify`` (float32 arithmetic).
+DEFAULT_RTOL = 1e-4
+TOLERANCE_RULE = "max|torch - onnx| <= rtol * max|onnx|, for outputs and (when present) logits"
+
+
+@dataclass
+class Comparison:
+    """Errors of one compared pair of tensors (batch first)."""
+
+    max_abs_error: float
+    max_rel_error: float
+    min_cosine_similarity: float
+    holds: bool
+
+
+@dataclass
+class OutputCheck:
+    """How the model's outputs compare with the export's."""
+
+    compared: str
+    softmax_applied_to_torch: bool
+    probabilities: Comparison
+    logits: Comparison | None
+    top1_agreement: float | None
+    top5_agreement: float | None
+    holds: bool
+
+
+@dataclass
+class WeightEntry:
+    """One MATLAB array in the weights certificate (only differing / missing ones are listed)."""
+
+    layer: str
+    array: str
+    shape: list[int]
+    onnx_initializer: str | None = None
+    layout: str | None = None
+    max_abs_diff: float | None = None
+
+
+@dataclass
+class WeightsCertificate:
+    """Every MATLAB array checked against the ONNX initializers."""
+
+    checked: int = 0
+    identical: int = 0
+    differing: list[WeightEntry] = field(default_factory=list)
+    missing: list[WeightEntry] = field(default_factory=list)
+
+
+@dataclass
+class Divergence:
+    """The first MATLAB layer whose activation parts from the ONNX one."""
+
+    layer: str | None
+    onnx_tensor: str | None
+    torch_module: str | None
+    max_abs_error: float | None
+    max_rel_error: float | None
+    sample: int
+    last_agreeing_layer: str | None
+    unmapped_between: list[str]
+    layers_compared: int
+
+
+@dataclass
+class VerifyReport:
+    """The result of `verify`; ``to_json()`` follows `REPORT_SCHEMA`."""
+
+    status: str
+    passed: bool
+    reason: str | None
+    onnx_path: str
+    tolerance: dict[str, Any]
+    mat: str | None = None
+    model: dict[str, Any] | None = None
+    onnx: dict[str, Any] | None = None
+    inputs: dict[str, Any] | None = None
+    outputs: OutputCheck | None = None
+    weights: WeightsCertificate | None = None
+    divergence: Divergence | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def error(
+        cls, reason: str, onnx_path: str | Path, mat: str | Path | None = None,
+        rtol: float = DEFAULT_RTOL,
+    ) -> VerifyReport:
+        """The report of a check that could not run."""
+        return cls(
+            status="error", passed=False, reason=reason, onnx_path=str(onnx_path),
+            tolerance=tolerance(rtol), mat=None if mat is None else str(mat),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return _finite(asdict(self))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The report as JSON (see `REPORT_SCHEMA`)."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def summary(self) -> str:
+        """A few human-readable lines."""
+        head = {"verified": "VERIFIED", "failed": "FAILED", "error": "COULD NOT VERIFY"}
+        lines = [f"{head[self.status]}: {self.mat or 'model'} against {self.onnx_path}"]
+        if self.reason:
+            lines.append(f"  reason: {self.reason}")
+        if self.onnx:
+            o = self.onnx
+            lines.append(
+                f"  onnx: {o['producer']} {o['producer_version']}"
+                f"{' (' + o['release'] + ')' if o['release'] else ''}, opset {o['opset']}, "
+                f"input {o['input_name']} {o['input_shape']}"
+            )
+        if self.inputs:
+            n_random, n_images = self.inputs["random"], self.inputs["images"]
+            lines.append(f"  inputs: {n_random} random, {n_images} images")
+        if self.outputs:
+            out = self.outputs
+            p = out.probabilities
+            lines.append(
+                f"  {out.compared}: max abs err {p.max_abs_error:.3g}, max rel err "
+                f"{p.max_rel_error:.3g} (rtol {self.tolerance['rtol']:g}), "
+                f"min cosine {p.min_cosine_similarity:.8f}"
+            )
+            if out.logits:
+                lines.append(
+                    f"  logits: max abs err {out.logits.max_abs_error:.3g}, max rel err "
+                    f"{out.logits.max_rel_error:.3g}"
+                )
+            if out.top1_agreement is not None:
+                lines.append(
+                    f"  top-1 agreement {out.top1_agreement:.0%}, "
+                    f"top-5 agreement {out.top5_agreement:.0%}"
+                )
+        if self.weights:
+            w = self.weights
+            lines.append(
+                f"  weights: {w.identical}/{w.checked} arrays identical to the ONNX initializers"
+                f", {len(w.differing)} differ, {len(w.missing)} not found"
+            )
+            for e in w.differing:
+                lines.append(
+                    f"    differs: {e.layer}.{e.array} vs {e.onnx_initializer} "
+                    f"(max abs diff {e.max_abs_diff:.3g})"
+                )
+            for e in w.missing:
+                lines.append(f"    not found: {e.layer}.{e.array} {e.shape}")
+        if self.divergence and self.divergence.layer:
+            d = self.divergence
+            between = (
+                f" (after {', '.join(d.unmapped_between)}, which have no module to compare)"
+                if d.unmapped_between else ""
+            )
+            lines.append(
+                f"  first layer that parts: {d.layer}{between}; last agreeing: "
+                f"{d.last_agreeing_layer or 'none'}"
+            )
+        return "\n".join(lines)
+
+
+def tolerance(rtol: float) -> dict[str, Any]:
+    return {"rtol": float(rtol), "rule": TOLERANCE_RULE}
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no inf/nan: they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def failure_reason(
+    outputs: OutputCheck, weights: WeightsCertificate | None, divergence: Divergence | None
+) -> str:
+    parts = []
+    if not outputs.holds:
+        worst = outputs.probabilities
+        if outputs.logits is not None and not outputs.logits.holds:
+            worst = outputs.logits
+        parts.append(f"outputs differ (max rel err {worst.max_rel_error:.3g})")
+    if weights and weights.differing:
+        names = ", ".join(f"{e.layer}.{e.array}" for e in weights.differing[:5])
+        more = "" if len(weights.differing) <= 5 else f" and {len(weights.differing) - 5} more"
+        parts.append(f"weights differ from the ONNX initializers: {names}{more}")
+    if divergence and divergence.layer:
+        parts.append(f"first layer that parts: {divergence.layer}")
+    return "; ".join(parts)

@@ -1,0 +1,175 @@
+"""The JSON schema of a verify report (``VerifyReport.to_json()``, ``matport verify --json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_NUM = {"type": "number"}
+_NUM_OR_NULL = {"type": ["number", "null"]}
+_STR_OR_NULL = {"type": ["string", "null"]}
+_WEIGHT_ENTRY = {
+    "type": "object",
+    "required": ["layer", "array", "shape", "onnx_initializer", "layout", "max_abs_diff"],
+    "properties": {
+        "layer": {"type": "string", "description": "MATLAB layer name"},
+        "array": {"type": "string", "description": "MATLAB property (Weights, TrainedMean, ...)"},
+        "shape": {"type": "array", "items": {"type": "integer"}, "description": "MATLAB layout"},
+        "onnx_initializer": {**_STR_OR_NULL, "description": "closest initializer, null if none"},
+        "layout": {**_STR_OR_NULL, "description": "permutation applied to the MATLAB array"},
+        "max_abs_diff": {**_NUM_OR_NULL, "description": "null when no initializer fits"},
+    },
+    "additionalProperties": False,
+}
+_COMPARISON = {
+    "type": "object",
+    "required": ["max_abs_error", "max_rel_error", "min_cosine_similarity", "holds"],
+    "properties": {
+        "max_abs_error": {**_NUM_OR_NULL, "description": "null when not finite (NaN, inf)"},
+        "max_rel_error": {**_NUM_OR_NULL, "description": "max_abs_error / max|onnx|"},
+        "min_cosine_similarity": {**_NUM_OR_NULL, "description": "lowest over the inputs"},
+        "holds": {"type": "boolean"},
+    },
+    "additionalProperties": False,
+}
+
+REPORT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "matport verify report",
+    "description": "Result of comparing a converted PyTorch model with an ONNX export.",
+    "type": "object",
+    "required": [
+        "schema_version", "status", "passed", "reason", "mat", "onnx_path", "model", "onnx",
+        "inputs", "tolerance", "outputs", "weights", "divergence",
+    ],
+    "properties": {
+        "schema_version": {"const": SCHEMA_VERSION},
+        "status": {
+            "enum": ["verified", "failed", "error"],
+            "description": "verified: exit 0; failed: exit 1; error: could not run, exit 2",
+        },
+        "passed": {"type": "boolean"},
+        "reason": {**_STR_OR_NULL, "description": "why it failed or could not run"},
+        "mat": {**_STR_OR_NULL, "description": "the MATLAB file the model came from"},
+        "onnx_path": {"type": "string"},
+        "model": {
+            "type": ["object", "null"],
+            "required": ["variable", "layout", "input_size", "architecture"],
+            "properties": {
+                "variable": {"type": "string"},
+                "layout": {"enum": ["NCHW", "NC", "NTC"]},
+                "input_size": {"type": "array", "items": {"type": "integer"}},
+                "architecture": _STR_OR_NULL,
+            },
+            "additionalProperties": False,
+        },
+        "onnx": {
+            "type": ["object", "null"],
+            "required": [
+                "producer", "producer_version", "release", "opset", "input_name",
+                "input_shape", "batch_axis", "batch_fixed", "ends_in_softmax", "input_contract",
+                "notes",
+            ],
+            "properties": {
+                "producer": {"type": "string"},
+                "producer_version": {"type": "string"},
+                "release": {**_STR_OR_NULL, "description": "MATLAB release, e.g. R2019a"},
+                "opset": {"type": "integer"},
+                "input_name": {"type": "string"},
+                "input_shape": {"type": "array", "items": {"type": ["integer", "null"]}},
+                "batch_axis": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "0, or 1 for sequences declared [T, N, C]",
+                },
+                "batch_fixed": {"type": "boolean"},
+                "ends_in_softmax": {"type": "boolean"},
+                "input_contract": {"enum": ["raw", "preprocessed"]},
+                "notes": {"type": "array", "items": {"type": "string"}},
+            },
+            "additionalProperties": False,
+        },
+        "inputs": {
+            "type": ["object", "null"],
+            "required": ["random", "images", "images_dir", "seed"],
+            "properties": {
+                "random": {"type": "integer", "minimum": 0},
+                "images": {"type": "integer", "minimum": 0},
+                "images_dir": _STR_OR_NULL,
+                "seed": {"type": "integer"},
+            },
+            "additionalProperties": False,
+        },
+        "tolerance": {
+            "type": "object",
+            "required": ["rtol", "rule"],
+            "properties": {"rtol": _NUM, "rule": {"type": "string"}},
+            "additionalProperties": False,
+        },
+        "outputs": {
+            "type": ["object", "null"],
+            "required": [
+                "compared", "softmax_applied_to_torch", "probabilities", "logits",
+                "top1_agreement", "top5_agreement", "holds",
+            ],
+            "properties": {
+                "compared": {"enum": ["probabilities", "outputs"]},
+                "softmax_applied_to_torch": {"type": "boolean"},
+                "probabilities": {**_COMPARISON, "description": "the final outputs compared"},
+                "logits": {
+                    "oneOf": [{"type": "null"}, _COMPARISON],
+                    "description": "the ONNX Softmax's input against the model's logits",
+                },
+                "top1_agreement": {
+                    **_NUM_OR_NULL,
+                    "description": "fraction of inputs; null unless the outputs are class scores",
+                },
+                "top5_agreement": {
+                    **_NUM_OR_NULL,
+                    "description": "fraction of inputs whose top-5 class sets are equal",
+                },
+                "holds": {"type": "boolean"},
+            },
+            "additionalProperties": False,
+        },
+        "weights": {
+            "type": ["object", "null"],
+            "description": "null when there is no MATLAB network or no MATLAB export to compare",
+            "required": ["checked", "identical", "differing", "missing"],
+            "properties": {
+                "checked": {"type": "integer", "minimum": 0},
+                "identical": {"type": "integer", "minimum": 0},
+                "differing": {"type": "array", "items": _WEIGHT_ENTRY},
+                "missing": {"type": "array", "items": _WEIGHT_ENTRY},
+            },
+            "additionalProperties": False,
+        },
+        "divergence": {
+            "type": ["object", "null"],
+            "description": "present when the outputs disagree",
+            "required": [
+                "layer", "onnx_tensor", "torch_module", "max_abs_error", "max_rel_error",
+                "sample", "last_agreeing_layer", "unmapped_between", "layers_compared",
+            ],
+            "properties": {
+                "layer": {**_STR_OR_NULL, "description": "first MATLAB layer that parts"},
+                "onnx_tensor": _STR_OR_NULL,
+                "torch_module": _STR_OR_NULL,
+                "max_abs_error": _NUM_OR_NULL,
+                "max_rel_error": _NUM_OR_NULL,
+                "sample": {"type": "integer", "minimum": 0},
+                "last_agreeing_layer": _STR_OR_NULL,
+                "unmapped_between": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "layers feeding `layer` with no PyTorch module to compare",
+                },
+                "layers_compared": {"type": "integer", "minimum": 0},
+            },
+            "additionalProperties": False,
+        },
+    },
+    "additionalProperties": False,
+}
+
