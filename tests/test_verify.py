@@ -303,6 +303,33 @@ def test_a_wrong_model_is_caught_at_the_layer_that_parts(small) -> None:
     assert "bn_a" in (report.reason or "")
 
 
+def test_instrumented_session_only_when_outputs_differ_or_asked(small, monkeypatch) -> None:
+    net, path = small
+    sessions: list[bool] = []
+    real = onnx_run._session
+
+    def recording(export, tensors, instrumented):
+        sessions.append(instrumented)
+        return real(export, tensors, instrumented)
+
+    monkeypatch.setattr(onnx_run, "_session", recording)
+    report = verify(SmallModel(net), path, network=net, num_random=3)
+    assert report.passed and report.layers is None and sessions == [False]
+    sessions.clear()
+    report = verify(SmallModel(net), path, network=net, num_random=3, per_layer=True)
+    validate(report)
+    assert report.passed and sessions == [False, True] and report.layers is not None
+    compared = [e.layer for e in report.layers.compared]
+    assert compared == ["in", "conv_a", "bn_a", "relu_a", "conv_b", "relu", "pool", "fc"]
+    assert all(e.holds for e in report.layers.compared)
+    sessions.clear()
+    model = SmallModel(net)
+    model.bn_a.eps = 1e-5
+    report = verify(model, path, network=net, num_random=3)
+    assert not report.passed and sessions == [False, True] and report.layers is not None
+    assert [e.layer for e in report.layers.compared if not e.holds][0] == "bn_a"
+
+
 def test_given_inputs_and_a_folder_of_images(small, tmp_path: Path) -> None:
     from PIL import Image
 

@@ -31,6 +31,7 @@ def verify(
     variable: str | None = None,
     network: Network | None = None,
     family: str = "auto",
+    per_layer: bool = False,
 ) -> VerifyReport:
     """Compare a converted model (or the network in a .mat file) with an ONNX export of it.
 
@@ -48,6 +49,9 @@ def verify(
         network: the MATLAB network for the weights certificate when ``model_or_mat`` is a model
             (by default re-read from ``model.matport.source``).
         family: how a file or Network is converted, as ``matport convert`` does.
+        per_layer: compare every layer even when the outputs agree (``report.layers``, what an
+            HTML report plots); by default only a plain, optimized onnxruntime session runs,
+            and the instrumented per-layer comparison only when the outputs differ.
 
     Returns:
         A :class:`~matport.verify.report.VerifyReport` (``passed``, per-output errors, weights
@@ -61,7 +65,7 @@ def verify(
 
     return run_verify(model_or_mat, onnx_path, inputs=inputs, num_random=num_random,
                       images_dir=images_dir, rtol=rtol, seed=seed, variable=variable,
-                      network=network, family=family)
+                      network=network, family=family, per_layer=per_layer)
 
 
 __all__ = ["DEFAULT_RTOL", "REPORT_SCHEMA", "VerifyReport", "verify"]

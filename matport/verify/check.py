@@ -18,11 +18,12 @@ from matport.verify.compare import (
     layer_feeding,
     softmax_input,
 )
-from matport.verify.divergence import find_divergence
+from matport.verify.divergence import find_divergence, layer_errors
 from matport.verify.inputs import onnx_input, raw_inputs
 from matport.verify.onnx_run import OnnxExport
 from matport.verify.report import (
     DEFAULT_RTOL,
+    LayerErrors,
     OutputCheck,
     VerifyReport,
     failure_reason,
@@ -48,17 +49,10 @@ def run_verify(
     variable: str | None = None,
     network: Network | None = None,
     family: str = "auto",
+    per_layer: bool = False,
 ) -> VerifyReport:
-    """:func:`matport.verify.verify`'s work (see there).
-
-    ``inputs``: raw data (MATLAB contract: 0-255 pixels, batch first, the model's layout) used
-    instead of ``num_random`` random inputs; ``images_dir``: a folder of images added to them.
-    ``network``: the MATLAB network for the weights certificate when ``model_or_mat`` is a
-    model (by default it is re-read from ``model.matport.source``). ``family`` picks the
-    conversion of a file or Network, as ``matport convert`` does: ``resnet50`` (torchvision),
-    ``graph`` (matport's general module) or ``auto`` (resnet50 when the network fits).
-    Raises `VerificationError` (or another `MatportError`) when the check cannot run.
-    """
+    """The implementation of :func:`matport.verify.verify`: arguments, result and errors as
+    documented there (one signature, one docstring to keep up to date)."""
     export = onnx_run.load_export(onnx_path)
     model, network, mat = resolve(model_or_mat, variable, network, family)
     info = model_info(model)
@@ -71,11 +65,12 @@ def run_verify(
     raw, n_images = raw_inputs(info, export, inputs, num_random, images_dir, seed)
     outputs, errors = _run_and_compare(model, info, network, export, raw, rtol)
     weights = certificate(network, export) if network is not None and export.is_matlab else None
-    divergence = None
-    if not outputs.holds:
+    layers = divergence = None
+    if per_layer or not outputs.holds:
         sample = int(np.argmax(errors))
-        divergence = find_divergence(model, info, network, export, raw[sample : sample + 1], rtol)
-        divergence.sample = sample
+        compared = layer_errors(model, info, network, export, raw[sample : sample + 1], rtol)
+        layers = LayerErrors(sample, compared)
+        divergence = None if outputs.holds else find_divergence(layers, network)
     passed = outputs.holds and (weights is None or not weights.differing)
     return VerifyReport(
         status="verified" if passed else "failed",
@@ -100,6 +95,7 @@ def run_verify(
         outputs=outputs,
         weights=weights,
         divergence=divergence,
+        layers=layers,
     )
 
 

@@ -1,5 +1,7 @@
-"""The first layer that parts: when the outputs differ, every MATLAB layer with both an ONNX
-tensor and a PyTorch module is compared, in topological order, on the worst input."""
+"""Per-layer errors and the first layer that parts: every MATLAB layer with both an ONNX tensor
+and a PyTorch module is compared, in topological order, on one input (the worst one), in an
+instrumented onnxruntime session. This runs only when the outputs differ or when the per-layer
+errors are asked for (an HTML report), since the instrumented session is the slow part."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from matport.verify import onnx_run
 from matport.verify.compare import comparison
 from matport.verify.inputs import onnx_input
 from matport.verify.onnx_run import OnnxExport
-from matport.verify.report import Divergence
+from matport.verify.report import Divergence, LayerError, LayerErrors
 from matport.verify.shapes import fit
 from matport.verify.torch_run import capture
 
@@ -24,17 +26,30 @@ if TYPE_CHECKING:
     from matport.convert.info import ModelInfo
 
 
-def find_divergence(
+def layer_errors(
     model: nn.Module,
     info: ModelInfo,
     network: Network | None,
     export: OnnxExport,
     raw: np.ndarray,
     rtol: float,
-) -> Divergence:
+) -> list[LayerError]:
     """Compare, in topological order, every MATLAB layer that has both an ONNX tensor and a
-    PyTorch module (``info.layer_map``), plus the input layer against ``preprocess``; a module
-    that runs several times (a shared ReLU) agrees when any of its calls does."""
+    PyTorch module (``info.layer_map``), plus the input layer against ``preprocess``, in an
+    instrumented onnxruntime session. A module that runs several times (a shared ReLU) counts
+    its closest call.
+
+    Args:
+        model: the converted model.
+        info: its `ModelInfo`.
+        network: the MATLAB network (layer order and input layers), or None: ONNX node order.
+        export: the ONNX export.
+        raw: one raw input, batch first.
+        rtol: the relative tolerance a layer's activation must hold.
+
+    Returns:
+        The compared layers' errors, in topological order.
+    """
     order = [lay.name for lay in network.topological_order()] if network else []
     input_layers = (
         {lay.name for lay in network.layers if lay.type in INPUT_LAYER_TYPES} if network else set()
@@ -49,31 +64,52 @@ def find_divergence(
     ]
     wanted = [tensors[n] for n in compared if tensors[n] != export.input_name]
     x_onnx = onnx_input(export, info, raw)
-    onnx_values = onnx_run.run(export, x_onnx, wanted)
+    onnx_values = onnx_run.run(export, x_onnx, wanted, instrumented=True)
     with torch.no_grad():
         x_torch = info.preprocess(torch.from_numpy(raw))
     _, activations = capture(model, x_torch, {n: info.layer_map[n] for n in compared
-                                                if n in info.layer_map})
-    last_ok: str | None = None
-    mapped = set(compared)
+                                              if n in info.layer_map})
+    found: list[LayerError] = []
     for n in compared:
         ref = x_onnx if tensors[n] == export.input_name else onnx_values[tensors[n]]
         candidates = activations.get(n) or ([x_torch.numpy()] if n in input_layers else [])
         errors = [c for c in (_layer_error(a, ref) for a in candidates) if c is not None]
-        if not errors:
-            continue
-        max_abs, rel = min(errors, key=lambda e: e[1])
-        if rel <= rtol:
-            last_ok = n
+        if errors:
+            max_abs, rel = min(errors, key=lambda e: e[1])
+            found.append(LayerError(n, tensors[n], info.layer_map.get(n), max_abs, rel,
+                                    holds=rel <= rtol))
+    return found
+
+
+def find_divergence(errors: LayerErrors, network: Network | None) -> Divergence:
+    """The first layer that parts.
+
+    Args:
+        errors: every compared layer's errors (see `layer_errors`).
+        network: the MATLAB network, for the layers between that have no module.
+
+    Returns:
+        The first layer whose error exceeds the tolerance (``layer`` None when none does) and
+        the last one before it that agrees.
+    """
+    last_ok: str | None = None
+    mapped = {e.layer for e in errors.compared}
+    n_compared = len(errors.compared)
+    for e in errors.compared:
+        if e.holds:
+            last_ok = e.layer
             continue
         return Divergence(
-            layer=n, onnx_tensor=tensors[n], torch_module=info.layer_map.get(n),
-            max_abs_error=max_abs, max_rel_error=rel, sample=0, last_agreeing_layer=last_ok,
-            unmapped_between=_unmapped_between(network, n, mapped), layers_compared=len(compared),
+            layer=e.layer, onnx_tensor=e.onnx_tensor, torch_module=e.torch_module,
+            max_abs_error=e.max_abs_error, max_rel_error=e.max_rel_error, sample=errors.sample,
+            last_agreeing_layer=last_ok, unmapped_between=_unmapped_between(network, e.layer,
+                                                                            mapped),
+            layers_compared=n_compared,
         )
     return Divergence(
         layer=None, onnx_tensor=None, torch_module=None, max_abs_error=None, max_rel_error=None,
-        sample=0, last_agreeing_layer=last_ok, unmapped_between=[], layers_compared=len(compared),
+        sample=errors.sample, last_agreeing_layer=last_ok, unmapped_between=[],
+        layers_compared=n_compared,
     )
 
 

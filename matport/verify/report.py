@@ -66,6 +66,26 @@ class WeightsCertificate:
 
 
 @dataclass
+class LayerError:
+    """One MATLAB layer's activation against the ONNX tensor of the same layer."""
+
+    layer: str
+    onnx_tensor: str
+    torch_module: str | None
+    max_abs_error: float
+    max_rel_error: float
+    holds: bool
+
+
+@dataclass
+class LayerErrors:
+    """Every layer compared, in topological order, on one input (the worst one)."""
+
+    sample: int
+    compared: list[LayerError]
+
+
+@dataclass
 class Divergence:
     """The first MATLAB layer whose activation parts from the ONNX one."""
 
@@ -96,6 +116,7 @@ class VerifyReport:
     outputs: OutputCheck | None = None
     weights: WeightsCertificate | None = None
     divergence: Divergence | None = None
+    layers: LayerErrors | None = None
     schema_version: int = SCHEMA_VERSION
 
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _NUM = {"type": "number"}
 _NUM_OR_NULL = {"type": ["number", "null"]}
@@ -33,6 +33,20 @@ _COMPARISON = {
     },
     "additionalProperties": False,
 }
+_LAYER_ERROR = {
+    "type": "object",
+    "required": ["layer", "onnx_tensor", "torch_module", "max_abs_error", "max_rel_error",
+                 "holds"],
+    "properties": {
+        "layer": {"type": "string"},
+        "onnx_tensor": {"type": "string"},
+        "torch_module": _STR_OR_NULL,
+        "max_abs_error": _NUM_OR_NULL,
+        "max_rel_error": _NUM_OR_NULL,
+        "holds": {"type": "boolean"},
+    },
+    "additionalProperties": False,
+}
 
 REPORT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -41,7 +55,7 @@ REPORT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": [
         "schema_version", "status", "passed", "reason", "mat", "onnx_path", "model", "onnx",
-        "inputs", "tolerance", "outputs", "weights", "divergence",
+        "inputs", "tolerance", "outputs", "weights", "divergence", "layers",
     ],
     "properties": {
         "schema_version": {"const": SCHEMA_VERSION},
@@ -166,6 +180,17 @@ REPORT_SCHEMA: dict[str, Any] = {
                     "description": "layers feeding `layer` with no PyTorch module to compare",
                 },
                 "layers_compared": {"type": "integer", "minimum": 0},
+            },
+            "additionalProperties": False,
+        },
+        "layers": {
+            "type": ["object", "null"],
+            "description": "per-layer errors: present when the outputs disagree or when asked "
+                           "for (verify(per_layer=True), matport verify --html)",
+            "required": ["sample", "compared"],
+            "properties": {
+                "sample": {"type": "integer", "minimum": 0},
+                "compared": {"type": "array", "items": _LAYER_ERROR},
             },
             "additionalProperties": False,
         },
