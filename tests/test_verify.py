@@ -236,8 +236,9 @@ def test_cli_exit_statuses_on_a_real_pair(tmp_path: Path,
     assert cli(str(mat), str(bad), "--num-random", "2", "--json") == 1
     data = json.loads(capsys.readouterr().out)
     jsonschema.validate(data, REPORT_SCHEMA)
-    assert [(e["layer"], e["array"]) for e in data["weights"]["differing"]] == [
-        ("conv_2", "Weights")]
+    # the certificate names the model's own tensor and the initializer it should equal
+    assert [(e["layer"], e["onnx_initializer"]) for e in data["weights"]["differing"]] == [
+        ("conv_2", "conv_2_W")]
     assert data["divergence"]["layer"] == "conv_2"
     assert cli(str(mat), str(tmp_path / "missing.onnx")) == 2
     assert "cannot read" in capsys.readouterr().err
@@ -330,6 +331,91 @@ def test_instrumented_session_only_when_outputs_differ_or_asked(small, monkeypat
     assert [e.layer for e in report.layers.compared if not e.holds][0] == "bn_a"
 
 
+class ProbabilitiesModel(SmallModel):
+    """`SmallModel` returning MATLAB's probabilities (its softmax inside the model)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(super().forward(x), dim=1)
+
+
+def test_logits_and_probabilities_are_both_compared(small) -> None:
+    net, path = small
+    report = verify(SmallModel(net), path, network=net, num_random=3)
+    assert report.passed and report.outputs is not None
+    assert report.outputs.model_output == "logits" and report.outputs.logits is not None
+    assert report.inputs is not None and report.inputs["distribution"].startswith("uniform 0-255")
+    report = verify(ProbabilitiesModel(net), path, network=net, num_random=3)
+    validate(report)
+    assert report.passed and report.outputs is not None, report.summary()
+    assert report.outputs.model_output == "probabilities"
+    assert not report.outputs.softmax_applied_to_torch
+    assert report.outputs.logits is not None and report.outputs.logits.holds
+    # the same shift of every logit leaves the probabilities exactly as they were: only the
+    # logits can tell, whichever of the two the model returns
+    for cls in (SmallModel, ProbabilitiesModel):
+        model = cls(net)
+        model.fc.bias.data = model.fc.bias.data + 3.0  # not in place: it shares `net`'s array
+        report = verify(model, path, network=net, num_random=3)
+        assert report.outputs is not None and report.outputs.probabilities.holds
+        assert report.outputs.logits is not None and not report.outputs.logits.holds
+        assert not report.passed and "outputs differ" in (report.reason or "")
+
+
+def test_certificate_checks_the_models_own_tensors(small) -> None:
+    net, path = small
+    model = SmallModel(net)
+    changed = model.conv_b.weight.data.clone()  # a copy: the model's arrays may share `net`'s
+    changed[0, 0, 0, 0] += 1e-3  # the model, not the MATLAB network
+    model.conv_b.weight.data = changed
+    report = verify(model, path, network=net, num_random=2)
+    validate(report)
+    assert report.weights is not None and report.weights.checked == 11
+    assert [(e.layer, e.tensor, e.onnx_initializer) for e in report.weights.differing] == [
+        ("conv_b", "conv_b.weight", "conv_b_W")]
+    assert report.weights.differing[0].max_abs_diff == pytest.approx(1e-3, rel=1e-3)
+    assert not report.passed
+    # the normalization the model's preprocess applies is certified too
+    model = SmallModel(net)
+    model.matport.normalization = Normalization(
+        "zerocenter", mean=net.layer("in").normalization.mean + 1)
+    report = verify(model, path, network=net, num_random=2)
+    assert report.weights is not None
+    assert [e.tensor for e in report.weights.differing] == ["matport.normalization.mean"]
+
+
+@pytest.mark.parametrize("norm, low, high, described", [
+    (Normalization("rescale-zero-one", min=np.full((1, 1, 3), -2.0), max=np.full((1, 1, 3), 3.0)),
+     -2.0, 3.0, "Min and Max"),
+    (Normalization("rescale-symmetric", min=np.float32(0.0), max=np.float32(1.0)), 0.0, 1.0,
+     "Min and Max"),
+    (Normalization("zerocenter", mean=np.full((4, 5, 3), 0.45)), 0.0, 1.0, "uniform 0-1"),
+    (Normalization("zerocenter", mean=np.full((1, 1, 3), 120.0)), 0.0, 255.0, "0-255 pixels"),
+    (Normalization("none"), 0.0, 1.0, "uniform 0-1"),
+])
+def test_random_inputs_follow_the_input_layer_statistics(norm, low, high, described) -> None:
+    from matport.convert.info import ModelInfo
+    from matport.verify.inputs import random_raw
+
+    info = ModelInfo(class_names=None, input_size=(4, 5, 3), layout="NCHW", normalization=norm)
+    x, how = random_raw(info, 64, np.random.default_rng(0), None)
+    assert x.shape == (64, 3, 4, 5) and described in how
+    assert low <= x.min() < low + 0.05 * (high - low)
+    assert high - 0.05 * (high - low) < x.max() <= high
+
+
+def test_zscore_inputs_have_the_layer_mean_and_deviation() -> None:
+    from matport.convert.info import ModelInfo
+    from matport.verify.inputs import random_raw
+
+    mean, std = np.array([10.0, -3.0], np.float32), np.array([2.0, 0.5], np.float32)
+    info = ModelInfo(class_names=None, input_size=(2,), layout="NC",
+                     normalization=Normalization("zscore", mean=mean, std=std))
+    x, how = random_raw(info, 20000, np.random.default_rng(1), None)
+    assert "Mean and StandardDeviation" in how
+    np.testing.assert_allclose(x.mean(0), mean, atol=0.05)
+    np.testing.assert_allclose(x.std(0), std, rtol=0.03)
+
+
 def test_given_inputs_and_a_folder_of_images(small, tmp_path: Path) -> None:
     from PIL import Image
 
@@ -343,7 +429,8 @@ def test_given_inputs_and_a_folder_of_images(small, tmp_path: Path) -> None:
     report = verify(SmallModel(net), path, network=net, inputs=given, images_dir=tmp_path)
     data = validate(report)
     assert report.passed, report.summary()
-    assert (data["inputs"]["random"], data["inputs"]["images"]) == (3, 2)
+    assert (data["inputs"]["random"], data["inputs"]["given"], data["inputs"]["images"]) == (
+        0, 3, 2)
 
 
 def test_export_onnx_round_trip(small, tmp_path: Path) -> None:
@@ -431,14 +518,19 @@ def test_sequence_network_with_onnx_lstm_layout(tmp_path: Path) -> None:
     data = validate(report)
     assert report.passed, report.summary()
     assert (data["onnx"]["input_shape"], data["onnx"]["batch_axis"]) == ([7, 1, 3], 1)
-    # InputWeights/RecurrentWeights/Bias match only after reordering the gates to ONNX's order
-    assert report.weights is not None and report.weights.identical == report.weights.checked == 8
+    # nn.LSTM's weight_ih/weight_hh/bias_ih/bias_hh match ONNX's W/R/B only with the gates in
+    # MATLAB's order again and B split into [Wb, Rb]; plus initial h/c, the FC and the mean
+    assert report.weights is not None and report.weights.identical == report.weights.checked == 9
     # a transplant that forgot MATLAB's single bias (bias_hh must stay zero) parts at the LSTM
     with torch.no_grad():
         model.get_submodule(model.matport.layer_map["lstm"]).rnn.bias_hh_l0.fill_(0.5)
     report = verify(model, path, network=net, num_random=3)
     assert not report.passed and report.divergence is not None
     assert (report.divergence.layer, report.divergence.last_agreeing_layer) == ("lstm", "seq")
+    assert report.weights is not None
+    [entry] = report.weights.differing
+    assert (entry.layer, entry.max_abs_diff) == ("lstm", 0.5)
+    assert entry.tensor.endswith("rnn.bias_hh_l0") and "recurrent bias" in (entry.layout or "")
 
 
 def test_export_onnx_of_a_sequence_model(tmp_path: Path) -> None:
@@ -484,8 +576,10 @@ def test_resnet50_matlab_style_export_verifies(resnet50, tmp_path: Path) -> None
     report = verify(model, path, network=net, num_random=2)
     validate(report)
     assert report.passed, report.summary()
-    assert report.weights is not None and report.weights.checked == 321
-    assert report.weights.identical == 321
+    # 53 conv weights (their biases folded into the BatchNorm means), 53 x 4 BatchNorm
+    # tensors, the FC's 2 and the mean image
+    assert report.weights is not None and report.weights.checked == 268
+    assert report.weights.identical == 268
     assert report.outputs is not None and report.outputs.top1_agreement == 1.0
     assert report.outputs.softmax_applied_to_torch  # torchvision's resnet50 returns logits
 
@@ -500,8 +594,8 @@ def test_resnet50_with_one_weight_changed_fails_naming_the_layer(resnet50,
     data = validate(report)
     assert data["status"] == "failed" and not report.passed
     assert report.weights is not None
-    assert [(e.layer, e.array) for e in report.weights.differing] == [
-        ("res3b_branch2b", "Weights")]
+    assert [(e.layer, e.tensor) for e in report.weights.differing] == [
+        ("res3b_branch2b", "layer2.1.conv2.weight")]
     assert report.weights.differing[0].max_abs_diff == pytest.approx(0.5)
     d = report.divergence
     assert d is not None and d.layer is not None
@@ -509,4 +603,4 @@ def test_resnet50_with_one_weight_changed_fails_naming_the_layer(resnet50,
     # its own: the first layer compared after it is its BatchNorm
     assert d.layer == "bn3b_branch2b" and d.last_agreeing_layer == "bn3b_branch2a"
     assert "res3b_branch2b" in d.unmapped_between
-    assert "res3b_branch2b.Weights" in (report.reason or "")
+    assert "layer2.1.conv2.weight (res3b_branch2b)" in (report.reason or "")

@@ -62,9 +62,9 @@ def run_verify(
     mat = mat or info.source or None
     if export.is_matlab and info.layout == "NTC" and len(export.input_shape) == 3:
         export.batch_axis = 1  # MATLAB declares sequences [T, N, C], like ONNX's LSTM
-    raw, n_images = raw_inputs(info, export, inputs, num_random, images_dir, seed)
+    raw, described = raw_inputs(info, export, inputs, num_random, images_dir, seed)
     outputs, errors = _run_and_compare(model, info, network, export, raw, rtol)
-    weights = certificate(network, export) if network is not None and export.is_matlab else None
+    weights = certificate(model, info, network, export) if export.is_matlab else None
     layers = divergence = None
     if per_layer or not outputs.holds:
         sample = int(np.argmax(errors))
@@ -86,12 +86,7 @@ def run_verify(
             "architecture": info.architecture.get("family"),
         },
         onnx=_describe_export(export, notes),
-        inputs={
-            "random": int(len(raw) - n_images),
-            "images": n_images,
-            "images_dir": None if images_dir is None else str(images_dir),
-            "seed": seed,
-        },
+        inputs=described,
         outputs=outputs,
         weights=weights,
         divergence=divergence,

@@ -11,7 +11,7 @@ import numpy as np
 from matport.network.model import Network
 from matport.verify import onnx_run
 from matport.verify.onnx_run import OnnxExport
-from matport.verify.report import Comparison, OutputCheck
+from matport.verify.report import Comparison, ModelOutput, OutputCheck
 from matport.verify.shapes import aligned
 
 if TYPE_CHECKING:
@@ -21,6 +21,14 @@ _TOPK = 5
 
 
 def softmax_input(export: OnnxExport) -> str | None:
+    """The input tensor of the export's last Softmax (its logits), or None.
+
+    Args:
+        export: the export.
+
+    Returns:
+        The tensor name.
+    """
     graph = export.model.graph
     softmax = [n for n in graph.node if n.op_type == "Softmax"]
     return softmax[-1].input[0] if softmax else None
@@ -30,7 +38,17 @@ def layer_feeding(
     export: OnnxExport, info: ModelInfo, network: Network | None, tensor: str
 ) -> str | None:
     """The MATLAB layer with a PyTorch module whose output reaches ``tensor`` through
-    shape-only operators (Flatten, Transpose, ...), or None."""
+    shape-only operators (Flatten, Transpose, ...).
+
+    Args:
+        export: the export.
+        info: the model's `ModelInfo` (``layer_map``).
+        network: the MATLAB network (its layer names), or None.
+        tensor: the ONNX tensor.
+
+    Returns:
+        The layer, or None.
+    """
     names = [lay.name for lay in network.layers] if network else list(info.layer_map)
     layer_of = {t: n for n, t in onnx_run.layer_tensors(export, names).items()}
     producers = {o: node for node in export.model.graph.node for o in node.output}
@@ -52,10 +70,29 @@ def compare_outputs(
     rtol: float,
     classes: bool,
 ) -> tuple[OutputCheck, np.ndarray]:
-    """Outputs like with like: the model's logits go through a softmax when the export ends in
-    one; logits (the model's output, or ``torch_logits`` captured before its own softmax) are
-    compared with the ONNX Softmax's input. Also returns each input's largest error."""
+    """Outputs like with like. When the export ends in Softmax, a model that returns logits
+    (anything but probabilities along the class axis) has its output compared with the
+    Softmax's input and, through a softmax, with the export's output; a model that returns
+    probabilities is compared with the output, and ``torch_logits`` (captured from the module
+    feeding its softmax) with the Softmax's input.
+
+    Args:
+        torch_out: the model's output, batch first.
+        torch_logits: the logits captured inside the model, or None.
+        onnx_out: the export's output.
+        onnx_logits: the export's Softmax input, or None.
+        export: the export.
+        class_axis: the class axis of the outputs.
+        rtol: the relative tolerance.
+        classes: whether the outputs are class scores (top-k agreement is reported).
+
+    Returns:
+        The comparison and each input's largest error (to pick the input to trace).
+    """
     softmax_applied = export.ends_in_softmax and not _is_probability(torch_out, class_axis)
+    model_output: ModelOutput = "outputs"
+    if export.ends_in_softmax:
+        model_output = "logits" if softmax_applied else "probabilities"
     if softmax_applied:
         torch_logits = torch_out
         torch_out = _softmax(torch_out, class_axis)
@@ -71,6 +108,7 @@ def compare_outputs(
     top1, top5 = _topk_agreement(*scores) if classes else (None, None)
     check = OutputCheck(
         compared="probabilities" if export.ends_in_softmax else "outputs",
+        model_output=model_output,
         softmax_applied_to_torch=softmax_applied,
         probabilities=probs,
         logits=logits,
@@ -83,7 +121,14 @@ def compare_outputs(
 
 
 def class_axis(layout: str) -> int:
-    """The class (channel) axis of a model output: last for sequences, else 1."""
+    """The class (channel) axis of a model output.
+
+    Args:
+        layout: the model's layout.
+
+    Returns:
+        -1 (last) for sequences, else 1.
+    """
     return -1 if layout == "NTC" else 1
 
 
@@ -99,6 +144,17 @@ def _softmax(t: np.ndarray, axis: int) -> np.ndarray:
 
 
 def comparison(t: np.ndarray, o: np.ndarray, rtol: float) -> Comparison:
+    """The errors of ``t`` against ``o`` (same shapes, batch first).
+
+    Args:
+        t: the PyTorch side.
+        o: the ONNX side.
+        rtol: the relative tolerance ``holds`` is judged by.
+
+    Returns:
+        Max absolute and relative error, lowest cosine similarity over the inputs, and whether
+        all values are finite and ``max|t - o| <= rtol * max|o|``.
+    """
     t64, o64 = t.astype(np.float64), o.astype(np.float64)
     max_abs = float(np.max(np.abs(t64 - o64))) if t.size else 0.0
     scale = float(np.max(np.abs(o64))) if o.size else 0.0

@@ -45,7 +45,7 @@ def export_onnx(
     if include_preprocessing:
         norm = InputNormalization(info.normalization, info.input_size, info.layout)
         net = torch.nn.Sequential(norm, model)
-    example = torch.from_numpy(random_raw(info, 1, np.random.default_rng(0), None))
+    example = torch.from_numpy(random_raw(info, 1, np.random.default_rng(0), None)[0])
     if not include_preprocessing:
         example = info.preprocess(example)
     dynamic = {0: "batch", 1: "time"} if info.layout == "NTC" else {0: "batch"}

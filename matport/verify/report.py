@@ -9,7 +9,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from matport.verify.schema import REPORT_SCHEMA, SCHEMA_VERSION
 
@@ -18,6 +18,11 @@ __all__ = ["REPORT_SCHEMA", "VerifyReport", "DEFAULT_RTOL"]
 #: Default relative tolerance of ``matport verify`` (float32 arithmetic).
 DEFAULT_RTOL = 1e-4
 TOLERANCE_RULE = "max|torch - onnx| <= rtol * max|onnx|, for outputs and (when present) logits"
+
+Status = Literal["verified", "failed", "error"]
+#: what the model returns: logits (the ONNX export's Softmax input), probabilities (its output),
+#: or outputs of a network without a final softmax
+ModelOutput = Literal["logits", "probabilities", "outputs"]
 
 
 @dataclass
@@ -32,9 +37,12 @@ class Comparison:
 
 @dataclass
 class OutputCheck:
-    """How the model's outputs compare with the export's."""
+    """How the model's outputs compare with the export's: ``probabilities`` holds the comparison
+    of the final outputs (probabilities when the export ends in Softmax), ``logits`` the
+    comparison of the logits with the ONNX Softmax's input (None when there is none)."""
 
-    compared: str
+    compared: Literal["probabilities", "outputs"]
+    model_output: ModelOutput
     softmax_applied_to_torch: bool
     probabilities: Comparison
     logits: Comparison | None
@@ -45,10 +53,11 @@ class OutputCheck:
 
 @dataclass
 class WeightEntry:
-    """One MATLAB array in the weights certificate (only differing / missing ones are listed)."""
+    """One tensor of the model in the weights certificate (only differing / missing ones are
+    listed): a ``state_dict`` key or ``matport.normalization.<statistic>``."""
 
-    layer: str
-    array: str
+    layer: str | None
+    tensor: str
     shape: list[int]
     onnx_initializer: str | None = None
     layout: str | None = None
@@ -57,7 +66,7 @@ class WeightEntry:
 
 @dataclass
 class WeightsCertificate:
-    """Every MATLAB array checked against the ONNX initializers."""
+    """Every floating-point tensor of the model checked against the ONNX initializers."""
 
     checked: int = 0
     identical: int = 0
@@ -104,7 +113,7 @@ class Divergence:
 class VerifyReport:
     """The result of `verify`; ``to_json()`` follows `REPORT_SCHEMA`."""
 
-    status: str
+    status: Status
     passed: bool
     reason: str | None
     onnx_path: str
@@ -151,39 +160,25 @@ class VerifyReport:
                 f"input {o['input_name']} {o['input_shape']}"
             )
         if self.inputs:
-            n_random, n_images = self.inputs["random"], self.inputs["images"]
-            lines.append(f"  inputs: {n_random} random, {n_images} images")
+            i = self.inputs
+            drawn = f" ({i['distribution']})" if i["distribution"] else ""
+            lines.append(f"  inputs: {i['random']} random{drawn}, {i['given']} given, "
+                         f"{i['images']} images")
         if self.outputs:
-            out = self.outputs
-            p = out.probabilities
-            lines.append(
-                f"  {out.compared}: max abs err {p.max_abs_error:.3g}, max rel err "
-                f"{p.max_rel_error:.3g} (rtol {self.tolerance['rtol']:g}), "
-                f"min cosine {p.min_cosine_similarity:.8f}"
-            )
-            if out.logits:
-                lines.append(
-                    f"  logits: max abs err {out.logits.max_abs_error:.3g}, max rel err "
-                    f"{out.logits.max_rel_error:.3g}"
-                )
-            if out.top1_agreement is not None:
-                lines.append(
-                    f"  top-1 agreement {out.top1_agreement:.0%}, "
-                    f"top-5 agreement {out.top5_agreement:.0%}"
-                )
+            lines.extend(_output_lines(self.outputs, self.tolerance["rtol"]))
         if self.weights:
             w = self.weights
             lines.append(
-                f"  weights: {w.identical}/{w.checked} arrays identical to the ONNX initializers"
-                f", {len(w.differing)} differ, {len(w.missing)} not found"
+                f"  weights: {w.identical}/{w.checked} tensors of the model identical to the ONNX "
+                f"initializers, {len(w.differing)} differ, {len(w.missing)} not in the export"
             )
             for e in w.differing:
                 lines.append(
-                    f"    differs: {e.layer}.{e.array} vs {e.onnx_initializer} "
+                    f"    differs: {e.tensor} ({e.layer}) vs {e.onnx_initializer} "
                     f"(max abs diff {e.max_abs_diff:.3g})"
                 )
             for e in w.missing:
-                lines.append(f"    not found: {e.layer}.{e.array} {e.shape}")
+                lines.append(f"    not in the export: {e.tensor} {e.shape}")
         if self.divergence and self.divergence.layer:
             d = self.divergence
             between = (
@@ -197,7 +192,38 @@ class VerifyReport:
         return "\n".join(lines)
 
 
+def _output_lines(out: OutputCheck, rtol: float) -> list[str]:
+    p = out.probabilities
+    what = {"logits": "logits (through a softmax)", "probabilities": "probabilities",
+            "outputs": "outputs"}[out.model_output]
+    lines = [
+        f"  {out.compared} (the model returns {what}): max abs err {p.max_abs_error:.3g}, "
+        f"max rel err {p.max_rel_error:.3g} (rtol {rtol:g}), "
+        f"min cosine {p.min_cosine_similarity:.8f}"
+    ]
+    if out.logits:
+        lines.append(
+            f"  logits (vs the ONNX Softmax's input): max abs err {out.logits.max_abs_error:.3g}, "
+            f"max rel err {out.logits.max_rel_error:.3g}"
+        )
+    elif out.compared == "probabilities":
+        lines.append("  logits: not compared (no module of the model feeds its softmax)")
+    if out.top1_agreement is not None:
+        lines.append(
+            f"  top-1 agreement {out.top1_agreement:.0%}, top-5 agreement {out.top5_agreement:.0%}"
+        )
+    return lines
+
+
 def tolerance(rtol: float) -> dict[str, Any]:
+    """The report's ``tolerance`` entry.
+
+    Args:
+        rtol: the relative tolerance.
+
+    Returns:
+        ``{rtol, rule}``.
+    """
     return {"rtol": float(rtol), "rule": TOLERANCE_RULE}
 
 
@@ -215,6 +241,16 @@ def _finite(value: Any) -> Any:
 def failure_reason(
     outputs: OutputCheck, weights: WeightsCertificate | None, divergence: Divergence | None
 ) -> str:
+    """Why a check failed, in one line.
+
+    Args:
+        outputs: the output comparison.
+        weights: the weights certificate, if any.
+        divergence: the first layer that parts, if any.
+
+    Returns:
+        The reasons, separated by ``;``.
+    """
     parts = []
     if not outputs.holds:
         worst = outputs.probabilities
@@ -222,7 +258,7 @@ def failure_reason(
             worst = outputs.logits
         parts.append(f"outputs differ (max rel err {worst.max_rel_error:.3g})")
     if weights and weights.differing:
-        names = ", ".join(f"{e.layer}.{e.array}" for e in weights.differing[:5])
+        names = ", ".join(f"{e.tensor} ({e.layer})" for e in weights.differing[:5])
         more = "" if len(weights.differing) <= 5 else f" and {len(weights.differing) - 5} more"
         parts.append(f"weights differ from the ONNX initializers: {names}{more}")
     if divergence and divergence.layer:

@@ -11,13 +11,16 @@ _NUM_OR_NULL = {"type": ["number", "null"]}
 _STR_OR_NULL = {"type": ["string", "null"]}
 _WEIGHT_ENTRY = {
     "type": "object",
-    "required": ["layer", "array", "shape", "onnx_initializer", "layout", "max_abs_diff"],
+    "required": ["layer", "tensor", "shape", "onnx_initializer", "layout", "max_abs_diff"],
     "properties": {
-        "layer": {"type": "string", "description": "MATLAB layer name"},
-        "array": {"type": "string", "description": "MATLAB property (Weights, TrainedMean, ...)"},
-        "shape": {"type": "array", "items": {"type": "integer"}, "description": "MATLAB layout"},
+        "layer": {**_STR_OR_NULL, "description": "MATLAB layer name, null when unknown"},
+        "tensor": {
+            "type": "string",
+            "description": "state_dict key, or matport.normalization.<mean|std|min|max>",
+        },
+        "shape": {"type": "array", "items": {"type": "integer"}, "description": "PyTorch shape"},
         "onnx_initializer": {**_STR_OR_NULL, "description": "closest initializer, null if none"},
-        "layout": {**_STR_OR_NULL, "description": "permutation applied to the MATLAB array"},
+        "layout": {**_STR_OR_NULL, "description": "arrangement of the initializer compared"},
         "max_abs_diff": {**_NUM_OR_NULL, "description": "null when no initializer fits"},
     },
     "additionalProperties": False,
@@ -106,12 +109,18 @@ REPORT_SCHEMA: dict[str, Any] = {
         },
         "inputs": {
             "type": ["object", "null"],
-            "required": ["random", "images", "images_dir", "seed"],
+            "required": ["random", "given", "images", "images_dir", "seed", "distribution"],
             "properties": {
                 "random": {"type": "integer", "minimum": 0},
+                "given": {"type": "integer", "minimum": 0},
                 "images": {"type": "integer", "minimum": 0},
                 "images_dir": _STR_OR_NULL,
                 "seed": {"type": "integer"},
+                "distribution": {
+                    **_STR_OR_NULL,
+                    "description": "how the random inputs were drawn and why (from the input "
+                                   "layer's statistics); null without random inputs",
+                },
             },
             "additionalProperties": False,
         },
@@ -125,10 +134,16 @@ REPORT_SCHEMA: dict[str, Any] = {
             "type": ["object", "null"],
             "required": [
                 "compared", "softmax_applied_to_torch", "probabilities", "logits",
-                "top1_agreement", "top5_agreement", "holds",
+                "top1_agreement", "top5_agreement", "holds", "model_output",
             ],
             "properties": {
                 "compared": {"enum": ["probabilities", "outputs"]},
+                "model_output": {
+                    "enum": ["logits", "probabilities", "outputs"],
+                    "description": "what the model returns: logits (compared with the ONNX "
+                                   "Softmax's input, and through a softmax with its output), "
+                                   "probabilities, or outputs of a network without softmax",
+                },
                 "softmax_applied_to_torch": {"type": "boolean"},
                 "probabilities": {**_COMPARISON, "description": "the final outputs compared"},
                 "logits": {
@@ -149,7 +164,8 @@ REPORT_SCHEMA: dict[str, Any] = {
         },
         "weights": {
             "type": ["object", "null"],
-            "description": "null when there is no MATLAB network or no MATLAB export to compare",
+            "description": "the model's own tensors against the ONNX initializers; null unless "
+                           "the export was written by MATLAB",
             "required": ["checked", "identical", "differing", "missing"],
             "properties": {
                 "checked": {"type": "integer", "minimum": 0},
