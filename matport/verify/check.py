@@ -18,7 +18,7 @@ from matport.verify.compare import (
     layer_feeding,
     softmax_input,
 )
-from matport.verify.divergence import find_divergence, layer_errors
+from matport.verify.divergence import find_divergence, layer_errors, layer_graph
 from matport.verify.inputs import onnx_input, raw_inputs
 from matport.verify.onnx_run import OnnxExport
 from matport.verify.report import (
@@ -69,7 +69,7 @@ def run_verify(
     if per_layer or not outputs.holds:
         sample = int(np.argmax(errors))
         compared = layer_errors(model, info, network, export, raw[sample : sample + 1], rtol)
-        layers = LayerErrors(sample, compared)
+        layers = LayerErrors(sample, compared, *layer_graph(network, compared))
         divergence = None if outputs.holds else find_divergence(layers, network)
     passed = outputs.holds and (weights is None or not weights.differing)
     return VerifyReport(

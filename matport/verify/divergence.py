@@ -81,6 +81,24 @@ def layer_errors(
     return found
 
 
+def layer_graph(network: Network | None, compared: list[LayerError]) -> tuple[list[str],
+                                                                             list[list[str]]]:
+    """The layer graph to draw: the network's, or a chain of the compared layers without it.
+
+    Args:
+        network: the MATLAB network, or None.
+        compared: the compared layers, in order.
+
+    Returns:
+        Every layer in topological order, and the ``[source, dest]`` edges.
+    """
+    if network is None:
+        names = [e.layer for e in compared]
+        return names, [[a, b] for a, b in zip(names, names[1:], strict=False)]
+    return ([lay.name for lay in network.topological_order()],
+            [[c.source, c.dest] for c in network.connections])
+
+
 def find_divergence(errors: LayerErrors, network: Network | None) -> Divergence:
     """The first layer that parts.
 

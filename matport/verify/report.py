@@ -88,10 +88,13 @@ class LayerError:
 
 @dataclass
 class LayerErrors:
-    """Every layer compared, in topological order, on one input (the worst one)."""
+    """Every layer compared, in topological order, on one input (the worst one), and the
+    network's layer graph (every layer in topological order, edges as ``[source, dest]``)."""
 
     sample: int
     compared: list[LayerError]
+    graph_layers: list[str] = field(default_factory=list)
+    graph_edges: list[list[str]] = field(default_factory=list)
 
 
 @dataclass

@@ -203,10 +203,22 @@ REPORT_SCHEMA: dict[str, Any] = {
             "type": ["object", "null"],
             "description": "per-layer errors: present when the outputs disagree or when asked "
                            "for (verify(per_layer=True), matport verify --html)",
-            "required": ["sample", "compared"],
+            "required": ["sample", "compared", "graph_layers", "graph_edges"],
             "properties": {
                 "sample": {"type": "integer", "minimum": 0},
                 "compared": {"type": "array", "items": _LAYER_ERROR},
+                "graph_layers": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "every layer, in topological order (the compared ones "
+                                   "when the MATLAB network is unknown)",
+                },
+                "graph_edges": {
+                    "type": "array",
+                    "items": {"type": "array", "items": {"type": "string"},
+                              "minItems": 2, "maxItems": 2},
+                    "description": "[source, dest] layer pairs",
+                },
             },
             "additionalProperties": False,
         },
