@@ -457,8 +457,10 @@ def test_inputs_that_do_not_fit_the_export_cannot_be_checked(small, tmp_path: Pa
 
 
 def test_error_report_validates() -> None:
-    data = validate(VerifyReport.error("no such file", "x.onnx", "x.mat"))
+    report = VerifyReport.error("no such file", "x.onnx", "x.mat")
+    data = validate(report)
     assert data["status"] == "error" and data["outputs"] is None
+    assert report.summary() == "COULD NOT VERIFY: x.mat against x.onnx\n  reason: no such file"
     jsonschema.Draft202012Validator.check_schema(REPORT_SCHEMA)
 
 

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from matport.verify.report import summary_lines
+
 GOOD, BAD, FIRST, NEUTRAL, INK = "#2e7d32", "#ef6c00", "#c62828", "#9e9e9e", "#212121"
 _STATUS = {"verified": ("VERIFIED", GOOD), "failed": ("FAILED", FIRST),
            "error": ("COULD NOT VERIFY", BAD)}
@@ -23,8 +25,8 @@ _FLOOR = 1e-12  # log plot: errors below (exact zeros) are drawn at the floor
 _PLOT_W, _PLOT_H, _MARGIN = 900, 260, 56
 _LABELLED = 60  # layer graphs up to this many layers get their names written
 _PAGE_STYLE = ("body{font-family:sans-serif;margin:24px;color:#212121;max-width:1000px}"
-               "table{border-collapse:collapse}td,th{padding:2px 10px 2px 0;text-align:left;"
-               "vertical-align:top}svg{display:block;margin:8px 0 20px;background:#fafafa}")
+               "pre.summary{white-space:pre-wrap}"
+               "svg{display:block;margin:8px 0 20px;background:#fafafa}")
 
 
 def write_html(report: Mapping[str, Any], path: str | Path) -> Path:
@@ -62,7 +64,7 @@ def render_page(report: Mapping[str, Any], title: str | None = None) -> str:
 
 
 def report_section(report: Mapping[str, Any]) -> str:
-    """One report as a self-contained ``<section class="matport-verify">``: summary table, layer
+    """One report as a self-contained ``<section class="matport-verify">``: summary, layer
     graph (``svg#layer-graph``) and per-layer error plot (``svg#error-plot``), the first layer
     that parts in red. Without per-layer errors (the outputs agreed and none were asked for) the
     section says so instead of drawing them.
@@ -78,7 +80,7 @@ def report_section(report: Mapping[str, Any]) -> str:
         '<section class="matport-verify">',
         f'<h2><span style="color:{color}">{word}</span> {_e(report.get("mat") or "model")} '
         f'against {_e(report.get("onnx_path") or "")}</h2>',
-        _summary_table(report),
+        f'<pre class="summary">{_e(chr(10).join(summary_lines(report)[1:]))}</pre>',
     ]
     layers = report.get("layers")
     if layers and layers.get("compared"):
@@ -96,40 +98,6 @@ def report_section(report: Mapping[str, Any]) -> str:
                      "<code>matport verify --html</code> computes them).</p>")
     parts.append("</section>")
     return "\n".join(parts)
-
-
-def _summary_table(report: Mapping[str, Any]) -> str:
-    rows: list[tuple[str, str]] = []
-    if report.get("reason"):
-        rows.append(("reason", str(report["reason"])))
-    onnx = report.get("onnx")
-    if onnx:
-        rows.append(("ONNX", f"{onnx['producer']} {onnx['producer_version']} "
-                             f"({onnx['release'] or 'not MATLAB'}), opset {onnx['opset']}"))
-    inputs = report.get("inputs")
-    if inputs:
-        rows.append(("inputs", f"{inputs['random']} random ({inputs['distribution'] or '-'}), "
-                               f"{inputs['given']} given, {inputs['images']} images"))
-    out = report.get("outputs")
-    if out:
-        for name in ("probabilities", "logits"):
-            c = out.get(name)
-            if c:
-                label = out["compared"] if name == "probabilities" else "logits"
-                rows.append((label, f"max rel err {_num(c['max_rel_error'])}, max abs err "
-                                    f"{_num(c['max_abs_error'])}, "
-                                    f"{'holds' if c['holds'] else 'differs'}"))
-        rows.append(("model returns", str(out["model_output"])))
-    weights = report.get("weights")
-    if weights:
-        rows.append(("weights", f"{weights['identical']}/{weights['checked']} tensors identical "
-                                f"to the ONNX initializers, {len(weights['differing'])} differ"))
-    div = report.get("divergence")
-    if div and div.get("layer"):
-        rows.append(("first layer that parts", f"{div['layer']} (last agreeing: "
-                                               f"{div['last_agreeing_layer'] or 'none'})"))
-    body = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
-    return f'<table class="summary">{body}</table>'
 
 
 def error_plot(compared: Sequence[Mapping[str, Any]], rtol: float, first: str | None) -> str:
@@ -173,7 +141,7 @@ def error_plot(compared: Sequence[Mapping[str, Any]], rtol: float, first: str | 
         mark = ' class="first-divergence"' if is_first else ""
         out.append(f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="{7 if is_first else 3.5}" '
                    f'fill="{color}"{mark}>'
-                   f'<title>{_e(e["layer"])}: {_num(e["max_rel_error"])}</title></circle>')
+                   f'<title>{_e(e["layer"])}: {_rel(e["max_rel_error"])}</title></circle>')
         if is_first:
             out.append(f'<text x="{x(i):.1f}" y="{y(v) - 12:.1f}" font-size="12" fill="{FIRST}" '
                        f'text-anchor="middle">{_e(e["layer"])}</text>')
@@ -242,8 +210,8 @@ def _finite(v: Any) -> float:
     return 1e6 if v is None or not math.isfinite(float(v)) else float(v)
 
 
-def _num(v: Any) -> str:
-    return "not finite" if v is None else f"{float(v):.3g}"
+def _rel(v: float | None) -> str:
+    return "not finite" if v is None else f"{v:.3g}"
 
 
 def _e(text: object) -> str:

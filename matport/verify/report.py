@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -150,72 +151,82 @@ class VerifyReport:
         return json.dumps(self.to_dict(), indent=indent)
 
     def summary(self) -> str:
-        """A few human-readable lines."""
-        head = {"verified": "VERIFIED", "failed": "FAILED", "error": "COULD NOT VERIFY"}
-        lines = [f"{head[self.status]}: {self.mat or 'model'} against {self.onnx_path}"]
-        if self.reason:
-            lines.append(f"  reason: {self.reason}")
-        if self.onnx:
-            o = self.onnx
-            lines.append(
-                f"  onnx: {o['producer']} {o['producer_version']}"
-                f"{' (' + o['release'] + ')' if o['release'] else ''}, opset {o['opset']}, "
-                f"input {o['input_name']} {o['input_shape']}"
-            )
-        if self.inputs:
-            i = self.inputs
-            drawn = f" ({i['distribution']})" if i["distribution"] else ""
-            lines.append(f"  inputs: {i['random']} random{drawn}, {i['given']} given, "
-                         f"{i['images']} images")
-        if self.outputs:
-            lines.extend(_output_lines(self.outputs, self.tolerance["rtol"]))
-        if self.weights:
-            w = self.weights
-            lines.append(
-                f"  weights: {w.identical}/{w.checked} tensors of the model identical to the ONNX "
-                f"initializers, {len(w.differing)} differ, {len(w.missing)} not in the export"
-            )
-            for e in w.differing:
-                lines.append(
-                    f"    differs: {e.tensor} ({e.layer}) vs {e.onnx_initializer} "
-                    f"(max abs diff {e.max_abs_diff:.3g})"
-                )
-            for e in w.missing:
-                lines.append(f"    not in the export: {e.tensor} {e.shape}")
-        if self.divergence and self.divergence.layer:
-            d = self.divergence
-            between = (
-                f" (after {', '.join(d.unmapped_between)}, which have no module to compare)"
-                if d.unmapped_between else ""
-            )
-            lines.append(
-                f"  first layer that parts: {d.layer}{between}; last agreeing: "
-                f"{d.last_agreeing_layer or 'none'}"
-            )
-        return "\n".join(lines)
+        """A few human-readable lines (see `summary_lines`)."""
+        return "\n".join(summary_lines(self.to_dict()))
 
 
-def _output_lines(out: OutputCheck, rtol: float) -> list[str]:
-    p = out.probabilities
-    what = {"logits": "logits (through a softmax)", "probabilities": "probabilities",
-            "outputs": "outputs"}[out.model_output]
-    lines = [
-        f"  {out.compared} (the model returns {what}): max abs err {p.max_abs_error:.3g}, "
-        f"max rel err {p.max_rel_error:.3g} (rtol {rtol:g}), "
-        f"min cosine {p.min_cosine_similarity:.8f}"
-    ]
-    if out.logits:
+def summary_lines(report: Mapping[str, Any]) -> list[str]:
+    """A report's summary, from its JSON form (what a migrate artifact stores).
+
+    Args:
+        report: ``VerifyReport.to_dict()`` or the same read back from JSON.
+
+    Returns:
+        The lines: a headline, then indented details.
+    """
+    head = {"verified": "VERIFIED", "failed": "FAILED", "error": "COULD NOT VERIFY"}
+    lines = [f"{head.get(report['status'], report['status'])}: {report.get('mat') or 'model'} "
+             f"against {report['onnx_path']}"]
+    if report.get("reason"):
+        lines.append(f"  reason: {report['reason']}")
+    o = report.get("onnx")
+    if o:
         lines.append(
-            f"  logits (vs the ONNX Softmax's input): max abs err {out.logits.max_abs_error:.3g}, "
-            f"max rel err {out.logits.max_rel_error:.3g}"
+            f"  onnx: {o['producer']} {o['producer_version']}"
+            f"{' (' + o['release'] + ')' if o['release'] else ''}, opset {o['opset']}, "
+            f"input {o['input_name']} {o['input_shape']}"
         )
-    elif out.compared == "probabilities":
-        lines.append("  logits: not compared (no module of the model feeds its softmax)")
-    if out.top1_agreement is not None:
+    i = report.get("inputs")
+    if i:
+        drawn = f" ({i['distribution']})" if i["distribution"] else ""
+        lines.append(f"  inputs: {i['random']} random{drawn}, {i['given']} given, "
+                     f"{i['images']} images")
+    if report.get("outputs"):
+        lines.extend(_output_lines(report["outputs"], report["tolerance"]["rtol"]))
+    w = report.get("weights")
+    if w:
         lines.append(
-            f"  top-1 agreement {out.top1_agreement:.0%}, top-5 agreement {out.top5_agreement:.0%}"
+            f"  weights: {w['identical']}/{w['checked']} tensors of the model identical to the "
+            f"ONNX initializers, {len(w['differing'])} differ, {len(w['missing'])} not in the "
+            "export"
         )
+        lines += [f"    differs: {e['tensor']} ({e['layer']}) vs {e['onnx_initializer']} "
+                  f"(max abs diff {_num(e['max_abs_diff'])})" for e in w["differing"]]
+        lines += [f"    not in the export: {e['tensor']} {e['shape']}" for e in w["missing"]]
+    d = report.get("divergence")
+    if d and d["layer"]:
+        between = (f" (after {', '.join(d['unmapped_between'])}, which have no module to "
+                   "compare)" if d["unmapped_between"] else "")
+        lines.append(f"  first layer that parts: {d['layer']}{between}; last agreeing: "
+                     f"{d['last_agreeing_layer'] or 'none'}")
     return lines
+
+
+def _output_lines(out: Mapping[str, Any], rtol: float) -> list[str]:
+    p, logits = out["probabilities"], out["logits"]
+    what = {"logits": "logits (through a softmax)", "probabilities": "probabilities",
+            "outputs": "outputs"}[out["model_output"]]
+    lines = [
+        f"  {out['compared']} (the model returns {what}): max abs err "
+        f"{_num(p['max_abs_error'])}, max rel err {_num(p['max_rel_error'])} (rtol {rtol:g}), "
+        f"min cosine {_num(p['min_cosine_similarity'], '.8f')}"
+    ]
+    if logits:
+        lines.append(
+            f"  logits (vs the ONNX Softmax's input): max abs err {_num(logits['max_abs_error'])}"
+            f", max rel err {_num(logits['max_rel_error'])}"
+        )
+    elif out["compared"] == "probabilities":
+        lines.append("  logits: not compared (no module of the model feeds its softmax)")
+    if out["top1_agreement"] is not None:
+        lines.append(f"  top-1 agreement {out['top1_agreement']:.0%}, "
+                     f"top-5 agreement {out['top5_agreement']:.0%}")
+    return lines
+
+
+def _num(v: float | None, spec: str = ".3g") -> str:
+    """A number of the JSON form: None stands for a non-finite one."""
+    return "not finite" if v is None else format(v, spec)
 
 
 def tolerance(rtol: float) -> dict[str, Any]:
