@@ -178,8 +178,8 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         )
     i = report.get("inputs")
     if i:
-        drawn = f" ({i['distribution']})" if i["distribution"] else ""
-        lines.append(f"  inputs: {i['random']} random{drawn}, {i['given']} given, "
+        drawn = f", {i['distribution']}" if i["distribution"] else ""
+        lines.append(f"  inputs: {i['random']} random{drawn}; {i['given']} given; "
                      f"{i['images']} images")
     if report.get("outputs"):
         lines.extend(_output_lines(report["outputs"], report["tolerance"]["rtol"]))
@@ -204,10 +204,10 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
 
 def _output_lines(out: Mapping[str, Any], rtol: float) -> list[str]:
     p, logits = out["probabilities"], out["logits"]
-    what = {"logits": "logits (through a softmax)", "probabilities": "probabilities",
-            "outputs": "outputs"}[out["model_output"]]
+    what = {"logits": "softmax of the model's logits", "probabilities": "the model's own",
+            "outputs": "the model's outputs"}[out["model_output"]]
     lines = [
-        f"  {out['compared']} (the model returns {what}): max abs err "
+        f"  {out['compared']} ({what}): max abs err "
         f"{_num(p['max_abs_error'])}, max rel err {_num(p['max_rel_error'])} (rtol {rtol:g}), "
         f"min cosine {_num(p['min_cosine_similarity'], '.8f')}"
     ]
