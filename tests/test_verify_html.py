@@ -18,7 +18,7 @@ import pytest
 
 from matport.network.encode import write_network
 from matport.synth import onnx_export as matlab_onnx_export
-from matport.verify import REPORT_SCHEMA
+from matport.verify import REPORT_SCHEMA, VerifyReport
 from matport.verify.html import render_page
 from tests.support.paths import ROOT
 from tests.test_verify import cli, small_network, with_changed_weight
@@ -90,6 +90,8 @@ def test_html_without_per_layer_errors_says_so() -> None:
               "tolerance": {"rtol": 1e-4}}
     page = render_page(report)
     assert "a&amp;b.mat" in page and "not computed" in page and "error-plot" not in page
+    page = render_page(VerifyReport.error("x.onnx: cannot read <it>", "x.onnx").to_dict())
+    assert "could not run" in page and "cannot read &lt;it&gt;" in page
 
 
 # --- output files that cannot be written ------------------------------------------------------

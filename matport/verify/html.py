@@ -93,6 +93,8 @@ def report_section(report: Mapping[str, Any]) -> str:
             "<h3>Layer graph</h3>",
             layer_graph(layers["graph_layers"], layers["graph_edges"], layers["compared"], first),
         ]
+    elif report.get("status") == "error":
+        parts.append("<p>The check could not run: nothing to plot.</p>")
     else:
         parts.append("<p>Per-layer errors were not computed (the outputs agreed; "
                      "<code>matport verify --html</code> computes them).</p>")

@@ -202,10 +202,6 @@ def node_output_names(export: OnnxExport) -> list[str]:
 def _session(export: OnnxExport, tensors: Sequence[str], instrumented: bool):  # -> ort session
     import onnxruntime as ort
 
-    model = export.model
-    extra = [t for t in tensors if t not in {o.name for o in model.graph.output}]
-    if extra:
-        model = _with_outputs(model, extra)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     # instrumented: the graph as written (no fusions), so intermediate tensors are the layers'
@@ -217,24 +213,31 @@ def _session(export: OnnxExport, tensors: Sequence[str], instrumented: bool):  #
     options.intra_op_num_threads = torch.get_num_threads()
     try:
         return ort.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            _serialized(export.model, tensors, instrumented), options,
+            providers=["CPUExecutionProvider"],
         )
     except Exception as exc:  # onnxruntime raises its own exception types
         raise VerificationError(f"{export.path}: onnxruntime cannot load it: {exc}") from exc
 
 
-def _with_outputs(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    known = {o for n in copy.graph.node for o in n.output}
-    missing = [t for t in tensors if t not in known]
+def _serialized(model: onnx.ModelProto, tensors: Sequence[str], infer_types: bool) -> bytes:
+    """``model`` with ``tensors`` as extra graph outputs, serialized (the outputs are added for
+    the serialization only: no copy of the model). Their element types come from shape
+    inference with ``infer_types`` (helper tensors of a layer may be integers), else float."""
+    outputs = model.graph.output
+    extra = [t for t in dict.fromkeys(tensors) if t not in {o.name for o in outputs}]
+    known = {o for n in model.graph.node for o in n.output}
+    missing = [t for t in extra if t not in known]
     if missing:
         raise VerificationError(f"no node computes tensor(s): {', '.join(missing)}")
-    elem_types = _inferred_elem_types(copy)
-    for t in tensors:
-        elem = elem_types.get(t, onnx.TensorProto.FLOAT)
-        copy.graph.output.append(helper.make_tensor_value_info(t, elem, None))
-    return copy
+    elem_types = _inferred_elem_types(model) if extra and infer_types else {}
+    kept = len(outputs)
+    outputs.extend(helper.make_tensor_value_info(t, elem_types.get(t, onnx.TensorProto.FLOAT),
+                                                 None) for t in extra)
+    try:
+        return model.SerializeToString()
+    finally:
+        del outputs[kept:]
 
 
 def _inferred_elem_types(model: onnx.ModelProto) -> dict[str, int]:
