@@ -24,6 +24,7 @@ _STATUS = {"verified": ("VERIFIED", GOOD), "failed": ("FAILED", FIRST),
 _FLOOR = 1e-12  # log plot: errors below (exact zeros) are drawn at the floor
 _PLOT_W, _PLOT_H, _MARGIN = 900, 260, 56
 _LABELLED = 60  # layer graphs up to this many layers get their names written
+_GRAPH_ROW = 40  # depths per row of the layer graph
 _PAGE_STYLE = ("body{font-family:sans-serif;margin:24px;color:#212121;max-width:1000px}"
                "pre.summary{white-space:pre-wrap}"
                "svg{display:block;margin:8px 0 20px;background:#fafafa}")
@@ -157,8 +158,8 @@ def layer_graph(
     compared: Sequence[Mapping[str, Any]],
     first: str | None,
 ) -> str:
-    """The layer graph, left to right by depth: green agrees, orange differs, red the first
-    layer that parts, grey not compared.
+    """The layer graph, left to right by depth (deep graphs wrap into rows): green agrees,
+    orange differs, red the first layer that parts, grey not compared.
 
     Args:
         names: every layer, in topological order.
@@ -180,16 +181,22 @@ def layer_graph(
     labelled = len(names) <= _LABELLED
     dy = 48 if labelled else 26  # room for the names
     lanes: dict[int, int] = {}
-    pos: dict[str, tuple[float, float]] = {}
     for n in names:
-        lane = lanes.get(depth[n], 0)
-        lanes[depth[n]] = lane + 1
-        pos[n] = (30 + 26 * depth[n], 24 + dy * lane)
-    w = 60 + 26 * max(depth.values(), default=0)
-    h = 24 + dy * max(lanes.values(), default=1)
+        lanes[depth[n]] = lanes.get(depth[n], 0) + 1
+    band = 16 + dy * max(lanes.values(), default=1)  # one row of depths, wrapped like text
+    pos: dict[str, tuple[float, float]] = {}
+    used: dict[int, int] = {}
+    for n in names:
+        row, col = divmod(depth[n], _GRAPH_ROW)
+        lane = used.get(depth[n], 0)
+        used[depth[n]] = lane + 1
+        pos[n] = (30 + 26 * col, 24 + band * row + dy * lane)
+    deepest = max(depth.values(), default=0)
+    w = 60 + 26 * min(deepest, _GRAPH_ROW - 1)
+    h = 8 + band * (deepest // _GRAPH_ROW + 1)
     colors = {e["layer"]: GOOD if e["holds"] else BAD for e in compared}
     out = [f'<svg id="layer-graph" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" '
-           f'width="{min(100, w // 5)}%" style="max-height:420px" role="img" '
+           f'width="{min(100, w // 5)}%" role="img" '
            f'aria-label="layer graph">']
     for s, d in edges:
         if s in pos and d in pos:
