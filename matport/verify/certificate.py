@@ -123,6 +123,10 @@ def _match(
     """None when some layout of an initializer in ``pool`` equals ``tensor`` bit for bit, else
     the closest one (``max_abs_diff`` set) or a missing entry."""
     flat = tensor.reshape(-1)
+    for init in pool:  # fast path: most tensors hold their initializer's values as stored
+        a = init.array.reshape(-1)
+        if a.size == flat.size and np.array_equal(a[:8], flat[:8]) and np.array_equal(a, flat):
+            return None
     best: tuple[int, float, _Initializer, str] | None = None
     for init in pool:
         for layout, cand in _onnx_layouts(init.layer_type, init.array):
