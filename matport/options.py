@@ -3,6 +3,3 @@
 #: How a network becomes a module: torchvision's resnet50 (or fail), matport's general graph
 #: module, or resnet50 when the network fits and the graph module otherwise.
 FAMILIES = ("auto", "resnet50", "graph")
-
-#: Default relative tolerance of ``matport verify`` (float32 arithmetic).
-DEFAULT_RTOL = 1e-4

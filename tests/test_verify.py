@@ -1,5 +1,5 @@
 """matport verify: converted models against MATLAB's ONNX exports (real pairs from the corpus and
-MATLAB-style exports built by tests/matlab_onnx_export.py from MATLAB-layout arrays)."""
+MATLAB-style exports built by matport.synth.onnx_export from MATLAB-layout arrays)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,16 @@ import torch
 from onnx import numpy_helper
 
 from matport.cli import verify_cmd
+from matport.convert.api import load
 from matport.errors import VerificationError
 from matport.network.model import Connection, Layer, Network, Normalization
 from matport.synth import onnx_export as matlab_onnx_export
-from matport.verify import onnx_run, verify
-from matport.verify.api import REPORT_SCHEMA, VerifyReport, export_onnx
+from matport.verify import REPORT_SCHEMA, VerifyReport, onnx_run, verify
+from matport.verify.export import export_onnx
+from tests.support.paths import corpus_file
 
 torch.set_num_threads(1)
 
-CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"
 CCN = ("ccnmaastricht__Object_recognition/net.mat", "ccnmaastricht__Object_recognition/net.onnx")
 JAUME = (
     "JaumeSanCol__Computer_Vision-RAG_for_recycling/CV__ModeloReciclarIA_Entrenado.mat",
@@ -32,13 +33,6 @@ JAUME = (
 NISITKA = ("Nisitka__AllMatLab/newNet.mat", "Nisitka__AllMatLab/net.onnx")
 FACEGATE = "flatline-84__facegate/support_programs__NN_V03_01.onnx"
 _P = "nnet.cnn.layer."
-
-
-def corpus(rel: str) -> Path:
-    path = CORPUS / rel
-    if not path.is_file():
-        pytest.skip(f"corpus file {rel} absent")
-    return path
 
 
 def validate(report: VerifyReport) -> dict:
@@ -172,11 +166,11 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Network, Path]:
 
 
 def test_corpus_exports_are_recognised_and_run() -> None:
-    ccn = onnx_run.load_export(corpus(CCN[1]))
+    ccn = onnx_run.load_export(corpus_file(CCN[1]))
     assert (ccn.release, ccn.opset, ccn.batch_fixed, ccn.input_name) == ("R2019a", 8, True,
                                                                       "imageinput")
     assert ccn.ends_in_softmax and "conv_1_W" in ccn.initializers
-    jaume = onnx_run.load_export(corpus(JAUME[1]))
+    jaume = onnx_run.load_export(corpus_file(JAUME[1]))
     assert (jaume.release, jaume.opset, jaume.batch_fixed) == ("R2024b", 14, False)
     x = np.random.default_rng(0).uniform(0, 255, (3, 3, 224, 224)).astype(np.float32)
     probs = onnx_run.run(jaume, x)["softmax"]
@@ -190,7 +184,7 @@ def test_corpus_exports_are_recognised_and_run() -> None:
 
 
 def test_opset6_export_is_upgraded_and_runs() -> None:
-    export = onnx_run.load_export(corpus(FACEGATE))
+    export = onnx_run.load_export(corpus_file(FACEGATE))
     assert export.opset == 6 and export.release == "R2018a" and export.notes
     x = np.random.default_rng(1).uniform(0, 255, (2, 1, 350, 350)).astype(np.float32)
     out = onnx_run.run(export, x, ["conv_1"])
@@ -200,11 +194,11 @@ def test_opset6_export_is_upgraded_and_runs() -> None:
 
 def test_custom_operators_are_refused_with_the_reason() -> None:
     with pytest.raises(VerificationError, match=r"com\.mathworks:MaxUnpool.*decoder3_unpool"):
-        onnx_run.load_export(corpus(NISITKA[1]))
+        onnx_run.load_export(corpus_file(NISITKA[1]))
 
 
 def test_nisitka_gives_exit_status_2(capsys: pytest.CaptureFixture[str]) -> None:
-    mat, onx = corpus(NISITKA[0]), corpus(NISITKA[1])
+    mat, onx = corpus_file(NISITKA[0]), corpus_file(NISITKA[1])
     assert cli(str(mat), str(onx), "--json") == 2
     data = json.loads(capsys.readouterr().out)
     jsonschema.validate(data, REPORT_SCHEMA)
@@ -214,9 +208,8 @@ def test_nisitka_gives_exit_status_2(capsys: pytest.CaptureFixture[str]) -> None
 def test_the_matport_command_runs_verify() -> None:
     from matport import cli as matport_cli
 
-    if "verify" not in matport_cli.COMMANDS:
-        pytest.skip("verify is not registered in matport.cli.COMMANDS yet")
-    assert matport_cli.main(["verify", str(corpus(NISITKA[0])), str(corpus(NISITKA[1]))]) == 2
+    mat, onx = corpus_file(NISITKA[0]), corpus_file(NISITKA[1])
+    assert matport_cli.main(["verify", str(mat), str(onx)]) == 2
 
 
 # --- real pairs -----------------------------------------------------------------------------
@@ -224,8 +217,7 @@ def test_the_matport_command_runs_verify() -> None:
 
 @pytest.mark.parametrize("pair, arrays", [(CCN, 23), (JAUME, 21)])
 def test_corpus_pairs_verify(pair: tuple[str, str], arrays: int) -> None:
-    pytest.importorskip("matport.network.find")
-    report = verify(corpus(pair[0]), corpus(pair[1]), num_random=4)
+    report = verify(corpus_file(pair[0]), corpus_file(pair[1]), num_random=4)
     data = validate(report)
     assert report.passed and data["status"] == "verified", report.summary()
     assert report.weights is not None
@@ -236,8 +228,7 @@ def test_corpus_pairs_verify(pair: tuple[str, str], arrays: int) -> None:
 
 def test_cli_exit_statuses_on_a_real_pair(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("matport.network.find")
-    mat, onx = corpus(CCN[0]), corpus(CCN[1])
+    mat, onx = corpus_file(CCN[0]), corpus_file(CCN[1])
     assert cli(str(mat), str(onx), "--num-random", "2") == 0
     assert "VERIFIED" in capsys.readouterr().out
     bad = tmp_path / "bad.onnx"
@@ -245,8 +236,9 @@ def test_cli_exit_statuses_on_a_real_pair(tmp_path: Path,
     assert cli(str(mat), str(bad), "--num-random", "2", "--json") == 1
     data = json.loads(capsys.readouterr().out)
     jsonschema.validate(data, REPORT_SCHEMA)
-    assert [(e["layer"], e["array"]) for e in data["weights"]["differing"]] == [
-        ("conv_2", "Weights")]
+    # the certificate names the model's own tensor and the initializer it should equal
+    assert [(e["layer"], e["onnx_initializer"]) for e in data["weights"]["differing"]] == [
+        ("conv_2", "conv_2_W")]
     assert data["divergence"]["layer"] == "conv_2"
     assert cli(str(mat), str(tmp_path / "missing.onnx")) == 2
     assert "cannot read" in capsys.readouterr().err
@@ -259,13 +251,12 @@ def test_cli_exit_statuses_on_a_real_pair(tmp_path: Path,
 
 
 def test_checks_that_cannot_run_give_exit_status_2(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("matport.network.find")
-    ccn_onnx = str(corpus(CCN[1]))
+    ccn_onnx = str(corpus_file(CCN[1]))
     # another network's export: its input does not fit
-    assert cli(str(corpus(JAUME[0])), ccn_onnx) == 2
+    assert cli(str(corpus_file(JAUME[0])), ccn_onnx) == 2
     assert "declared [1, 3, 150, 150]" in capsys.readouterr().err
     # a network that does not convert (FunctionLayers): the conversion error is the reason
-    functions = corpus("pac48__latent-control-idea/TFNet__TFNetPretrained.mat")
+    functions = corpus_file("pac48__latent-control-idea/TFNet__TFNetPretrained.mat")
     assert cli(str(functions), ccn_onnx, "--json") == 2
     data = json.loads(capsys.readouterr().out)
     assert data["status"] == "error" and "FunctionLayer" in data["reason"]
@@ -313,6 +304,118 @@ def test_a_wrong_model_is_caught_at_the_layer_that_parts(small) -> None:
     assert "bn_a" in (report.reason or "")
 
 
+def test_instrumented_session_only_when_outputs_differ_or_asked(small, monkeypatch) -> None:
+    net, path = small
+    sessions: list[bool] = []
+    real = onnx_run._session
+
+    def recording(export, tensors, instrumented):
+        sessions.append(instrumented)
+        return real(export, tensors, instrumented)
+
+    monkeypatch.setattr(onnx_run, "_session", recording)
+    report = verify(SmallModel(net), path, network=net, num_random=3)
+    assert report.passed and report.layers is None and sessions == [False]
+    sessions.clear()
+    report = verify(SmallModel(net), path, network=net, num_random=3, per_layer=True)
+    validate(report)
+    assert report.passed and sessions == [False, True] and report.layers is not None
+    compared = [e.layer for e in report.layers.compared]
+    assert compared == ["in", "conv_a", "bn_a", "relu_a", "conv_b", "relu", "pool", "fc"]
+    assert all(e.holds for e in report.layers.compared)
+    sessions.clear()
+    model = SmallModel(net)
+    model.bn_a.eps = 1e-5
+    report = verify(model, path, network=net, num_random=3)
+    assert not report.passed and sessions == [False, True] and report.layers is not None
+    assert [e.layer for e in report.layers.compared if not e.holds][0] == "bn_a"
+
+
+class ProbabilitiesModel(SmallModel):
+    """`SmallModel` returning MATLAB's probabilities (its softmax inside the model)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(super().forward(x), dim=1)
+
+
+def test_logits_and_probabilities_are_both_compared(small) -> None:
+    net, path = small
+    report = verify(SmallModel(net), path, network=net, num_random=3)
+    assert report.passed and report.outputs is not None
+    assert report.outputs.model_output == "logits" and report.outputs.logits is not None
+    assert report.inputs is not None and report.inputs["distribution"].startswith("uniform 0-255")
+    report = verify(ProbabilitiesModel(net), path, network=net, num_random=3)
+    validate(report)
+    assert report.passed and report.outputs is not None, report.summary()
+    assert report.outputs.model_output == "probabilities"
+    assert not report.outputs.softmax_applied_to_torch
+    assert report.outputs.logits is not None and report.outputs.logits.holds
+    # the same shift of every logit leaves the probabilities exactly as they were: only the
+    # logits can tell, whichever of the two the model returns
+    for cls in (SmallModel, ProbabilitiesModel):
+        model = cls(net)
+        model.fc.bias.data = model.fc.bias.data + 3.0  # not in place: it shares `net`'s array
+        report = verify(model, path, network=net, num_random=3)
+        assert report.outputs is not None and report.outputs.probabilities.holds
+        assert report.outputs.logits is not None and not report.outputs.logits.holds
+        assert not report.passed and "outputs differ" in (report.reason or "")
+
+
+def test_certificate_checks_the_models_own_tensors(small) -> None:
+    net, path = small
+    model = SmallModel(net)
+    changed = model.conv_b.weight.data.clone()  # a copy: the model's arrays may share `net`'s
+    changed[0, 0, 0, 0] += 1e-3  # the model, not the MATLAB network
+    model.conv_b.weight.data = changed
+    report = verify(model, path, network=net, num_random=2)
+    validate(report)
+    assert report.weights is not None and report.weights.checked == 11
+    assert [(e.layer, e.tensor, e.onnx_initializer) for e in report.weights.differing] == [
+        ("conv_b", "conv_b.weight", "conv_b_W")]
+    assert report.weights.differing[0].max_abs_diff == pytest.approx(1e-3, rel=1e-3)
+    assert not report.passed
+    # the normalization the model's preprocess applies is certified too
+    model = SmallModel(net)
+    model.matport.normalization = Normalization(
+        "zerocenter", mean=net.layer("in").normalization.mean + 1)
+    report = verify(model, path, network=net, num_random=2)
+    assert report.weights is not None
+    assert [e.tensor for e in report.weights.differing] == ["matport.normalization.mean"]
+
+
+@pytest.mark.parametrize("norm, low, high, described", [
+    (Normalization("rescale-zero-one", min=np.full((1, 1, 3), -2.0), max=np.full((1, 1, 3), 3.0)),
+     -2.0, 3.0, "Min and Max"),
+    (Normalization("rescale-symmetric", min=np.float32(0.0), max=np.float32(1.0)), 0.0, 1.0,
+     "Min and Max"),
+    (Normalization("zerocenter", mean=np.full((4, 5, 3), 0.45)), 0.0, 1.0, "uniform 0-1"),
+    (Normalization("zerocenter", mean=np.full((1, 1, 3), 120.0)), 0.0, 255.0, "0-255 pixels"),
+    (Normalization("none"), 0.0, 1.0, "uniform 0-1"),
+])
+def test_random_inputs_follow_the_input_layer_statistics(norm, low, high, described) -> None:
+    from matport.convert.info import ModelInfo
+    from matport.verify.inputs import random_raw
+
+    info = ModelInfo(class_names=None, input_size=(4, 5, 3), layout="NCHW", normalization=norm)
+    x, how = random_raw(info, 64, np.random.default_rng(0), None)
+    assert x.shape == (64, 3, 4, 5) and described in how
+    assert low <= x.min() < low + 0.05 * (high - low)
+    assert high - 0.05 * (high - low) < x.max() <= high
+
+
+def test_zscore_inputs_have_the_layer_mean_and_deviation() -> None:
+    from matport.convert.info import ModelInfo
+    from matport.verify.inputs import random_raw
+
+    mean, std = np.array([10.0, -3.0], np.float32), np.array([2.0, 0.5], np.float32)
+    info = ModelInfo(class_names=None, input_size=(2,), layout="NC",
+                     normalization=Normalization("zscore", mean=mean, std=std))
+    x, how = random_raw(info, 20000, np.random.default_rng(1), None)
+    assert "Mean and StandardDeviation" in how
+    np.testing.assert_allclose(x.mean(0), mean, atol=0.05)
+    np.testing.assert_allclose(x.std(0), std, rtol=0.03)
+
+
 def test_given_inputs_and_a_folder_of_images(small, tmp_path: Path) -> None:
     from PIL import Image
 
@@ -326,7 +429,8 @@ def test_given_inputs_and_a_folder_of_images(small, tmp_path: Path) -> None:
     report = verify(SmallModel(net), path, network=net, inputs=given, images_dir=tmp_path)
     data = validate(report)
     assert report.passed, report.summary()
-    assert (data["inputs"]["random"], data["inputs"]["images"]) == (3, 2)
+    assert (data["inputs"]["random"], data["inputs"]["given"], data["inputs"]["images"]) == (
+        0, 3, 2)
 
 
 def test_export_onnx_round_trip(small, tmp_path: Path) -> None:
@@ -353,8 +457,10 @@ def test_inputs_that_do_not_fit_the_export_cannot_be_checked(small, tmp_path: Pa
 
 
 def test_error_report_validates() -> None:
-    data = validate(VerifyReport.error("no such file", "x.onnx", "x.mat"))
+    report = VerifyReport.error("no such file", "x.onnx", "x.mat")
+    data = validate(report)
     assert data["status"] == "error" and data["outputs"] is None
+    assert report.summary() == "COULD NOT VERIFY: x.mat against x.onnx\n  reason: no such file"
     jsonschema.Draft202012Validator.check_schema(REPORT_SCHEMA)
 
 
@@ -407,7 +513,6 @@ def feature_network() -> Network:
 
 
 def test_sequence_network_with_onnx_lstm_layout(tmp_path: Path) -> None:
-    load = pytest.importorskip("matport.convert.api").load
     net = lstm_network()
     path = matlab_onnx_export.export(net, tmp_path / "lstm.onnx", sequence_length=7)
     model = load(net)
@@ -415,18 +520,22 @@ def test_sequence_network_with_onnx_lstm_layout(tmp_path: Path) -> None:
     data = validate(report)
     assert report.passed, report.summary()
     assert (data["onnx"]["input_shape"], data["onnx"]["batch_axis"]) == ([7, 1, 3], 1)
-    # InputWeights/RecurrentWeights/Bias match only after reordering the gates to ONNX's order
-    assert report.weights is not None and report.weights.identical == report.weights.checked == 8
+    # nn.LSTM's weight_ih/weight_hh/bias_ih/bias_hh match ONNX's W/R/B only with the gates in
+    # MATLAB's order again and B split into [Wb, Rb]; plus initial h/c, the FC and the mean
+    assert report.weights is not None and report.weights.identical == report.weights.checked == 9
     # a transplant that forgot MATLAB's single bias (bias_hh must stay zero) parts at the LSTM
     with torch.no_grad():
         model.get_submodule(model.matport.layer_map["lstm"]).rnn.bias_hh_l0.fill_(0.5)
     report = verify(model, path, network=net, num_random=3)
     assert not report.passed and report.divergence is not None
     assert (report.divergence.layer, report.divergence.last_agreeing_layer) == ("lstm", "seq")
+    assert report.weights is not None
+    [entry] = report.weights.differing
+    assert (entry.layer, entry.max_abs_diff) == ("lstm", 0.5)
+    assert entry.tensor.endswith("rnn.bias_hh_l0") and "recurrent bias" in (entry.layout or "")
 
 
 def test_export_onnx_of_a_sequence_model(tmp_path: Path) -> None:
-    load = pytest.importorskip("matport.convert.api").load
     net = lstm_network()
     model = load(net)
     path = export_onnx(model, tmp_path / "lstm.onnx")
@@ -437,7 +546,6 @@ def test_export_onnx_of_a_sequence_model(tmp_path: Path) -> None:
 
 
 def test_feature_network_regression_outputs(tmp_path: Path) -> None:
-    load = pytest.importorskip("matport.convert.api").load
     net = feature_network()
     path = matlab_onnx_export.export(net, tmp_path / "features.onnx")
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
@@ -454,9 +562,10 @@ def test_feature_network_regression_outputs(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def resnet50(tmp_path_factory: pytest.TempPathFactory):
-    from matport.synth import resnet50 as fixture
-    load_resnet50 = pytest.importorskip("matport.convert.families.resnet50").load_resnet50
-    net = fixture.finetuned()
+    from matport.convert.families.resnet50 import load_resnet50
+    from matport.synth.resnet50 import finetuned
+
+    net = finetuned()
     return net, load_resnet50(net), matlab_onnx_export.build(net)
 
 
@@ -469,8 +578,10 @@ def test_resnet50_matlab_style_export_verifies(resnet50, tmp_path: Path) -> None
     report = verify(model, path, network=net, num_random=2)
     validate(report)
     assert report.passed, report.summary()
-    assert report.weights is not None and report.weights.checked == 321
-    assert report.weights.identical == 321
+    # 53 conv weights (their biases folded into the BatchNorm means), 53 x 4 BatchNorm
+    # tensors, the FC's 2 and the mean image
+    assert report.weights is not None and report.weights.checked == 268
+    assert report.weights.identical == 268
     assert report.outputs is not None and report.outputs.top1_agreement == 1.0
     assert report.outputs.softmax_applied_to_torch  # torchvision's resnet50 returns logits
 
@@ -485,8 +596,8 @@ def test_resnet50_with_one_weight_changed_fails_naming_the_layer(resnet50,
     data = validate(report)
     assert data["status"] == "failed" and not report.passed
     assert report.weights is not None
-    assert [(e.layer, e.array) for e in report.weights.differing] == [
-        ("res3b_branch2b", "Weights")]
+    assert [(e.layer, e.tensor) for e in report.weights.differing] == [
+        ("res3b_branch2b", "layer2.1.conv2.weight")]
     assert report.weights.differing[0].max_abs_diff == pytest.approx(0.5)
     d = report.divergence
     assert d is not None and d.layer is not None
@@ -494,4 +605,4 @@ def test_resnet50_with_one_weight_changed_fails_naming_the_layer(resnet50,
     # its own: the first layer compared after it is its BatchNorm
     assert d.layer == "bn3b_branch2b" and d.last_agreeing_layer == "bn3b_branch2a"
     assert "res3b_branch2b" in d.unmapped_between
-    assert "res3b_branch2b.Weights" in (report.reason or "")
+    assert "layer2.1.conv2.weight (res3b_branch2b)" in (report.reason or "")

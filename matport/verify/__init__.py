@@ -1,7 +1,10 @@
 """Proof that a conversion computes what MATLAB computed: MATLAB's own ONNX export run in
-onnxruntime (``onnx_run``), compared output by output, a certificate that the weights are
-MATLAB's, and the first diverging layer when outputs differ.
+onnxruntime, compared output by output, a certificate that the model's weights are the export's,
+and the first diverging layer when outputs differ.
 
+``check`` runs one check; ``onnx_run`` (the export in onnxruntime), ``torch_run`` (the model),
+``inputs``, ``compare``, ``certificate``, ``divergence`` do its parts; ``report`` + ``schema``
+hold the result, ``html`` draws it; ``export`` writes a converted model as ONNX.
 Importing this package loads neither torch nor onnx; :func:`verify` does, on first call.
 """
 
@@ -10,14 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from matport.options import DEFAULT_RTOL
+from matport.verify.report import DEFAULT_RTOL, REPORT_SCHEMA, VerifyReport
 
 if TYPE_CHECKING:
     import numpy as np
     from torch import nn
 
     from matport.network.model import Network
-    from matport.verify.api import VerifyReport
 
 
 def verify(
@@ -32,6 +34,7 @@ def verify(
     variable: str | None = None,
     network: Network | None = None,
     family: str = "auto",
+    per_layer: bool = False,
 ) -> VerifyReport:
     """Compare a converted model (or the network in a .mat file) with an ONNX export of it.
 
@@ -41,28 +44,33 @@ def verify(
         onnx_path: MATLAB's ``exportONNXNetwork`` output (or matport's own export).
         inputs: raw inputs (MATLAB contract: batch first, the model's layout) used instead of
             ``num_random`` random inputs.
-        num_random: how many random inputs to draw.
+        num_random: how many random inputs to draw, from the input layer's own statistics
+            (``report.inputs["distribution"]`` says how).
         images_dir: a folder of images added to the inputs.
         rtol: relative tolerance: ``max|torch - onnx| <= rtol * max|onnx|``.
         seed: seed of the random inputs.
         variable: the network's variable when ``model_or_mat`` is a file holding several.
-        network: the MATLAB network for the weights certificate when ``model_or_mat`` is a model
-            (by default re-read from ``model.matport.source``).
+        network: the MATLAB network behind a given model: its layer order, names and types
+            for the per-layer comparison and the certificate (by default re-read from
+            ``model.matport.source``; without it the ONNX graph's order is used).
         family: how a file or Network is converted, as ``matport convert`` does.
+        per_layer: compare every layer even when the outputs agree (``report.layers``, what an
+            HTML report plots); by default only a plain, optimized onnxruntime session runs,
+            and the instrumented per-layer comparison only when the outputs differ.
 
     Returns:
-        A :class:`~matport.verify.api.VerifyReport` (``passed``, per-output errors, weights
-        certificate, first diverging layer).
+        A :class:`~matport.verify.report.VerifyReport` (``passed``, the inputs used, output and
+        logit errors, the certificate of the model's tensors, the first diverging layer).
 
     Raises:
         VerificationError: (or another :class:`~matport.errors.MatportError`) when the check
             cannot run.
     """
-    from matport.verify.api import run_verify
+    from matport.verify.check import run_verify
 
     return run_verify(model_or_mat, onnx_path, inputs=inputs, num_random=num_random,
                       images_dir=images_dir, rtol=rtol, seed=seed, variable=variable,
-                      network=network, family=family)
+                      network=network, family=family, per_layer=per_layer)
 
 
-__all__ = ["verify"]
+__all__ = ["DEFAULT_RTOL", "REPORT_SCHEMA", "VerifyReport", "verify"]

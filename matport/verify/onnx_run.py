@@ -126,15 +126,25 @@ def load_export(path: str | Path) -> OnnxExport:
 
 
 def run(
-    export: OnnxExport, x: np.ndarray, tensors: Sequence[str] = ()
+    export: OnnxExport, x: np.ndarray, tensors: Sequence[str] = (), *, instrumented: bool = False
 ) -> dict[str, np.ndarray]:
-    """Run ``x`` (batch first, each sample shaped like ``export.sample_shape``) through the
-    export; return the output and the named ``tensors``, batch first.
+    """Run ``x`` through the export; return the output and the named ``tensors``, batch first.
 
     A batch fixed at 1, or a batch axis other than the first, is fed one sample at a time; the
     results are then concatenated (batch axis 0) or stacked on a new first axis.
+
+    Args:
+        export: the loaded export.
+        x: the batch, each sample shaped like ``export.sample_shape``.
+        tensors: intermediate tensors to return as well.
+        instrumented: compute the graph exactly as written (no operator fusion), so that
+            intermediate tensors are the layers' own outputs; the default is onnxruntime's
+            fully optimized session, for checking the final outputs fast.
+
+    Returns:
+        Tensor name -> value, for the output and ``tensors``.
     """
-    session = _session(export, tensors)
+    session = _session(export, tensors, instrumented)
     names = [export.output_name, *[t for t in tensors if t != export.output_name]]
     x = np.ascontiguousarray(x, dtype=np.float32)
     axis = export.batch_axis
@@ -189,39 +199,45 @@ def node_output_names(export: OnnxExport) -> list[str]:
     return [o for node in export.model.graph.node for o in node.output if o]
 
 
-def _session(export: OnnxExport, tensors: Sequence[str]):  # -> ort.InferenceSession
+def _session(export: OnnxExport, tensors: Sequence[str], instrumented: bool):  # -> ort session
     import onnxruntime as ort
 
-    model = export.model
-    extra = [t for t in tensors if t not in {o.name for o in model.graph.output}]
-    if extra:
-        model = _with_outputs(model, extra)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    # compute the graph as written (no fusions), so intermediate and final outputs agree
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    # instrumented: the graph as written (no fusions), so intermediate tensors are the layers'
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_DISABLE_ALL if instrumented
+        else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    )
     # as many threads as torch uses: parallel workers (matport migrate) each set torch to one
     options.intra_op_num_threads = torch.get_num_threads()
     try:
         return ort.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            _serialized(export.model, tensors, instrumented), options,
+            providers=["CPUExecutionProvider"],
         )
     except Exception as exc:  # onnxruntime raises its own exception types
         raise VerificationError(f"{export.path}: onnxruntime cannot load it: {exc}") from exc
 
 
-def _with_outputs(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    known = {o for n in copy.graph.node for o in n.output}
-    missing = [t for t in tensors if t not in known]
+def _serialized(model: onnx.ModelProto, tensors: Sequence[str], infer_types: bool) -> bytes:
+    """``model`` with ``tensors`` as extra graph outputs, serialized (the outputs are added for
+    the serialization only: no copy of the model). Their element types come from shape
+    inference with ``infer_types`` (helper tensors of a layer may be integers), else float."""
+    outputs = model.graph.output
+    extra = [t for t in dict.fromkeys(tensors) if t not in {o.name for o in outputs}]
+    known = {o for n in model.graph.node for o in n.output}
+    missing = [t for t in extra if t not in known]
     if missing:
         raise VerificationError(f"no node computes tensor(s): {', '.join(missing)}")
-    elem_types = _inferred_elem_types(copy)
-    for t in tensors:
-        elem = elem_types.get(t, onnx.TensorProto.FLOAT)
-        copy.graph.output.append(helper.make_tensor_value_info(t, elem, None))
-    return copy
+    elem_types = _inferred_elem_types(model) if extra and infer_types else {}
+    kept = len(outputs)
+    outputs.extend(helper.make_tensor_value_info(t, elem_types.get(t, onnx.TensorProto.FLOAT),
+                                                 None) for t in extra)
+    try:
+        return model.SerializeToString()
+    finally:
+        del outputs[kept:]
 
 
 def _inferred_elem_types(model: onnx.ModelProto) -> dict[str, int]:
