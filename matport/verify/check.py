@@ -114,6 +114,7 @@ def _run_and_compare(
     return compare_outputs(
         torch_out, torch_logits, ran[export.output_name], ran.get(logits_tensor or ""), export,
         class_axis(info.layout), rtol, classes=export.ends_in_softmax or bool(info.class_names),
+        returns_logits=info.postprocess == "softmax",
     )
 
 

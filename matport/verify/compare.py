@@ -69,9 +69,10 @@ def compare_outputs(
     class_axis: int,
     rtol: float,
     classes: bool,
+    returns_logits: bool,
 ) -> tuple[OutputCheck, np.ndarray]:
     """Outputs like with like. When the export ends in Softmax, a model that returns logits
-    (anything but probabilities along the class axis) has its output compared with the
+    (its ``ModelInfo.postprocess`` is ``"softmax"``) has its output compared with the
     Softmax's input and, through a softmax, with the export's output; a model that returns
     probabilities is compared with the output, and ``torch_logits`` (captured from the module
     feeding its softmax) with the Softmax's input.
@@ -85,11 +86,12 @@ def compare_outputs(
         class_axis: the class axis of the outputs.
         rtol: the relative tolerance.
         classes: whether the outputs are class scores (top-k agreement is reported).
+        returns_logits: whether the model leaves MATLAB's final softmax to post-processing.
 
     Returns:
         The comparison and each input's largest error (to pick the input to trace).
     """
-    softmax_applied = export.ends_in_softmax and not _is_probability(torch_out, class_axis)
+    softmax_applied = export.ends_in_softmax and returns_logits
     model_output: ModelOutput = "outputs"
     if export.ends_in_softmax:
         model_output = "logits" if softmax_applied else "probabilities"
@@ -130,12 +132,6 @@ def class_axis(layout: str) -> int:
         -1 (last) for sequences, else 1.
     """
     return -1 if layout == "NTC" else 1
-
-
-def _is_probability(t: np.ndarray, axis: int) -> bool:
-    if t.ndim < 2 or t.min() < 0 or t.max() > 1:
-        return False
-    return bool(np.allclose(t.sum(axis=axis), 1.0, atol=1e-4))
 
 
 def _softmax(t: np.ndarray, axis: int) -> np.ndarray:
