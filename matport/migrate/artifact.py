@@ -21,40 +21,43 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from matport.convert.info import ModelInfo
 from matport.errors import MatportError, MigrationError
+from matport.files import fsync_folder, is_temporary, write_temporary
 from matport.migrate.report import FileResult, NetworkResult, one_line
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from matport.migrate.runner import Family
     from matport.network.find import NetworkRef
     from matport.network.model import Network
 
+#: the weights file of an artifact
+WeightsFormat = Literal["pt", "safetensors"]
 FORMATS = {"pt": ".pt", "safetensors": ".safetensors"}
 ARTIFACT_FORMAT = "matport.migration-artifact/1"
-TMP_SUFFIX = ".matport-tmp"
-_TMP_NAME = re.compile(r"\..+\.\d+" + re.escape(TMP_SUFFIX) + r"\Z")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _CHUNK = 1 << 20
 
 
 @dataclass
 class FileTask:
-    """A file to migrate, as a worker receives it (``relative``: its path under its source
-    folder; ``onnx``: MATLAB's export beside it, if any; hashes None: the worker computes them)."""
+    """A file to migrate, as a worker receives it (``relative``: the path its artifacts mirror;
+    ``onnx``: MATLAB's export that checks it, if any; hashes None: the worker computes them)."""
 
     source: str
     relative: str
     out: str
     size: int
     onnx: str | None
-    format: str
-    mode: str
+    format: WeightsFormat
+    family: Family
     sha256: str | None = None
     onnx_sha256: str | None = None
+    signature: tuple[int, ...] | None = None  # source_signature() when sha256 was taken
 
     @property
     def folder(self) -> Path:
@@ -77,57 +80,29 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def source_signature(path: str | os.PathLike[str]) -> tuple[int, ...]:
+    """What changes when a file is rewritten (size, modification and change times, inode): a
+    source whose signature is the same after its migration as when it was hashed is unchanged.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The signature.
+    """
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
 # ---------------------------------------------------------------------------------------------
 # files on disk
-
-
-def write_atomic(path: Path, data: bytes | Callable[[Path], None]) -> None:
-    """Write ``path`` all or nothing: :func:`write_temporary`, then rename it over ``path``."""
-    tmp = write_temporary(path, data)
-    try:
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    _fsync_folder(path.parent)
-
-
-def write_temporary(path: Path, data: bytes | Callable[[Path], None]) -> Path:
-    """Write ``data`` (bytes, or a function writing the file it is given) to a temporary file
-    beside ``path``, fsynced; returns its name (:func:`remove_unfinished` knows the pattern)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    try:
-        if isinstance(data, bytes):
-            tmp.write_bytes(data)
-        else:
-            data(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    return tmp
-
-
-def _fsync_folder(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def remove_temporary_files(folder: Path) -> None:
     """Delete the temporary files of :func:`write_temporary` under ``folder``, at any depth."""
     for here, _dirs, files in os.walk(folder):
         for name in files:
-            if _TMP_NAME.match(name):
+            if is_temporary(name):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(here, name))
 
@@ -143,7 +118,7 @@ def remove_unfinished(folder: Path) -> None:
     weights = tuple(FORMATS.values())
     for name in names:
         stem, ext = os.path.splitext(name)
-        if _TMP_NAME.match(name) or (ext in weights and f"{stem}.json" not in names):
+        if is_temporary(name) or (ext in weights and f"{stem}.json" not in names):
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 os.unlink(folder / name)
 
@@ -200,11 +175,14 @@ def _migrate_networks(task: FileTask, result: FileResult) -> None:
     from matport.network import find_networks
 
     try:
-        task.sha256 = result.sha256 = task.sha256 or file_sha256(task.source)
-        if task.onnx:
-            task.onnx_sha256 = result.onnx_sha256 = task.onnx_sha256 or file_sha256(task.onnx)
+        if task.sha256 is None:
+            task.signature = source_signature(task.source)
+            task.sha256 = file_sha256(task.source)
+        if task.onnx and task.onnx_sha256 is None:
+            task.onnx_sha256 = file_sha256(task.onnx)
     except OSError as exc:
         raise MigrationError(f"{task.source}: cannot read: {exc}") from None
+    result.sha256, result.onnx_sha256 = task.sha256, task.onnx_sha256
     refs = find_networks(read(task.source))
     for ref, name in zip(refs, artifact_names([r.path for r in refs]), strict=True):
         net_result = NetworkResult(ref.path, ref.class_name)
@@ -215,7 +193,7 @@ def _migrate_networks(task: FileTask, result: FileResult) -> None:
             raise MemoryError
         if reason is not None:
             net_result.reason = reason
-    if file_sha256(task.source) != task.sha256:
+    if source_signature(task.source) != task.signature:
         raise MigrationError(f"{task.source}: the file changed during the migration")
 
 
@@ -239,7 +217,7 @@ def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
     from matport.network import network_from_ref
 
     net = network_from_ref(ref, task.source)
-    model, note = convert_network(net, task.mode)
+    model, note = convert_network(net, task.family)
     result.family = _info(model).architecture.get("family")
     result.parameters = sum(p.numel() for p in model.parameters())
     result.verification, full_report = _verify(model, net, task.onnx, count)
@@ -259,7 +237,7 @@ def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
         for tmp in temporary:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-    _fsync_folder(task.folder)
+    fsync_folder(task.folder)
     out = Path(task.out)
     result.weights = weights.relative_to(out).as_posix()
     result.metadata = metadata.relative_to(out).as_posix()

@@ -71,7 +71,7 @@ class MigrationReport:
     out: str
     sources: list[str]
     format: str
-    mode: str
+    family: str
     jobs: int
     seconds: float
     files: list[FileResult]
@@ -93,7 +93,7 @@ class MigrationReport:
 
         return {
             "format": REPORT_FORMAT, "matport_version": matport.__version__, "out": self.out,
-            "sources": self.sources, "artifact_format": self.format, "mode": self.mode,
+            "sources": self.sources, "artifact_format": self.format, "family": self.family,
             "jobs": self.jobs, "seconds": round(self.seconds, 3), "counts": self.counts(),
             "files": [f.to_dict() for f in self.files],
         }
@@ -118,7 +118,7 @@ class MigrationReport:
         lines = [
             "# matport migration report", "",
             f"- sources: {', '.join(f'`{s}`' for s in self.sources)}",
-            f"- output: `{self.out}` ({self.format}, mode {self.mode}, "
+            f"- output: `{self.out}` ({self.format}, family {self.family}, "
             f"{self.jobs} job{'s' if self.jobs > 1 else ''})",
             f"- {len(self.files)} files in {self.seconds:.1f} s: " + ", ".join(
                 f"{v} {k}" for k, v in c.items()), "",
