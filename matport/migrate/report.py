@@ -25,6 +25,8 @@ class NetworkResult:
     metadata: str | None = None
     weights_size: int = 0
     metadata_size: int = 0
+    config: str | None = None  # a safetensors checkpoint's config
+    config_size: int = 0
     parameters: int | None = None
     verification: dict[str, Any] | None = None  # status verified | failed | error, reason, onnx
 
@@ -61,6 +63,8 @@ class FileResult:
         for n in self.networks:
             if n.weights and n.metadata:
                 out += [(n.weights, n.weights_size), (n.metadata, n.metadata_size)]
+            if n.config:
+                out.append((n.config, n.config_size))
         return out
 
 
