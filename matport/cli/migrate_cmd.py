@@ -67,15 +67,18 @@ def run(args: argparse.Namespace) -> int:
 
     bar = sys.stderr.isatty()
     logger = logging.getLogger("matport.migrate")
-    if not bar and not logger.handlers:  # one line per file on stderr
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("matport migrate: %(message)s"))
+    handler = logging.StreamHandler(sys.stderr)  # not a terminal: one line per file
+    handler.setFormatter(logging.Formatter("matport migrate: %(message)s"))
+    if not bar:
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-    report = migrate(
-        args.sources, args.out, jobs=args.jobs, format=args.format, family=args.family,
-        onnx_pattern=args.onnx_pattern, onnx_map=args.onnx_map, progress=bar,
-        timeout=args.timeout or None, memory_mb=args.memory_mb or None,
-    )
+    try:
+        report = migrate(
+            args.sources, args.out, jobs=args.jobs, format=args.format, family=args.family,
+            onnx_pattern=args.onnx_pattern, onnx_map=args.onnx_map, progress=bar,
+            timeout=args.timeout or None, memory_mb=args.memory_mb or None,
+        )
+    finally:
+        logger.removeHandler(handler)
     print(report.summary())
     return 0 if report.ok else 1

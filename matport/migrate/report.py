@@ -10,6 +10,8 @@ REPORT_JSON = "migration-report.json"
 REPORT_MARKDOWN = "migration-report.md"
 REPORT_FORMAT = "matport.migration-report/1"
 OUTCOMES = ("converted", "verified", "skipped", "failed")
+#: the longest text in a cell of the Markdown report
+CELL = 100
 
 
 @dataclass
@@ -117,7 +119,8 @@ class MigrationReport:
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
-        """The report for people: totals, failures, one row per file and per network."""
+        """The report for people: totals, failures, one row per file and per network, each cell
+        at most :data:`CELL` characters (the full texts are in the JSON report)."""
         c = self.counts()
         lines = [
             "# matport migration report", "",
@@ -125,11 +128,12 @@ class MigrationReport:
             f"- output: `{self.out}` ({self.format}, family {self.family}, "
             f"{self.jobs} job{'s' if self.jobs > 1 else ''})",
             f"- {len(self.files)} files in {self.seconds:.1f} s: " + ", ".join(
-                f"{v} {k}" for k, v in c.items()), "",
+                f"{v} {k}" for k, v in c.items()),
+            f"- full reasons and verification reports: `{REPORT_JSON}`", "",
         ]
         if self.failed:
             lines += ["## Failures", ""]
-            lines += [f"- `{f.relative}`: {one_line(f.reason)}" for f in self.failed] + [""]
+            lines += [f"- `{f.relative}`: {_cell(f.reason)}" for f in self.failed] + [""]
         lines += ["## Files", "", "| file | outcome | networks | seconds | source | artifacts "
                   "| note |", "|---|---|---|---|---|---|---|"]
         for f in self.files:
@@ -160,7 +164,11 @@ def one_line(text: str | None) -> str:
 
 
 def _cell(text: str | None) -> str:
-    return one_line(text).replace("|", "\\|")
+    """``text`` on one line, cut to :data:`CELL` characters, safe in a table cell."""
+    line = one_line(text)
+    if len(line) > CELL:
+        line = line[:CELL - 1].rstrip() + "…"
+    return line.replace("|", "\\|")
 
 
 def _size(n: int) -> str:

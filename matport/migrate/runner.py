@@ -48,6 +48,7 @@ from matport.migrate.artifact import (
     remove_temporary_files,
     remove_unfinished,
 )
+from matport.migrate.html import REPORT_HTML, report_html
 from matport.migrate.pool import WorkerPool
 from matport.migrate.progress import Progress
 from matport.migrate.report import REPORT_JSON, REPORT_MARKDOWN, MigrationReport
@@ -158,6 +159,7 @@ def _run(src_list: list[str | os.PathLike[str]], out_dir: Path, found: list[tupl
                                  jobs, time.monotonic() - started, results)
         write_atomic(out_dir / REPORT_JSON, json.dumps(report.to_dict(), indent=2).encode())
         write_atomic(out_dir / REPORT_MARKDOWN, report.to_markdown().encode())
+        write_atomic(out_dir / REPORT_HTML, report_html(report).encode())
     return report
 
 
