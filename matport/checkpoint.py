@@ -35,7 +35,7 @@ import pickle
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast, get_args
 
 import torch
 from torch import nn
@@ -121,9 +121,9 @@ def save(model: nn.Module, path: str | os.PathLike[str],
     written: list[Path] = []
     if fmt == "pt":
         data = {"format": FORMAT, "info": info.to_dict(), "state_dict": state}
-        _replace(target, lambda tmp: torch.save(data, tmp))
+        _replace(target, lambda tmp: _torch_save(data, tmp))
     else:
-        from safetensors.torch import save_file
+        from safetensors.torch import save as safetensors_bytes
 
         config, arrays = _split_info(info)
         tensors = {k: v.detach().contiguous() for k, v in state.items()}
@@ -132,13 +132,44 @@ def save(model: nn.Module, path: str | os.PathLike[str],
         meta = {"matport": json.dumps({"format": FORMAT, "config": config_path(target).name})}
         _replace(config_path(target), (json.dumps(config, indent=1) + "\n").encode())
         written.append(config_path(target))
-        _replace(target, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+        # written by Python: safetensors' own writer reports a full disk as a SafetensorError
+        _replace(target, safetensors_bytes(tensors, metadata=meta))
     return [*written, target]
 
 
 def _replace(path: Path, data: Content) -> None:
     os.replace(write_temporary(path, data), path)
     fsync_folder(path.parent)
+
+
+class _Sink:
+    """A file for ``torch.save`` that keeps the OSError (a full disk ...) its writer turns
+    into a RuntimeError."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _torch_save(data: dict[str, Any], path: Path) -> None:
+    with open(path, "wb") as f:
+        sink = _Sink(f)
+        try:
+            torch.save(data, cast(BinaryIO, sink))
+        except RuntimeError:
+            if sink.error is not None:
+                raise sink.error from None
+            raise
 
 
 def _split_info(info: ModelInfo) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

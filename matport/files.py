@@ -71,9 +71,11 @@ def write_temporary(path: Path, data: Content) -> Path:
             os.fsync(fd)
         finally:
             os.close(fd)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.filename is None:  # say which file: a full disk ...
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
     return tmp
 
