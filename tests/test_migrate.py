@@ -25,6 +25,7 @@ from matport.files import TMP_SUFFIX
 from matport.mat.values import Struct
 from matport.mat.writer import write
 from matport.migrate.artifact import artifact_names, load_artifact
+from matport.migrate.html import REPORT_HTML
 from matport.migrate.report import REPORT_JSON, REPORT_MARKDOWN
 from matport.migrate.runner import LOCK_FILE, migrate
 from matport.migrate.state import STATE_FILE
@@ -291,7 +292,7 @@ def test_sigkill_mid_run_then_rerun_completes_loss_free(batch: Path, tmp_path: P
     names = {f"m{i}" for i in range(BATCH)}
     assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == {
         *(f"{n}/net.{ext}" for n in names for ext in ("pt", "json")),
-        STATE_FILE, REPORT_JSON, REPORT_MARKDOWN}  # no temporary files or lock, nothing else
+        STATE_FILE, REPORT_JSON, REPORT_MARKDOWN, REPORT_HTML}  # no temporary files or lock
     for n in sorted(names):
         assert_same_outputs(out / n / "net.pt", src / f"{n}.mat")
     assert tree_hashes(src) == before

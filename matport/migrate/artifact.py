@@ -1,13 +1,13 @@
 """One source file's migration, in a worker process, and the artifacts it writes and reads back.
 
-An artifact is one network: its weights (``<name>.pt``, a :mod:`matport.checkpoint`, or
-``<name>.safetensors``) and its metadata (``<name>.json``: source path and sha256, variable
-path, class names, input size, layout, normalization with its arrays, architecture, layer map,
-matport version, verification result and report). Both are written to temporary files, fsynced,
-and renamed into place, the metadata last: an artifact exists once its ``.json`` does, and a
-``.json`` always describes the weights beside it (:func:`remove_unfinished` clears what a killed
-writer leaves).
-"""
+An artifact is one network: its weights, a :mod:`matport.checkpoint` (``<name>.pt``, or
+``<name>.safetensors`` with ``<name>.config.json``: architecture, class names, normalization
+arrays), and its metadata (``<name>.json``, small: source path and sha256, variable path, class
+names, input size, layout, normalization type and array shapes, family, matport version,
+verification result and report). The old metadata is removed first, the weights are written all
+or nothing, the metadata last: an artifact exists once its ``.json`` does, and a ``.json``
+always describes the weights beside it (:func:`remove_unfinished` clears what a killed writer
+leaves)."""
 
 from __future__ import annotations
 
@@ -70,13 +70,27 @@ class FileTask:
         return Path(self.out) / rel.parent / rel.stem
 
     def result(self, **fields: Any) -> FileResult:
-        """A result for this file (its paths, hashes and size) with ``fields`` set."""
+        """A result for this file.
+
+        Args:
+            fields: :class:`FileResult` fields to set.
+
+        Returns:
+            The result with this file's paths, hashes and size.
+        """
         return FileResult(source=self.source, relative=self.relative, sha256=self.sha256,
                           onnx_sha256=self.onnx_sha256, size=self.size, **fields)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """The sha256 of a file's content, hex."""
+    """The sha256 of a file's content.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The hex digest.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -103,7 +117,11 @@ def source_signature(path: str | os.PathLike[str]) -> tuple[int, ...]:
 
 
 def remove_temporary_files(folder: Path) -> None:
-    """Delete the temporary files of :func:`write_temporary` under ``folder``, at any depth."""
+    """Delete the temporary files of :func:`matport.files.write_temporary` under ``folder``.
+
+    Args:
+        folder: searched at any depth.
+    """
     for here, _dirs, files in os.walk(folder):
         for name in files:
             if is_temporary(name):
@@ -114,7 +132,11 @@ def remove_temporary_files(folder: Path) -> None:
 def remove_unfinished(folder: Path) -> None:
     """Delete what a killed writer leaves in the artifact folder ``folder`` (not in its
     subfolders): temporary files, and weights or safetensors configs without their metadata (an
-    artifact is committed by its ``.json``, written last)."""
+    artifact is committed by its ``.json``, written last).
+
+    Args:
+        folder: the artifact folder of one source file.
+    """
     try:
         names = set(os.listdir(folder))
     except (FileNotFoundError, NotADirectoryError):
@@ -158,8 +180,15 @@ def artifact_names(variables: Sequence[str]) -> list[str]:
 
 
 def migrate_file(task: FileTask, memory_mb: int | None = None) -> tuple[FileResult, bool]:
-    """Migrate one file (in this process); returns the result and whether the process is still
-    sound (False after running out of memory)."""
+    """Migrate one file in this process.
+
+    Args:
+        task: the file.
+        memory_mb: the memory limit the process runs under (for the message).
+
+    Returns:
+        The result, and whether the process is still sound (False after running out of memory).
+    """
     t0 = time.monotonic()
     result = task.result()
     reason, healthy = _attempt(lambda: _migrate_networks(task, result), memory_mb)

@@ -48,10 +48,21 @@ class FileResult:
     networks: list[NetworkResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """Returns:
+            The result as JSON-able values (read back by :meth:`from_dict`).
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FileResult:
+        """The inverse of :meth:`to_dict`, ignoring keys it does not know.
+
+        Args:
+            d: a dict :meth:`to_dict` made (by this or an earlier matport).
+
+        Returns:
+            The result.
+        """
         names = {f.name for f in fields(NetworkResult)}
         nets = [NetworkResult(**{k: v for k, v in n.items() if k in names})
                 for n in d.get("networks", [])]
@@ -91,10 +102,15 @@ class MigrationReport:
         return not self.failed
 
     def counts(self) -> dict[str, int]:
-        """Files per outcome."""
+        """Returns:
+            The number of files per outcome.
+        """
         return {k: sum(f.outcome == k for f in self.files) for k in OUTCOMES}
 
     def to_dict(self) -> dict[str, Any]:
+        """Returns:
+            The report as written to ``migration-report.json``.
+        """
         import matport
 
         return {
@@ -105,7 +121,9 @@ class MigrationReport:
         }
 
     def summary(self) -> str:
-        """A few lines for people: counts, failures by name, where the reports are."""
+        """Returns:
+            A few lines for people: counts, failures by name, where the reports are.
+        """
         c = self.counts()
         nets = sum(len(f.networks) for f in self.files)
         lines = [f"matport migrate: {len(self.files)} files, {nets} networks: {c['converted']} "
@@ -119,8 +137,10 @@ class MigrationReport:
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
-        """The report for people: totals, failures, one row per file and per network, each cell
-        at most :data:`CELL` characters (the full texts are in the JSON report)."""
+        """Returns:
+            The report for people: totals, failures, one row per file and per network, each
+            cell at most :data:`CELL` characters (the full texts are in the JSON report).
+        """
         c = self.counts()
         lines = [
             "# matport migration report", "",
@@ -159,7 +179,14 @@ _VERIFY_WORDS = {"verified": "verified", "failed": "failed", "error": "could not
 
 
 def one_line(text: str | None) -> str:
-    """``text`` with its line breaks and runs of spaces made single spaces."""
+    """``text`` with its line breaks and runs of spaces made single spaces.
+
+    Args:
+        text: any text (None: empty).
+
+    Returns:
+        The text on one line.
+    """
     return " ".join((text or "").split())
 
 
