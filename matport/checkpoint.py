@@ -350,7 +350,10 @@ def build_model(info: ModelInfo, state: Mapping[str, Any],
     """
     for name, t in state.items():
         _check_tensor(t, f"tensor {name!r}", where)
-    present = sum(t.numel() for t in state.values())
+    # elements the file holds: a tensor stored once and named under many keys counts once
+    held = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() // t.element_size()
+            for t in state.values()}
+    present = sum(held.values())
     if not isinstance(info.architecture, dict):
         raise CheckpointError(f"{where}: malformed checkpoint (no architecture)")
     if _spec_elements(info.architecture, where) > present:

@@ -179,6 +179,13 @@ def test_architecture_bounded_by_the_tensors_present(models, tmp_path: Path) -> 
     assert small.stat().st_size < 100_000
     with pytest.raises(CheckpointError, match="declares more array elements than the"):
         load_checkpoint(small)
+    one = torch.zeros(100_000)  # stored once, named 1,000 times: 100,000 elements, not 100 M
+    shared = {**models["cnn"].state_dict(), **{f"alias{i}": one for i in range(1000)}}
+    arch["spec"]["layers"][1]["learnables"]["Weights"] = [1000, 1000, 3, 4]  # 12 M zeros
+    aliased = pt_file(tmp_path / "aliased.pt", models, architecture=arch, state_dict=shared)
+    assert aliased.stat().st_size < 1_000_000
+    with pytest.raises(CheckpointError, match="declares more array elements than the 100"):
+        load_checkpoint(aliased)
     arch["spec"]["layers"][1]["learnables"]["Weights"] = [3, -3]
     with pytest.raises(CheckpointError, match=r"array shape \[3, -3\] of layer 'conv'"):
         load_checkpoint(pt_file(tmp_path / "neg.pt", models, architecture=arch))
