@@ -1,5 +1,4 @@
-"""The worker pool of a migration: files are hashed and skipped in the migrating process and
-converted in worker processes.
+"""The worker processes of a migration on this machine.
 
 Workers fork from a server that imported torch once (a worker killed at its time limit is
 replaced in milliseconds), run one torch thread each, end with the migrating process even when it
@@ -14,21 +13,12 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from matport.errors import MigrationError
-from matport.migrate.artifact import (
-    FileTask,
-    file_sha256,
-    migrate_file,
-    remove_unfinished,
-    source_signature,
-)
-from matport.migrate.state import MigrationState, fingerprint
+from matport.migrate.artifact import FileTask, migrate_file, remove_unfinished
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -51,97 +41,56 @@ class _Worker:
     since: float = 0.0
 
 
-class WorkerPool:
-    """Runs a list of files through ``jobs`` worker processes.
+class ProcessPool:
+    """Worker processes on this machine (an :class:`~matport.migrate.schedule.Executor`).
 
     Args:
-        out: the output folder.
-        state: its state file; each result is recorded there as it comes.
         jobs: the number of worker processes.
         timeout: seconds per file (None: no limit).
         memory_mb: address space (MB) a worker may add for one file (None: no limit).
-        finished: called with each file's result, in the order they finish.
     """
 
-    def __init__(self, out: Path, state: MigrationState, jobs: int, timeout: float | None,
-                 memory_mb: int | None, finished: Callable[[FileResult], None]) -> None:
+    def __init__(self, jobs: int, timeout: float | None, memory_mb: int | None) -> None:
         import multiprocessing
 
         self.ctx = multiprocessing.get_context("forkserver")
         self.ctx.set_forkserver_preload(list(WORKER_IMPORTS))
-        self.out, self.state, self.jobs = out, state, jobs
-        self.timeout, self.memory_mb, self.finished = timeout, memory_mb, finished
+        self.jobs, self.timeout, self.memory_mb = jobs, timeout, memory_mb
+        self.capacity = 2 * jobs  # one waiting per worker: it starts as soon as one is free
         self.workers: list[_Worker] = []
+        self.queued: deque[tuple[int, FileTask]] = deque()
 
-    def run(self, tasks: list[FileTask]) -> list[FileResult]:
-        """Migrate ``tasks``; call :meth:`close` afterwards, also when this raises.
+    def submit(self, index: int, task: FileTask) -> None:
+        """Queue ``task`` for the next idle worker.
 
         Args:
-            tasks: the files, in order.
+            index: its place, given back by :meth:`collect`.
+            task: the file.
+        """
+        self.queued.append((index, task))
+
+    def outstanding(self) -> int:
+        """Returns:
+            The number of files queued or being converted.
+        """
+        return len(self.queued) + len(self._busy())
+
+    def collect(self) -> list[tuple[int, FileResult]]:
+        """Start workers as needed, hand queued files to idle ones, and wait for a worker to
+        finish, die, become ready or run out of time.
 
         Returns:
-            Their results, in the order of ``tasks``.
+            ``(index, result)`` of the files finished (maybe none).
         """
-        results: list[FileResult | None] = [None] * len(tasks)
-        queue = deque(range(len(tasks)))
-        prepared: deque[int] = deque()
-        claimed: dict[str, str] = {}
-
-        def finish(i: int, result: FileResult, record: bool = True) -> None:
-            results[i] = result
-            if record and result.sha256 is not None:
-                for stale in self.state.record(result, fingerprint(result, tasks[i])):
-                    with contextlib.suppress(OSError):
-                        (self.out / stale).unlink()
-            self.finished(result)
-
-        while queue or prepared or self._busy():
-            while queue and len(prepared) < self.jobs:
-                i = queue.popleft()
-                task = tasks[i]
-                earlier = claimed.setdefault(str(task.folder), task.source)
-                if earlier != task.source:
-                    finish(i, task.result(reason=(
-                        f"its artifacts would go where those of {earlier} go ({task.folder})")))
-                elif (standing := self._prepare(task)) is not None:
-                    finish(i, standing, record=False)
-                else:
-                    prepared.append(i)
-            while len(self.workers) < min(self.jobs, len(prepared) + len(self._busy())):
-                self._start()
-            for w in self.workers:
-                if prepared and w.ready and w.task is None:
-                    i = prepared.popleft()
-                    self._send(w, i, tasks[i])
-            if prepared or self._busy():
-                for i, result in self._collect():
-                    finish(i, result)
-        return [r for r in results if r is not None]
+        while len(self.workers) < min(self.jobs, self.outstanding()):
+            self._start()
+        for w in self.workers:
+            if self.queued and w.ready and w.task is None:
+                self._send(w, *self.queued.popleft())
+        return self._collect()
 
     def _busy(self) -> list[_Worker]:
         return [w for w in self.workers if w.task is not None]
-
-    def _prepare(self, task: FileTask) -> FileResult | None:
-        """The result that stands for a file when it need not (or cannot) be converted: skipped
-        as already done (hashed here only when an earlier run recorded it; else the worker
-        hashes it: each source is hashed once), or failed as unreadable."""
-        t0 = time.monotonic()
-        try:
-            task.size = os.path.getsize(task.source)
-            if task.relative not in self.state.files:
-                return None
-            task.signature = source_signature(task.source)
-            task.sha256 = file_sha256(task.source)
-            task.onnx_sha256 = file_sha256(task.onnx) if task.onnx else None
-        except OSError as exc:
-            task.sha256 = task.onnx_sha256 = None  # not recorded: retried by the next run
-            return task.result(reason=f"cannot read: {exc}", seconds=time.monotonic() - t0)
-        earlier = self.state.done(task, fingerprint(task.result(), task))
-        if earlier is None:
-            return None
-        word = earlier.outcome + (f": {earlier.reason}" if earlier.reason else "")
-        return task.result(outcome="skipped", reason=f"already done ({word})",
-                           seconds=time.monotonic() - t0, networks=earlier.networks)
 
     def _start(self) -> _Worker:
         ours, theirs = self.ctx.Pipe()
@@ -212,7 +161,8 @@ class WorkerPool:
         self.workers.remove(w)
 
     def close(self) -> None:
-        """Stop every worker (one still converting is killed and what it wrote removed)."""
+        """Stop every worker (one still converting is killed and what it left unfinished
+        removed)."""
         for w in self.workers:
             with contextlib.suppress(OSError):
                 if w.task is None:

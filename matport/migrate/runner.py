@@ -25,7 +25,7 @@ file's fingerprint and outcome after every file, so a re-run skips what is done 
 failed or changed, and a run killed at any point (even by SIGKILL) is completed by the next one.
 Temporary files of a killed run are removed when the next run starts; one run at a time writes
 to an output folder (``OUT/.migration.lock``, removed at the end). Files are converted in worker
-processes (:mod:`matport.migrate.pool`).
+processes (:mod:`matport.migrate.pool`), scheduled by :mod:`matport.migrate.schedule`.
 """
 
 from __future__ import annotations
@@ -49,9 +49,10 @@ from matport.migrate.artifact import (
     remove_unfinished,
 )
 from matport.migrate.html import REPORT_HTML, report_html
-from matport.migrate.pool import WorkerPool
+from matport.migrate.pool import ProcessPool
 from matport.migrate.progress import Progress
 from matport.migrate.report import REPORT_JSON, REPORT_MARKDOWN, MigrationReport
+from matport.migrate.schedule import schedule
 from matport.migrate.sources import DEFAULT_ONNX_PATTERN, OnnxPairing, find_sources
 from matport.migrate.state import MigrationState
 from matport.options import FAMILIES
@@ -148,9 +149,9 @@ def _run(src_list: list[str | os.PathLike[str]], out_dir: Path, found: list[tupl
         for task in tasks:
             remove_unfinished(task.folder)
         show = Progress(len(tasks), progress if progress is not None else sys.stderr.isatty())
-        pool = WorkerPool(out_dir, state, jobs, timeout, memory_mb, show.update)
+        pool = ProcessPool(jobs, timeout, memory_mb)
         try:
-            results = pool.run(tasks)
+            results = schedule(tasks, out_dir, state, pool, show.update)
         finally:
             pool.close()
             show.close()
