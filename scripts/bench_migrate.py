@@ -1,7 +1,7 @@
 """Benchmark ``matport.migrate``: throughput of 2 worker processes against 1 on the same 8 files.
 
-The files are full-size MATLAB ResNet-50s (tests/resnet50_fixture.py, fine-tuned form, DAGNetwork
-v7, about 88 MB each) with a MATLAB-style ONNX export beside each (tests/matlab_onnx_export.py),
+The files are full-size MATLAB ResNet-50s (matport.synth.resnet50, fine-tuned form, DAGNetwork
+v7, about 88 MB each) with a MATLAB-style ONNX export beside each (matport.synth.onnx_export),
 so every file is read, transplanted into torchvision's resnet50, verified against its export
 (8 random 224x224 images through both) and written: about 2 s of work per file, against about
 3 s to start the workers (importing torch). One network is generated and copied to the 8 names
@@ -12,7 +12,8 @@ workers' fork server, importing torch) and into a fresh output folder; the ratio
 2 jobs over files/s with 1 (target >= 1.6 on a 2-core machine). Other processes on the machine
 and shared memory bandwidth lower it: the script also measures the machine's ceilings (2
 processes against 1, a busy loop and a 100 MB array copy) before and after. Prints a Markdown
-section for BENCHMARKS.md.
+section for BENCHMARKS.md, with the size of an artifact's metadata against its weights (the
+mean image and other arrays belong in the weights file, not in the JSON).
 Usage: python scripts/bench_migrate.py [--files 8] [--dir DIR] [--format pt|safetensors]
 """
 
@@ -103,6 +104,9 @@ def main() -> None:
             rows.append((jobs, seconds, args.files / seconds, per_file, counts))
         after = capacity(SPIN), capacity(COPY)
         ratio = rows[1][2] / rows[0][2]
+        artifact = work / "out-jobs1" / "net00"
+        weights = next(p for p in artifact.iterdir() if p.suffix in (".pt", ".safetensors"))
+        meta_ratio = (artifact / "net.json").stat().st_size / weights.stat().st_size
         print(f"## matport migrate: --jobs 2 vs --jobs 1\n\n"
               f"{args.files} MATLAB ResNet-50 files (DAGNetwork v7, {size:.0f} MB each) with their "
               f"MATLAB-style ONNX exports (each file read, transplanted into torchvision's "
@@ -123,6 +127,8 @@ def main() -> None:
               f"arrays {before[1]:.2f}x / {after[1]:.2f}x (converting a ResNet-50 moves its "
               "100 MB of weights several times: part of the work is bound by memory "
               "bandwidth).")
+        print(f"\nAn artifact's metadata (.json) is {meta_ratio:.5f}x the size of its weights "
+              f"({weights.name}).")
     finally:
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)

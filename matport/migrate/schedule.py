@@ -1,8 +1,7 @@
 """The order of a migration's work, whatever runs it: files are claimed, hashed and skipped in
-the migrating process, handed to an :class:`Executor` (worker processes on this machine,
-:class:`~matport.migrate.pool.ProcessPool`, or a cluster,
-:class:`~matport.migrate.cluster.ClusterExecutor`), and each result recorded in the state file
-as it comes."""
+the migrating process, handed to an :class:`Executor` (today the worker processes of
+:class:`~matport.migrate.pool.ProcessPool`; a cluster engine would be another), and each result
+recorded in the state file as it comes."""
 
 from __future__ import annotations
 
