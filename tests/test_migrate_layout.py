@@ -63,7 +63,7 @@ def test_sources_in_different_folders_never_collide(tmp_path: Path) -> None:
     assert [f.networks[0].weights for f in single.files] == ["net/net.pt"]
 
 
-def test_onnx_exports_paired_by_pattern_or_mapping(tmp_path: Path) -> None:
+def test_onnx_exports_paired_by_pattern_or_mapping(tmp_path: Path, capsys) -> None:
     src = tmp_path / "src"
     (src / "exports").mkdir(parents=True)
     nets = {name: cnn() for name in ("a", "b", "c")}
@@ -86,9 +86,11 @@ def test_onnx_exports_paired_by_pattern_or_mapping(tmp_path: Path) -> None:
                        onnx_map=tmp_path / mapping, progress=False)
         assert outcomes(both) == {"a.mat": "verified", "b.mat": "verified", "c.mat": "failed"}
     assert main(["migrate", str(src / "a.mat"), "-o", str(tmp_path / "cli"),
-                 "--onnx-pattern", pattern]) == 0
+                 "--onnx-pattern", pattern, "--json"]) == 0
     report = json.loads((tmp_path / "cli" / REPORT_JSON).read_text())
     assert report["files"][0]["outcome"] == "verified" and report["family"] == "auto"
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["files"], printed["counts"]) == (report["files"], report["counts"])
 
     with pytest.raises(ArgumentError, match="only {stem}"):
         migrate(src, tmp_path / "x", onnx_pattern="{name}.onnx")

@@ -9,6 +9,7 @@ output folder. On a terminal a progress bar shows on stderr, else one line per f
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
@@ -46,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx-map", metavar="FILE",
                    help="a JSON object or CSV file pairing .mat files with their ONNX exports "
                         "(paths relative to FILE; wins over --onnx-pattern)")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as JSON (as migration-report.json) instead of the "
+                        "summary")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
                    help=f"seconds per file before it is stopped and failed (default "
                         f"{DEFAULT_TIMEOUT_S:g}; 0: no limit)")
@@ -80,5 +84,5 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         logger.removeHandler(handler)
-    print(report.summary())
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0 if report.ok else 1
