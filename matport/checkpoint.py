@@ -42,7 +42,7 @@ from torch import nn
 
 from matport.convert.info import LAYOUTS, ModelInfo
 from matport.errors import CheckpointError, ConversionError, MatportError
-from matport.files import Content, fsync_folder, write_temporary
+from matport.files import write_atomic
 
 if TYPE_CHECKING:
     from matport.convert.layers import Converter
@@ -121,7 +121,7 @@ def save(model: nn.Module, path: str | os.PathLike[str],
     written: list[Path] = []
     if fmt == "pt":
         data = {"format": FORMAT, "info": info.to_dict(), "state_dict": state}
-        _replace(target, lambda tmp: _torch_save(data, tmp))
+        write_atomic(target, lambda tmp: _torch_save(data, tmp))
     else:
         from safetensors.torch import save as safetensors_bytes
 
@@ -130,16 +130,11 @@ def save(model: nn.Module, path: str | os.PathLike[str],
         tensors.update(arrays)
         # one key: safetensors writes its metadata map in no fixed order
         meta = {"matport": json.dumps({"format": FORMAT, "config": config_path(target).name})}
-        _replace(config_path(target), (json.dumps(config, indent=1) + "\n").encode())
+        write_atomic(config_path(target), (json.dumps(config, indent=1) + "\n").encode())
         written.append(config_path(target))
         # written by Python: safetensors' own writer reports a full disk as a SafetensorError
-        _replace(target, safetensors_bytes(tensors, metadata=meta))
+        write_atomic(target, safetensors_bytes(tensors, metadata=meta))
     return [*written, target]
-
-
-def _replace(path: Path, data: Content) -> None:
-    os.replace(write_temporary(path, data), path)
-    fsync_folder(path.parent)
 
 
 class _Sink:
