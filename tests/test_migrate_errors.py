@@ -1,11 +1,12 @@
 """matport migrate with outputs it cannot write: an --out that is a file, a read-only folder, a
-corrupt state file (one line on stderr, exit 2), and a full disk (the artifacts written before
-stay valid, the state file intact, and the next run completes)."""
+corrupt state file, an output another run holds (one line on stderr, exit 2), and a full disk
+(the artifacts written before stay valid, the state file intact, and the next run completes)."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import subprocess
@@ -175,3 +176,15 @@ def test_full_disk_while_writing_an_artifact(tmp_path: Path) -> None:
 def test_migration_error_for_missing_sources(tmp_path: Path) -> None:
     with pytest.raises(MigrationError, match="no such file or folder"):
         migrate(tmp_path / "missing", tmp_path / "out")
+
+
+def test_one_run_at_a_time_and_the_lock_goes(sources: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / LOCK_FILE, "a") as held:  # another run holds the lock
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert_one_line_error(*run_cli(capsys, str(sources), "-o", str(out)),
+                              "another migration is writing there")
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # not theirs to remove
+    report = migrate(sources, out, progress=False)
+    assert report.ok and not (out / LOCK_FILE).exists()
