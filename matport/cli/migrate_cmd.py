@@ -47,6 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx-map", metavar="FILE",
                    help="a JSON object or CSV file pairing .mat files with their ONNX exports "
                         "(paths relative to FILE; wins over --onnx-pattern)")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the files on a Dask cluster (its scheduler's address, e.g. "
+                        "tcp://host:8786; --jobs is then unused); sources and DIR must be on "
+                        "storage every worker sees. Needs pip install 'matport[cluster]'")
     p.add_argument("--json", action="store_true",
                    help="print the report as JSON (as migration-report.json) instead of the "
                         "summary")
@@ -81,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             args.sources, args.out, jobs=args.jobs, format=args.format, family=args.family,
             onnx_pattern=args.onnx_pattern, onnx_map=args.onnx_map, progress=bar,
             timeout=args.timeout or None, memory_mb=args.memory_mb or None,
+            cluster=args.cluster,
         )
     finally:
         logger.removeHandler(handler)

@@ -184,9 +184,14 @@ class ProcessPool:
 # the worker process
 
 
-def _worker_main(conn: Connection, memory_mb: int | None, migrating: int) -> None:
-    """A worker process: one torch thread, ends with the process ``migrating``, converts the
-    files it gets."""
+def prepare_worker(memory_mb: int | None, migrating: int) -> None:
+    """Make this process a worker: Ctrl-C left to the migrating process, ends with it, what it
+    needs imported, one torch thread, then the memory limit.
+
+    Args:
+        memory_mb: address space (MB) it may add for one file (None: no limit).
+        migrating: the process it ends with.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _end_with(migrating)
     import importlib
@@ -197,6 +202,11 @@ def _worker_main(conn: Connection, memory_mb: int | None, migrating: int) -> Non
 
     torch.set_num_threads(1)
     _limit_memory(memory_mb)
+
+
+def _worker_main(conn: Connection, memory_mb: int | None, migrating: int) -> None:
+    """A worker process: converts the files it gets."""
+    prepare_worker(memory_mb, migrating)
     conn.send("ready")
     while True:
         try:

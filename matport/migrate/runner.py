@@ -52,7 +52,7 @@ from matport.migrate.html import REPORT_HTML, report_html
 from matport.migrate.pool import ProcessPool
 from matport.migrate.progress import Progress
 from matport.migrate.report import REPORT_JSON, REPORT_MARKDOWN, MigrationReport
-from matport.migrate.schedule import schedule
+from matport.migrate.schedule import Executor, schedule
 from matport.migrate.sources import DEFAULT_ONNX_PATTERN, OnnxPairing, find_sources
 from matport.migrate.state import MigrationState
 from matport.options import FAMILIES
@@ -79,6 +79,7 @@ def migrate(
     progress: bool | None = None,
     timeout: float | None = DEFAULT_TIMEOUT_S,
     memory_mb: int | None = DEFAULT_MEMORY_MB,
+    cluster: str | None = None,
 ) -> MigrationReport:
     """Migrate every network in the ``.mat`` files under ``sources`` into ``out`` (see
     :mod:`matport.migrate.runner` for the layout, outcomes and guarantees).
@@ -99,6 +100,10 @@ def migrate(
             ``matport.migrate`` logger (False); None: the bar when stderr is a terminal.
         timeout: seconds per file (None: no limit).
         memory_mb: address space (MB) a worker may add for one file (None: no limit).
+        cluster: a Dask scheduler's address: the files run on its workers
+            (:mod:`matport.migrate.cluster`; ``jobs`` is then unused), with the same outcomes,
+            artifacts, report and state file. Sources and ``out`` must be paths every worker
+            sees.
 
     Returns:
         The report, also written as ``migration-report.json`` / ``.md`` / ``.html`` in ``out``;
@@ -125,7 +130,8 @@ def migrate(
         log.warning("%s: named by the ONNX mapping, but not among the sources", mat)
     try:
         return _run(src_list, out_dir, found, pairing, started, jobs=jobs, format=format,
-                    family=family, progress=progress, timeout=timeout, memory_mb=memory_mb)
+                    family=family, progress=progress, timeout=timeout, memory_mb=memory_mb,
+                    cluster=cluster)
     except OSError as exc:
         where = exc.filename or out_dir
         raise MigrationError(f"{where}: {exc.strerror or exc}") from None
@@ -134,7 +140,7 @@ def migrate(
 def _run(src_list: list[str | os.PathLike[str]], out_dir: Path, found: list[tuple[Path, str]],
          pairing: OnnxPairing, started: float, *, jobs: int, format: WeightsFormat,
          family: Family, progress: bool | None, timeout: float | None,
-         memory_mb: int | None) -> MigrationReport:
+         memory_mb: int | None, cluster: str | None) -> MigrationReport:
     if out_dir.exists() and not out_dir.is_dir():
         raise MigrationError(f"{out_dir}: the output must be a folder, and this is a file")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -149,7 +155,8 @@ def _run(src_list: list[str | os.PathLike[str]], out_dir: Path, found: list[tupl
         for task in tasks:
             remove_unfinished(task.folder)
         show = Progress(len(tasks), progress if progress is not None else sys.stderr.isatty())
-        pool = ProcessPool(jobs, timeout, memory_mb)
+        pool = _executor(cluster, [os.fspath(Path(s).absolute()) for s in src_list], out_dir,
+                         jobs, timeout, memory_mb)
         try:
             results = schedule(tasks, out_dir, state, pool, show.update)
         finally:
@@ -162,6 +169,15 @@ def _run(src_list: list[str | os.PathLike[str]], out_dir: Path, found: list[tupl
         write_atomic(out_dir / REPORT_MARKDOWN, report.to_markdown().encode())
         write_atomic(out_dir / REPORT_HTML, report_html(report).encode())
     return report
+
+
+def _executor(cluster: str | None, sources: list[str], out: Path, jobs: int,
+              timeout: float | None, memory_mb: int | None) -> Executor:
+    if cluster is None:
+        return ProcessPool(jobs, timeout, memory_mb)
+    from matport.migrate.cluster import ClusterExecutor
+
+    return ClusterExecutor(cluster, [*sources, os.fspath(out)], timeout, memory_mb)
 
 
 @contextlib.contextmanager
