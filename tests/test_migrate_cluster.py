@@ -100,11 +100,16 @@ def test_cluster_run_is_the_local_run(cluster, sources: Path, tmp_path: Path) ->
     assert_valid(tmp_path / "remote", sources)
 
 
-def test_time_limit_fails_the_file_not_the_worker(cluster, sources: Path, tmp_path: Path) -> None:
+def test_limits_fail_the_file_not_the_worker(cluster, sources: Path, tmp_path: Path) -> None:
     report = migrate(sources / "m1.mat", tmp_path / "out", cluster=cluster.scheduler_address,
                      timeout=0.001, progress=False)
     assert [(f.outcome, f.reason) for f in report.files] == [
         ("failed", "timed out after 0.001 s")]
+    write_network(tmp_path / "big.mat", cnn(size=32, channels=128))  # 2.6 MB of weights
+    big = migrate(tmp_path / "big.mat", tmp_path / "big", cluster=cluster.scheduler_address,
+                  memory_mb=2, progress=False)
+    assert [(f.outcome, f.reason) for f in big.files] == [
+        ("failed", "out of memory (limit 2 MB per file)")]
     again = migrate(sources / "m1.mat", tmp_path / "out", cluster=cluster.scheduler_address,
                     progress=False)
     assert [f.outcome for f in again.files] == ["converted"]

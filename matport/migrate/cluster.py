@@ -184,7 +184,7 @@ class _Converter:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.stdin: IO[str] = self.proc.stdin
         self.stdout: IO[str] = self.proc.stdout
-        if self._line(START_TIMEOUT_S) != "ready":
+        if self._line(START_TIMEOUT_S) != "ready":  # None: too slow, "": ended
             self.kill()
             raise MigrationError(f"a converter process failed to start on "
                                  f"{socket.gethostname()} (exit code {self.proc.poll()})")
@@ -198,19 +198,19 @@ class _Converter:
         self.stdin.write(json.dumps(dataclasses.asdict(task)) + "\n")
         self.stdin.flush()
         line = self._line(timeout)
+        if line is None:
+            return None, f"timed out after {timeout:g} s"
         if line:
             data = json.loads(line)
             return (FileResult.from_dict(data["result"]), bool(data["healthy"])), ""
-        if self.alive():
-            return None, f"timed out after {timeout:g} s"
-        code = self.proc.returncode
+        code = self.proc.wait()  # its output ended: it is ending
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         return None, f"the worker process died ({how}; out of memory?)"
 
-    def _line(self, timeout: float | None) -> str:
-        """The next line, or "" when there is none within ``timeout`` seconds or it died."""
+    def _line(self, timeout: float | None) -> str | None:
+        """The next line; "" when the process ended, None when ``timeout`` seconds passed."""
         ready, _, _ = select.select([self.stdout], [], [], timeout)
-        return self.stdout.readline().strip() if ready else ""
+        return self.stdout.readline().strip() if ready else None
 
     def kill(self) -> None:
         with contextlib.suppress(OSError):

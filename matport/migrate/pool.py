@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 
 START_TIMEOUT_S = 300.0
 # what a worker needs, imported once by the fork server
+# (the v7.3 reader too: HDF5's library cannot be loaded under a tight memory limit)
 WORKER_IMPORTS = ("torch", "matport.checkpoint", "matport.convert.api",
-                  "matport.convert.families.resnet50", "matport.migrate.artifact")
+                  "matport.convert.families.resnet50", "matport.migrate.artifact",
+                  "matport.mat.v73")
 
 
 @dataclass
