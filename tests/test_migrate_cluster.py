@@ -82,7 +82,12 @@ def without_timings(value):
     return value
 
 
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
 def test_cluster_run_is_the_local_run(cluster, sources: Path, tmp_path: Path) -> None:
+    before = tree(sources)
     local = migrate(sources, tmp_path / "local", progress=False)
     remote = migrate(sources, tmp_path / "remote", cluster=cluster.scheduler_address,
                      progress=False)
@@ -98,6 +103,16 @@ def test_cluster_run_is_the_local_run(cluster, sources: Path, tmp_path: Path) ->
     for rel in files:
         assert (tmp_path / "local" / rel).read_bytes() == (tmp_path / "remote" / rel).read_bytes()
     assert_valid(tmp_path / "remote", sources)
+    assert tree(sources) == before  # sources never modified
+
+
+def test_a_local_run_does_not_import_dask(sources: Path, tmp_path: Path) -> None:
+    code = (f"import sys; from matport.migrate import migrate; "
+            f"migrate({str(sources / 'm2.mat')!r}, {str(tmp_path / 'out')!r}, progress=False); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_limits_fail_the_file_not_the_worker(cluster, sources: Path, tmp_path: Path) -> None:
