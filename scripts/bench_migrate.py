@@ -1,7 +1,7 @@
 """Benchmark ``matport.migrate``: throughput of 2 worker processes against 1 on the same 8 files.
 
-The files are full-size MATLAB ResNet-50s (tests/resnet50_fixture.py, fine-tuned form, DAGNetwork
-v7, about 88 MB each) with a MATLAB-style ONNX export beside each (tests/matlab_onnx_export.py),
+The files are full-size MATLAB ResNet-50s (matport.synth.resnet50, fine-tuned form, DAGNetwork
+v7, about 88 MB each) with a MATLAB-style ONNX export beside each (matport.synth.onnx_export),
 so every file is read, transplanted into torchvision's resnet50, verified against its export
 (8 random 224x224 images through both) and written: about 2 s of work per file, against about
 3 s to start the workers (importing torch). One network is generated and copied to the 8 names
@@ -12,8 +12,12 @@ workers' fork server, importing torch) and into a fresh output folder; the ratio
 2 jobs over files/s with 1 (target >= 1.6 on a 2-core machine). Other processes on the machine
 and shared memory bandwidth lower it: the script also measures the machine's ceilings (2
 processes against 1, a busy loop and a 100 MB array copy) before and after. Prints a Markdown
-section for BENCHMARKS.md.
+section for BENCHMARKS.md, with the size of an artifact's metadata against its weights (the
+mean image and other arrays belong in the weights file, not in the JSON).
+With ``--cluster`` the same files also run on a local Dask cluster of 1 and 2 worker processes
+(``matport migrate --cluster``), against ``--jobs`` of as many processes: the engine's overhead.
 Usage: python scripts/bench_migrate.py [--files 8] [--dir DIR] [--format pt|safetensors]
+       [--cluster]
 """
 
 from __future__ import annotations
@@ -63,13 +67,15 @@ def capacity(code: str) -> float:
     return 2 * one / run(2)
 
 
-def timed_run(src: Path, out: Path, jobs: int, fmt: str) -> tuple[float, float, dict[str, int]]:
-    """Wall seconds of ``matport.migrate`` in a fresh process (the workers' fork server and its
-    torch import included), mean seconds of one file inside its worker, outcomes."""
+def timed_run(src: Path, out: Path, jobs: int, fmt: str,
+              cluster: str | None = None) -> tuple[float, float, dict[str, int]]:
+    """Wall seconds of ``matport.migrate`` in a fresh process (the workers' fork server, or the
+    cluster workers' converter processes, and their torch import included), mean seconds of one
+    file inside its worker, outcomes."""
     code = ("import sys; "
             "from matport.migrate.runner import migrate; "
             f"r = migrate({str(src)!r}, {str(out)!r}, jobs={jobs}, format={fmt!r}, "
-            "progress=False); sys.exit(0 if r.ok else r.summary())")
+            f"cluster={cluster!r}, progress=False); sys.exit(0 if r.ok else r.summary())")
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True)
     seconds = time.perf_counter() - start
@@ -78,11 +84,30 @@ def timed_run(src: Path, out: Path, jobs: int, fmt: str) -> tuple[float, float, 
     return seconds, per_file, report["counts"]
 
 
+def cluster_runs(src: Path, work: Path, fmt: str) -> list[tuple[int, float, float, float,
+                                                                 dict[str, int]]]:
+    """The same migration on a local Dask cluster of 1, then 2, worker processes."""
+    from distributed import LocalCluster
+
+    rows = []
+    for workers in (1, 2):
+        out = work / f"out-cluster{workers}"
+        shutil.rmtree(out, ignore_errors=True)
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster:
+            seconds, per_file, counts = timed_run(src, out, 1, fmt, cluster.scheduler_address)
+        files = len(list(src.glob("*.mat")))
+        rows.append((workers, seconds, files / seconds, per_file, counts))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--dir", help="work folder (default: a temporary one, removed after)")
     parser.add_argument("--format", default="pt", choices=("pt", "safetensors"))
+    parser.add_argument("--cluster", action="store_true",
+                        help="also run on a local Dask cluster of 1 and 2 worker processes")
     args = parser.parse_args()
 
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench_migrate_"))
@@ -101,8 +126,12 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
             seconds, per_file, counts = timed_run(src, out, jobs, args.format)
             rows.append((jobs, seconds, args.files / seconds, per_file, counts))
+        cluster_rows = cluster_runs(src, work, args.format) if args.cluster else []
         after = capacity(SPIN), capacity(COPY)
         ratio = rows[1][2] / rows[0][2]
+        artifact = work / "out-jobs1" / "net00"
+        weights = next(p for p in artifact.iterdir() if p.suffix in (".pt", ".safetensors"))
+        meta_ratio = (artifact / "net.json").stat().st_size / weights.stat().st_size
         print(f"## matport migrate: --jobs 2 vs --jobs 1\n\n"
               f"{args.files} MATLAB ResNet-50 files (DAGNetwork v7, {size:.0f} MB each) with their "
               f"MATLAB-style ONNX exports (each file read, transplanted into torchvision's "
@@ -123,6 +152,16 @@ def main() -> None:
               f"arrays {before[1]:.2f}x / {after[1]:.2f}x (converting a ResNet-50 moves its "
               "100 MB of weights several times: part of the work is bound by memory "
               "bandwidth).")
+        if cluster_rows:
+            print("\nOn a local Dask cluster (`--cluster`, started before the timing; each "
+                  "worker starts its converter process, importing torch, on its first file):\n")
+            print("| Dask workers | seconds | files/s | against --jobs of as many processes |")
+            print("|---|---|---|---|")
+            for (workers, seconds, rate, _per_file, _counts), local in zip(
+                    cluster_rows, rows, strict=True):
+                print(f"| {workers} | {seconds:.1f} | {rate:.3f} | {rate / local[2]:.2f}x |")
+        print(f"\nAn artifact's metadata (.json) is {meta_ratio:.5f}x the size of its weights "
+              f"({weights.name}).")
     finally:
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)

@@ -1,7 +1,9 @@
 """Files written by matport 0.1.0 (fixtures/compat-0.1.0, made before the package was reorganised)
-still load and compute what they computed then."""
+still load and compute what they computed then; a folder it migrated is resumed."""
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import torch
 
 import matport
 from matport.checkpoint import load_checkpoint
+from matport.migrate import migrate
 from matport.migrate.artifact import load_artifact
 from tests.support.paths import FIXTURES
 
@@ -42,3 +45,19 @@ def test_migration_artifact_written_by_0_1_0_loads(fmt: str, stored: dict[str, n
     model = load_artifact(COMPAT / f"artifact-{fmt}" / "net.json")
     got = _outputs(model, stored["input"])
     np.testing.assert_allclose(got, stored["series_net_v7"], rtol=1e-6, atol=1e-7)
+
+
+def test_migration_state_written_by_0_1_0_is_resumed(tmp_path, stored) -> None:
+    """A folder migrated by 0.1.0 (its state calls the family 'mode'): the same run skips the
+    file as done; another family redoes it."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    shutil.copy(FIXTURES / "series_net_v7.mat", src)
+    shutil.copytree(COMPAT / "migration", out)
+    report = migrate(src, out, progress=False)
+    assert [(f.outcome, f.reason) for f in report.files] == [
+        ("skipped", "already done (converted)")]
+    got = _outputs(load_artifact(out / "series_net_v7" / "net.json"), stored["input"])
+    np.testing.assert_allclose(got, stored["series_net_v7"], rtol=1e-6, atol=1e-7)
+    again = migrate(src, out, family="graph", progress=False)
+    assert [f.outcome for f in again.files] == ["converted"]

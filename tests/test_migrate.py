@@ -21,10 +21,14 @@ from safetensors.torch import load_file
 from matport.cli import COMMANDS
 from matport.convert.api import load
 from matport.errors import MigrationError
+from matport.files import TMP_SUFFIX
 from matport.mat.values import Struct
 from matport.mat.writer import write
-from matport.migrate.artifact import TMP_SUFFIX, artifact_names, load_artifact
-from matport.migrate.runner import LOCK_FILE, REPORT_JSON, REPORT_MARKDOWN, STATE_FILE, migrate
+from matport.migrate.artifact import artifact_names, load_artifact
+from matport.migrate.html import REPORT_HTML
+from matport.migrate.report import REPORT_JSON, REPORT_MARKDOWN
+from matport.migrate.runner import LOCK_FILE, migrate
+from matport.migrate.state import STATE_FILE
 from matport.network.encode import encode_network, write_network
 from matport.network.model import Network, Normalization
 from matport.synth import onnx_export as matlab_onnx_export
@@ -181,9 +185,11 @@ def test_mixed_folder_outcomes_report_and_artifacts(mixed, tmp_path: Path) -> No
     assert meta["variable"] == "net" and meta["class_names"] == ["c0", "c1", "c2"]
     assert meta["input_size"] == [8, 8, 3] and meta["layout"] == "NCHW"
     assert meta["normalization"]["type"] == "zerocenter"
-    np.testing.assert_array_equal(
-        np.array(meta["normalization"]["mean"]["values"], np.float32).reshape(8, 8, 3),
-        nets["pair"].layers[0].normalization.mean)
+    assert meta["normalization"]["arrays"] == {"mean": [8, 8, 3]}  # the values: in the weights
+    with torch.serialization.safe_globals([]):
+        stored = torch.load(out / "pair/pair/net.pt", weights_only=True)
+    np.testing.assert_array_equal(stored["info"]["normalization"]["mean"].numpy(),
+                                  nets["pair"].layers[0].normalization.mean)
     assert meta["weights"]["sha256"] == sha256(out / "pair/pair/net.pt")
     assert meta["verification"]["status"] == "verified"
     assert meta["verification"]["report"]["passed"] is True
@@ -249,9 +255,16 @@ def run_cli(src: Path, out: Path) -> dict:
     """Run ``matport migrate`` to the end; the JSON report."""
     done = subprocess.run(cli(src, out), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stderr == ""  # not a terminal: no progress line
     assert done.stdout.startswith("matport migrate: ")
-    return json.loads((out / REPORT_JSON).read_text())
+    report = json.loads((out / REPORT_JSON).read_text())
+    # not a terminal: one log line per file, in the order they finish
+    lines = done.stderr.splitlines()
+    total = len(report["files"])
+    assert [line.split(" ")[2] for line in lines] == [f"{i}/{total}" for i in range(1, total + 1)]
+    assert sorted(line.split(" ")[3] for line in lines) == sorted(
+        f"{f['relative']}:" for f in report["files"])
+    assert not (out / LOCK_FILE).exists()
+    return report
 
 
 def test_sigkill_mid_run_then_rerun_completes_loss_free(batch: Path, tmp_path: Path) -> None:
@@ -280,7 +293,7 @@ def test_sigkill_mid_run_then_rerun_completes_loss_free(batch: Path, tmp_path: P
     names = {f"m{i}" for i in range(BATCH)}
     assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == {
         *(f"{n}/net.{ext}" for n in names for ext in ("pt", "json")),
-        STATE_FILE, LOCK_FILE, REPORT_JSON, REPORT_MARKDOWN}  # no temporary files, nothing else
+        STATE_FILE, REPORT_JSON, REPORT_MARKDOWN, REPORT_HTML}  # no temporary files or lock
     for n in sorted(names):
         assert_same_outputs(out / n / "net.pt", src / f"{n}.mat")
     assert tree_hashes(src) == before
@@ -312,14 +325,14 @@ def test_two_jobs_give_the_same_artifacts_as_one(batch: Path, tmp_path: Path, ca
     one = migrate(src, tmp_path / "one", jobs=1, format="safetensors", progress=False)
     assert capsys.readouterr().err == ""
     two = migrate(src, tmp_path / "two", jobs=2, format="safetensors", progress=True)
-    progress = capsys.readouterr().err
-    assert progress.startswith("\rmatport migrate: 0/8 files, 0 failed, 0.00 files/s, ETA ?")
-    assert "8/8 files, 0 failed" in progress and "ETA" in progress
+    progress = capsys.readouterr().err  # tqdm's bar
+    assert progress.startswith("\rmatport migrate:   0%|")
+    assert "8/8 [" in progress and "failed=0" in progress
     assert one.ok and two.ok and len(one.files) == 8
     assert without_timings(one) == without_timings(two)
     made = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").glob("m*/*"))
     assert made == sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").glob("m*/*"))
-    assert len(made) == 16
+    assert len(made) == 24  # weights, config, metadata
     for rel in made:
         a, b = tmp_path / "one" / rel, tmp_path / "two" / rel
         if rel.suffix == ".json":

@@ -2,36 +2,58 @@
 
 Resumable and loss-free (see :mod:`matport.migrate.runner`): re-running the same command skips
 what is done and redoes what failed or changed. Exit status: 0 when no file failed, 1 when some
-did (the summary names them), 2 when the migration could not start.
+did (the summary names them), 2 when the migration could not start or could not write its
+output folder. On a terminal a progress bar shows on stderr, else one line per file.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
+
+from matport.options import FAMILIES
 
 HELP = ("convert every network in the .mat files under folders into PyTorch artifacts (weights + "
         "metadata), resumably, in parallel, with a report (exit 1 when a file failed)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from matport.migrate.runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, FORMATS
+    """Add ``migrate``'s options to ``p``.
+
+    Args:
+        p: the sub-command's parser.
+    """
+    from matport.migrate.artifact import FORMATS
+    from matport.migrate.runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
+    from matport.migrate.sources import DEFAULT_ONNX_PATTERN
 
     p.add_argument("sources", nargs="+", metavar="SRC",
                    help=".mat files or folders (searched recursively for .mat files)")
-    p.add_argument("--out", required=True, metavar="DIR",
+    p.add_argument("-o", "--out", required=True, metavar="DIR",
                    help="the output folder (artifacts mirror the source tree; report and state "
                         "files go here)")
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
                    help="worker processes (default 1)")
     p.add_argument("--format", choices=sorted(FORMATS), default="pt",
-                   help="weights as a matport checkpoint (pt, default) or safetensors")
-    family = p.add_mutually_exclusive_group()
-    family.add_argument("--resnet50", dest="mode", action="store_const", const="resnet50",
-                        help="convert to torchvision resnet50 only; other networks fail")
-    family.add_argument("--auto", dest="mode", action="store_const", const="auto",
-                        help="torchvision resnet50 when a network fits, else matport's general "
-                             "module (default)")
-    p.set_defaults(mode="auto")
+                   help="weights as a matport .pt checkpoint (default) or .safetensors")
+    p.add_argument("--family", choices=FAMILIES, default="auto",
+                   help="resnet50: a torchvision resnet50 or fail; graph: matport's general "
+                        "module; auto (default): resnet50 when the network fits, else graph")
+    p.add_argument("--onnx-pattern", default=DEFAULT_ONNX_PATTERN, metavar="PATTERN",
+                   help="MATLAB's ONNX export of x.mat, relative to its folder, {stem} standing "
+                        f"for x (default {DEFAULT_ONNX_PATTERN!r})")
+    p.add_argument("--onnx-map", metavar="FILE",
+                   help="a JSON object or CSV file pairing .mat files with their ONNX exports "
+                        "(paths relative to FILE; wins over --onnx-pattern)")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the files on a Dask cluster (its scheduler's address, e.g. "
+                        "tcp://host:8786; --jobs is then unused); sources and DIR must be on "
+                        "storage every worker sees. Needs pip install 'matport[cluster]'")
+    p.add_argument("--json", action="store_true",
+                   help="print the report as JSON (as migration-report.json) instead of the "
+                        "summary")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
                    help=f"seconds per file before it is stopped and failed (default "
                         f"{DEFAULT_TIMEOUT_S:g}; 0: no limit)")
@@ -41,11 +63,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``matport migrate``.
+
+    Args:
+        args: the parsed options.
+
+    Returns:
+        The exit status: 0 when no file failed, 1 otherwise.
+    """
     from matport.migrate.runner import migrate
 
-    report = migrate(
-        args.sources, args.out, jobs=args.jobs, format=args.format, mode=args.mode,
-        timeout=args.timeout or None, memory_mb=args.memory_mb or None,
-    )
-    print(report.summary())
+    bar = sys.stderr.isatty()
+    logger = logging.getLogger("matport.migrate")
+    handler = logging.StreamHandler(sys.stderr)  # not a terminal: one line per file
+    handler.setFormatter(logging.Formatter("matport migrate: %(message)s"))
+    if not bar:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        report = migrate(
+            args.sources, args.out, jobs=args.jobs, format=args.format, family=args.family,
+            onnx_pattern=args.onnx_pattern, onnx_map=args.onnx_map, progress=bar,
+            timeout=args.timeout or None, memory_mb=args.memory_mb or None,
+            cluster=args.cluster,
+        )
+    finally:
+        logger.removeHandler(handler)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0 if report.ok else 1

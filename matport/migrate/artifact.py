@@ -1,13 +1,13 @@
 """One source file's migration, in a worker process, and the artifacts it writes and reads back.
 
-An artifact is one network: its weights (``<name>.pt``, a :mod:`matport.checkpoint`, or
-``<name>.safetensors``) and its metadata (``<name>.json``: source path and sha256, variable
-path, class names, input size, layout, normalization with its arrays, architecture, layer map,
-matport version, verification result and report). Both are written to temporary files, fsynced,
-and renamed into place, the metadata last: an artifact exists once its ``.json`` does, and a
-``.json`` always describes the weights beside it (:func:`remove_unfinished` clears what a killed
-writer leaves).
-"""
+An artifact is one network: its weights, a :mod:`matport.checkpoint` (``<name>.pt``, or
+``<name>.safetensors`` with ``<name>.config.json``: architecture, class names, normalization
+arrays), and its metadata (``<name>.json``, small: source path and sha256, variable path, class
+names, input size, layout, normalization type and array shapes, family, matport version,
+verification result and report). The old metadata is removed first, the weights are written all
+or nothing, the metadata last: an artifact exists once its ``.json`` does, and a ``.json``
+always describes the weights beside it (:func:`remove_unfinished` clears what a killed writer
+leaves)."""
 
 from __future__ import annotations
 
@@ -18,43 +18,50 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from matport.convert.info import ModelInfo
 from matport.errors import MatportError, MigrationError
+from matport.files import is_temporary, write_atomic
 from matport.migrate.report import FileResult, NetworkResult, one_line
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from matport.convert.layers import Converter
+    from matport.migrate.runner import Family
     from matport.network.find import NetworkRef
     from matport.network.model import Network
 
+#: the weights file of an artifact
+WeightsFormat = Literal["pt", "safetensors"]
 FORMATS = {"pt": ".pt", "safetensors": ".safetensors"}
-ARTIFACT_FORMAT = "matport.migration-artifact/1"
-TMP_SUFFIX = ".matport-tmp"
-_TMP_NAME = re.compile(r"\..+\.\d+" + re.escape(TMP_SUFFIX) + r"\Z")
+ARTIFACT_FORMAT = "matport.migration-artifact/2"
+#: written by matport 0.1.0: ModelInfo with its arrays as JSON numbers in the ``.json``
+ARTIFACT_FORMAT_0_1 = "matport.migration-artifact/1"
+_CONFIG = ".config.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _CHUNK = 1 << 20
 
 
 @dataclass
 class FileTask:
-    """A file to migrate, as a worker receives it (``relative``: its path under its source
-    folder; ``onnx``: MATLAB's export beside it, if any; hashes None: the worker computes them)."""
+    """A file to migrate, as a worker receives it (``relative``: the path its artifacts mirror;
+    ``onnx``: MATLAB's export that checks it, if any; hashes None: the worker computes them)."""
 
     source: str
     relative: str
     out: str
     size: int
     onnx: str | None
-    format: str
-    mode: str
+    format: WeightsFormat
+    family: Family
     sha256: str | None = None
     onnx_sha256: str | None = None
+    signature: tuple[int, ...] | None = None  # source_signature() when sha256 was taken
 
     @property
     def folder(self) -> Path:
@@ -63,13 +70,27 @@ class FileTask:
         return Path(self.out) / rel.parent / rel.stem
 
     def result(self, **fields: Any) -> FileResult:
-        """A result for this file (its paths, hashes and size) with ``fields`` set."""
+        """A result for this file.
+
+        Args:
+            fields: :class:`FileResult` fields to set.
+
+        Returns:
+            The result with this file's paths, hashes and size.
+        """
         return FileResult(source=self.source, relative=self.relative, sha256=self.sha256,
                           onnx_sha256=self.onnx_sha256, size=self.size, **fields)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """The sha256 of a file's content, hex."""
+    """The sha256 of a file's content.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The hex digest.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
@@ -77,65 +98,45 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def source_signature(path: str | os.PathLike[str]) -> tuple[int, ...]:
+    """What changes when a file is rewritten (size, modification and change times, inode): a
+    source whose signature is the same after its migration as when it was hashed is unchanged.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The signature.
+    """
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
 # ---------------------------------------------------------------------------------------------
 # files on disk
 
 
-def write_atomic(path: Path, data: bytes | Callable[[Path], None]) -> None:
-    """Write ``path`` all or nothing: :func:`write_temporary`, then rename it over ``path``."""
-    tmp = write_temporary(path, data)
-    try:
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    _fsync_folder(path.parent)
-
-
-def write_temporary(path: Path, data: bytes | Callable[[Path], None]) -> Path:
-    """Write ``data`` (bytes, or a function writing the file it is given) to a temporary file
-    beside ``path``, fsynced; returns its name (:func:`remove_unfinished` knows the pattern)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    try:
-        if isinstance(data, bytes):
-            tmp.write_bytes(data)
-        else:
-            data(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    return tmp
-
-
-def _fsync_folder(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def remove_temporary_files(folder: Path) -> None:
-    """Delete the temporary files of :func:`write_temporary` under ``folder``, at any depth."""
+    """Delete the temporary files of :func:`matport.files.write_temporary` under ``folder``.
+
+    Args:
+        folder: searched at any depth.
+    """
     for here, _dirs, files in os.walk(folder):
         for name in files:
-            if _TMP_NAME.match(name):
+            if is_temporary(name):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(here, name))
 
 
 def remove_unfinished(folder: Path) -> None:
     """Delete what a killed writer leaves in the artifact folder ``folder`` (not in its
-    subfolders): temporary files, and weights without their metadata (an artifact is committed
-    by its ``.json``, renamed into place last)."""
+    subfolders): temporary files, and weights or safetensors configs without their metadata (an
+    artifact is committed by its ``.json``, written last).
+
+    Args:
+        folder: the artifact folder of one source file.
+    """
     try:
         names = set(os.listdir(folder))
     except (FileNotFoundError, NotADirectoryError):
@@ -143,18 +144,29 @@ def remove_unfinished(folder: Path) -> None:
     weights = tuple(FORMATS.values())
     for name in names:
         stem, ext = os.path.splitext(name)
-        if _TMP_NAME.match(name) or (ext in weights and f"{stem}.json" not in names):
+        if name.endswith(_CONFIG):
+            stem, ext = name.removesuffix(_CONFIG), _CONFIG
+        if is_temporary(name) or (ext in (*weights, _CONFIG) and f"{stem}.json" not in names):
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 os.unlink(folder / name)
 
 
 def artifact_names(variables: Sequence[str]) -> list[str]:
-    """File names (without extension) for the networks at ``variables`` of one file: the
-    variable path with other characters than letters, digits, ``._-`` replaced by ``_``,
-    made unique with ``-2``, ``-3`` ..."""
+    """File names (without extension) for the networks at ``variables`` of one file.
+
+    Args:
+        variables: the networks' variable paths.
+
+    Returns:
+        Each path with other characters than letters, digits, ``._-`` replaced by ``_`` (and a
+        final ``.config`` by ``_config``: ``<name>.config.json`` is a safetensors config), made
+        unique with ``-2``, ``-3`` ...
+    """
     names: list[str] = []
     for v in variables:
         base = _UNSAFE.sub("_", v).strip("_.") or "network"
+        if base.endswith(".config"):
+            base = base.removesuffix(".config") + "_config"
         name, n = base, 1
         while name in names:
             n += 1
@@ -168,8 +180,15 @@ def artifact_names(variables: Sequence[str]) -> list[str]:
 
 
 def migrate_file(task: FileTask, memory_mb: int | None = None) -> tuple[FileResult, bool]:
-    """Migrate one file (in this process); returns the result and whether the process is still
-    sound (False after running out of memory)."""
+    """Migrate one file in this process.
+
+    Args:
+        task: the file.
+        memory_mb: the memory limit the process runs under (for the message).
+
+    Returns:
+        The result, and whether the process is still sound (False after running out of memory).
+    """
     t0 = time.monotonic()
     result = task.result()
     reason, healthy = _attempt(lambda: _migrate_networks(task, result), memory_mb)
@@ -189,6 +208,8 @@ def _attempt(step: Callable[[], None], memory_mb: int | None) -> tuple[str | Non
         return str(exc), True
     except MemoryError:
         return f"out of memory (limit {memory_mb} MB per file)", False
+    except OSError as exc:  # an artifact that cannot be written (a full disk ...)
+        return f"{exc.filename or 'a file'}: {exc.strerror or exc}", True
     except Exception as exc:  # noqa: BLE001 (a failing file never stops the batch)
         return f"internal error: {type(exc).__name__}: {exc}", True
     return None, True
@@ -200,11 +221,14 @@ def _migrate_networks(task: FileTask, result: FileResult) -> None:
     from matport.network import find_networks
 
     try:
-        task.sha256 = result.sha256 = task.sha256 or file_sha256(task.source)
-        if task.onnx:
-            task.onnx_sha256 = result.onnx_sha256 = task.onnx_sha256 or file_sha256(task.onnx)
+        if task.sha256 is None:
+            task.signature = source_signature(task.source)
+            task.sha256 = file_sha256(task.source)
+        if task.onnx and task.onnx_sha256 is None:
+            task.onnx_sha256 = file_sha256(task.onnx)
     except OSError as exc:
         raise MigrationError(f"{task.source}: cannot read: {exc}") from None
+    result.sha256, result.onnx_sha256 = task.sha256, task.onnx_sha256
     refs = find_networks(read(task.source))
     for ref, name in zip(refs, artifact_names([r.path for r in refs]), strict=True):
         net_result = NetworkResult(ref.path, ref.class_name)
@@ -215,7 +239,7 @@ def _migrate_networks(task: FileTask, result: FileResult) -> None:
             raise MemoryError
         if reason is not None:
             net_result.reason = reason
-    if file_sha256(task.source) != task.sha256:
+    if source_signature(task.source) != task.signature:
         raise MigrationError(f"{task.source}: the file changed during the migration")
 
 
@@ -232,38 +256,33 @@ def _file_outcome(networks: list[NetworkResult]) -> tuple[str, str | None]:
 
 def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
                      result: NetworkResult) -> None:
-    """Convert, verify and write one network, filling ``result``. The weights and the metadata
-    are written to temporary files first; then the old metadata goes, the weights are renamed
-    into place and the metadata last: a ``.json`` always describes the weights beside it."""
+    """Convert, verify and write one network, filling ``result``. The old metadata goes first,
+    then the weights (and a safetensors config) are written all or nothing, the metadata last: a
+    ``.json`` always describes the weights beside it."""
+    from matport.checkpoint import config_path, save
     from matport.convert.api import convert_network
     from matport.network import network_from_ref
 
     net = network_from_ref(ref, task.source)
-    model, note = convert_network(net, task.mode)
+    model, note = convert_network(net, task.family)
     result.family = _info(model).architecture.get("family")
     result.parameters = sum(p.numel() for p in model.parameters())
     result.verification, full_report = _verify(model, net, task.onnx, count)
     weights = task.folder / f"{name}{FORMATS[task.format]}"
     metadata = task.folder / f"{name}.json"
-    temporary: list[Path] = []
-    try:
-        temporary.append(_write_weights(model, weights, task))
-        meta = _metadata(model, net, task, result, weights.name, temporary[0], note,
-                         full_report)
-        temporary.append(write_temporary(metadata, (json.dumps(meta, indent=2) + "\n").encode()))
-        with contextlib.suppress(FileNotFoundError):
-            metadata.unlink()
-        os.replace(temporary[0], weights)
-        os.replace(temporary[1], metadata)
-    finally:
-        for tmp in temporary:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-    _fsync_folder(task.folder)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        metadata.unlink()
+    written = save(model, weights, task.format)
+    meta = _metadata(model, net, task, result, weights, note, full_report)
+    write_atomic(metadata, (json.dumps(meta, indent=2) + "\n").encode())
     out = Path(task.out)
     result.weights = weights.relative_to(out).as_posix()
     result.metadata = metadata.relative_to(out).as_posix()
     result.weights_size, result.metadata_size = weights.stat().st_size, metadata.stat().st_size
+    if config_path(weights) in written:
+        result.config = config_path(weights).relative_to(out).as_posix()
+        result.config_size = config_path(weights).stat().st_size
     status = result.verification["status"]
     result.outcome = {"verified": "verified", "failed": "failed"}.get(status, "converted")
     if status == "failed":
@@ -296,28 +315,14 @@ def _verify(model: nn.Module, net: Network, onnx: str | None,
     return {"status": report.status, "onnx": onnx, "reason": report.reason}, report.to_dict()
 
 
-def _write_weights(model: nn.Module, path: Path, task: FileTask) -> Path:
-    """The weights written to a temporary file beside ``path``; returns its name."""
-    if task.format == "pt":
-        from matport.checkpoint import save
-
-        return write_temporary(path, lambda tmp: save(model, tmp))
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    # one key: safetensors writes its metadata map in no fixed order
-    meta = {"matport": json.dumps({"format": ARTIFACT_FORMAT, "source_sha256": task.sha256,
-                                   "metadata": path.with_suffix(".json").name})}
-    return write_temporary(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
-
-
 def _metadata(model: nn.Module, net: Network, task: FileTask, result: NetworkResult,
-              weights_name: str, weights_file: Path, note: str | None,
-              report: dict[str, Any] | None) -> dict[str, Any]:
+              weights: Path, note: str | None, report: dict[str, Any] | None) -> dict[str, Any]:
+    """The artifact's ``.json``: small (the arrays and the architecture are in the weights)."""
     import matport
 
-    info = info_to_json(_info(model))
-    del info["source"]  # the file's path; "source" below says more
+    info = _info(model)
+    norm = info.normalization
+    arrays = {k: list(getattr(norm, k).shape) for k in _ARRAYS if getattr(norm, k) is not None}
     return {
         "format": ARTIFACT_FORMAT,
         "matport_version": matport.__version__,
@@ -326,13 +331,17 @@ def _metadata(model: nn.Module, net: Network, task: FileTask, result: NetworkRes
         "variable": net.path,
         "class_name": result.class_name,
         "kind": net.kind,
-        "weights": {"file": weights_name, "format": task.format,
-                    "size": weights_file.stat().st_size, "sha256": file_sha256(weights_file)},
+        "weights": {"file": weights.name, "format": task.format,
+                    "size": weights.stat().st_size, "sha256": file_sha256(weights)},
         "family": result.family,
         "conversion_note": note,
         "parameters": result.parameters,
         "verification": {**(result.verification or {}), "report": report},
-        **info,
+        "class_names": info.class_names,
+        "input_size": list(info.input_size),
+        "layout": info.layout,
+        "normalization": {"type": norm.type, "dimension": norm.dimension,
+                          "arrays": arrays},  # shapes; the values are in the weights file
     }
 
 
@@ -342,65 +351,63 @@ def _metadata(model: nn.Module, net: Network, task: FileTask, result: NetworkRes
 _ARRAYS = ("mean", "std", "min", "max")
 
 
-def info_to_json(info: ModelInfo) -> dict[str, Any]:
-    """``ModelInfo.to_dict()`` with its normalization arrays as ``{"shape", "values"}`` (float32
-    values written as their shortest decimal form, read back exactly)."""
-    import numpy as np
+def load_artifact(path: str | os.PathLike[str],
+                  converters: Mapping[str, Converter] | None = None) -> nn.Module:
+    """A migrated network as a module.
 
-    d = info.to_dict()
-    norm = dict(d["normalization"])
-    for k in _ARRAYS:
-        if norm.get(k) is not None:
-            a = norm[k].numpy()
-            flat = a.ravel()
-            values = ([float(str(v)) for v in flat] if a.dtype == np.float32 else flat.tolist())
-            norm[k] = {"shape": list(a.shape), "dtype": str(a.dtype), "values": values}
-    d["normalization"] = norm
-    return d
+    Args:
+        path: its weights file or its metadata ``.json``.
+        converters: the custom converters it was converted with, if any.
 
+    Returns:
+        The module in eval mode, with its ``matport`` :class:`~matport.convert.info.ModelInfo`.
 
-def info_from_json(d: dict[str, Any]) -> ModelInfo:
-    """The inverse of :func:`info_to_json` (extra keys are ignored)."""
-    import numpy as np
-    import torch
-
-    norm = dict(d["normalization"])
-    for k in _ARRAYS:
-        if norm.get(k) is not None:
-            spec = norm[k]
-            a = np.array(spec["values"], dtype=spec["dtype"]).reshape(spec["shape"])
-            norm[k] = torch.from_numpy(a)
-    return ModelInfo.from_dict({**d, "normalization": norm})
-
-
-def load_artifact(path: str | os.PathLike[str]) -> nn.Module:
-    """A migrated network (its weights file or its metadata ``.json``) as a module in eval mode,
-    with its ``matport`` :class:`~matport.convert.info.ModelInfo`."""
+    Raises:
+        MigrationError: not a matport artifact.
+        CheckpointError: its weights cannot be read.
+    """
     p = Path(path)
     meta_path = p if p.suffix == ".json" else p.with_suffix(".json")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise MigrationError(f"{meta_path}: cannot read the artifact metadata ({exc})") from None
-    if meta.get("format") != ARTIFACT_FORMAT:
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if fmt not in (ARTIFACT_FORMAT, ARTIFACT_FORMAT_0_1):
         raise MigrationError(f"{meta_path}: not a matport migration artifact")
-    weights = meta_path.parent / meta["weights"]["file"]
-    if meta["weights"]["format"] == "pt":
-        from matport.checkpoint import load_checkpoint
+    try:
+        weights = meta_path.parent / Path(meta["weights"]["file"]).name
+        legacy = fmt == ARTIFACT_FORMAT_0_1 and meta["weights"]["format"] == "safetensors"
+    except (KeyError, TypeError) as exc:
+        raise MigrationError(f"{meta_path}: malformed artifact metadata ({exc!r})") from None
+    if legacy:
+        return _load_0_1_safetensors(meta, weights, converters)
+    from matport.checkpoint import load_checkpoint
 
-        return load_checkpoint(weights)
+    return load_checkpoint(weights, converters)
+
+
+def _load_0_1_safetensors(meta: dict[str, Any], weights: Path,
+                          converters: Mapping[str, Converter] | None) -> nn.Module:
+    """An artifact of matport 0.1.0 in safetensors: ModelInfo in the ``.json``, arrays as
+    ``{"shape", "dtype", "values"}``."""
+    import numpy as np
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from matport.checkpoint import module_from_architecture
+    from matport.checkpoint import build_model
 
-    info = info_from_json({**meta, "source": meta["source"]["path"]})
     try:
+        norm = dict(meta["normalization"])
+        for k in _ARRAYS:
+            if norm.get(k) is not None:
+                spec = norm[k]
+                a = np.array(spec["values"], dtype=spec["dtype"]).reshape(spec["shape"])
+                norm[k] = torch.from_numpy(a)
+        info = ModelInfo.from_dict({**meta, "source": meta["source"]["path"],
+                                    "normalization": norm})
         state = load_file(str(weights))
-    except (OSError, SafetensorError) as exc:
-        raise MigrationError(f"{weights}: cannot read the weights ({exc})") from None
-    model = module_from_architecture(info.architecture)
-    model.load_state_dict(state, strict=True, assign=True)
-    model.eval()
-    setattr(model, "matport", info)  # noqa: B010 (not a declared attribute of the module)
-    return model
+    except (OSError, SafetensorError, KeyError, TypeError, ValueError) as exc:
+        raise MigrationError(f"{weights}: cannot read the artifact ({exc})") from None
+    return build_model(info, state, converters, where=str(weights))

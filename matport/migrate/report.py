@@ -10,6 +10,8 @@ REPORT_JSON = "migration-report.json"
 REPORT_MARKDOWN = "migration-report.md"
 REPORT_FORMAT = "matport.migration-report/1"
 OUTCOMES = ("converted", "verified", "skipped", "failed")
+#: the longest text in a cell of the Markdown report
+CELL = 100
 
 
 @dataclass
@@ -25,6 +27,8 @@ class NetworkResult:
     metadata: str | None = None
     weights_size: int = 0
     metadata_size: int = 0
+    config: str | None = None  # a safetensors checkpoint's config
+    config_size: int = 0
     parameters: int | None = None
     verification: dict[str, Any] | None = None  # status verified | failed | error, reason, onnx
 
@@ -44,10 +48,21 @@ class FileResult:
     networks: list[NetworkResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """Returns:
+            The result as JSON-able values (read back by :meth:`from_dict`).
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FileResult:
+        """The inverse of :meth:`to_dict`, ignoring keys it does not know.
+
+        Args:
+            d: a dict :meth:`to_dict` made (by this or an earlier matport).
+
+        Returns:
+            The result.
+        """
         names = {f.name for f in fields(NetworkResult)}
         nets = [NetworkResult(**{k: v for k, v in n.items() if k in names})
                 for n in d.get("networks", [])]
@@ -61,6 +76,8 @@ class FileResult:
         for n in self.networks:
             if n.weights and n.metadata:
                 out += [(n.weights, n.weights_size), (n.metadata, n.metadata_size)]
+            if n.config:
+                out.append((n.config, n.config_size))
         return out
 
 
@@ -71,7 +88,7 @@ class MigrationReport:
     out: str
     sources: list[str]
     format: str
-    mode: str
+    family: str
     jobs: int
     seconds: float
     files: list[FileResult]
@@ -85,21 +102,28 @@ class MigrationReport:
         return not self.failed
 
     def counts(self) -> dict[str, int]:
-        """Files per outcome."""
+        """Returns:
+            The number of files per outcome.
+        """
         return {k: sum(f.outcome == k for f in self.files) for k in OUTCOMES}
 
     def to_dict(self) -> dict[str, Any]:
+        """Returns:
+            The report as written to ``migration-report.json``.
+        """
         import matport
 
         return {
             "format": REPORT_FORMAT, "matport_version": matport.__version__, "out": self.out,
-            "sources": self.sources, "artifact_format": self.format, "mode": self.mode,
+            "sources": self.sources, "artifact_format": self.format, "family": self.family,
             "jobs": self.jobs, "seconds": round(self.seconds, 3), "counts": self.counts(),
             "files": [f.to_dict() for f in self.files],
         }
 
     def summary(self) -> str:
-        """A few lines for people: counts, failures by name, where the reports are."""
+        """Returns:
+            A few lines for people: counts, failures by name, where the reports are.
+        """
         c = self.counts()
         nets = sum(len(f.networks) for f in self.files)
         lines = [f"matport migrate: {len(self.files)} files, {nets} networks: {c['converted']} "
@@ -113,19 +137,23 @@ class MigrationReport:
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
-        """The report for people: totals, failures, one row per file and per network."""
+        """Returns:
+            The report for people: totals, failures, one row per file and per network, each
+            cell at most :data:`CELL` characters (the full texts are in the JSON report).
+        """
         c = self.counts()
         lines = [
             "# matport migration report", "",
             f"- sources: {', '.join(f'`{s}`' for s in self.sources)}",
-            f"- output: `{self.out}` ({self.format}, mode {self.mode}, "
+            f"- output: `{self.out}` ({self.format}, family {self.family}, "
             f"{self.jobs} job{'s' if self.jobs > 1 else ''})",
             f"- {len(self.files)} files in {self.seconds:.1f} s: " + ", ".join(
-                f"{v} {k}" for k, v in c.items()), "",
+                f"{v} {k}" for k, v in c.items()),
+            f"- full reasons and verification reports: `{REPORT_JSON}`", "",
         ]
         if self.failed:
             lines += ["## Failures", ""]
-            lines += [f"- `{f.relative}`: {one_line(f.reason)}" for f in self.failed] + [""]
+            lines += [f"- `{f.relative}`: {_cell(f.reason)}" for f in self.failed] + [""]
         lines += ["## Files", "", "| file | outcome | networks | seconds | source | artifacts "
                   "| note |", "|---|---|---|---|---|---|---|"]
         for f in self.files:
@@ -151,12 +179,23 @@ _VERIFY_WORDS = {"verified": "verified", "failed": "failed", "error": "could not
 
 
 def one_line(text: str | None) -> str:
-    """``text`` with its line breaks and runs of spaces made single spaces."""
+    """``text`` with its line breaks and runs of spaces made single spaces.
+
+    Args:
+        text: any text (None: empty).
+
+    Returns:
+        The text on one line.
+    """
     return " ".join((text or "").split())
 
 
 def _cell(text: str | None) -> str:
-    return one_line(text).replace("|", "\\|")
+    """``text`` on one line, cut to :data:`CELL` characters, safe in a table cell."""
+    line = one_line(text)
+    if len(line) > CELL:
+        line = line[:CELL - 1].rstrip() + "…"
+    return line.replace("|", "\\|")
 
 
 def _size(n: int) -> str:

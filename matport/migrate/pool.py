@@ -1,0 +1,267 @@
+"""The worker processes of a migration on this machine.
+
+Workers fork from a server that imported torch once (a worker killed at its time limit is
+replaced in milliseconds), run one torch thread each, end with the migrating process even when it
+is killed by SIGKILL, and convert each file under a time limit (the worker is killed) and an
+address-space limit (``RLIMIT_AS``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import TYPE_CHECKING, Any
+
+from matport.errors import MigrationError
+from matport.migrate.artifact import FileTask, migrate_file, remove_unfinished
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+    from matport.migrate.report import FileResult
+
+START_TIMEOUT_S = 300.0
+# what a worker needs, imported once by the fork server
+# (the v7.3 reader too: HDF5's library cannot be loaded under a tight memory limit)
+WORKER_IMPORTS = ("torch", "matport.checkpoint", "matport.convert.api",
+                  "matport.convert.families.resnet50", "matport.migrate.artifact",
+                  "matport.mat.v73")
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    ready: bool = False
+    task: FileTask | None = None
+    index: int = -1
+    since: float = 0.0
+
+
+class ProcessPool:
+    """Worker processes on this machine (an :class:`~matport.migrate.schedule.Executor`).
+
+    Args:
+        jobs: the number of worker processes.
+        timeout: seconds per file (None: no limit).
+        memory_mb: address space (MB) a worker may add for one file (None: no limit).
+    """
+
+    def __init__(self, jobs: int, timeout: float | None, memory_mb: int | None) -> None:
+        import multiprocessing
+
+        self.ctx = multiprocessing.get_context("forkserver")
+        self.ctx.set_forkserver_preload(list(WORKER_IMPORTS))
+        self.jobs, self.timeout, self.memory_mb = jobs, timeout, memory_mb
+        self.capacity = 2 * jobs  # one waiting per worker: it starts as soon as one is free
+        self.workers: list[_Worker] = []
+        self.queued: deque[tuple[int, FileTask]] = deque()
+
+    def submit(self, index: int, task: FileTask) -> None:
+        """Queue ``task`` for the next idle worker.
+
+        Args:
+            index: its place, given back by :meth:`collect`.
+            task: the file.
+        """
+        self.queued.append((index, task))
+
+    def outstanding(self) -> int:
+        """Returns:
+            The number of files queued or being converted.
+        """
+        return len(self.queued) + len(self._busy())
+
+    def collect(self) -> list[tuple[int, FileResult]]:
+        """Start workers as needed, hand queued files to idle ones, and wait for a worker to
+        finish, die, become ready or run out of time.
+
+        Returns:
+            ``(index, result)`` of the files finished (maybe none).
+        """
+        while len(self.workers) < min(self.jobs, self.outstanding()):
+            self._start()
+        for w in self.workers:
+            if self.queued and w.ready and w.task is None:
+                self._send(w, *self.queued.popleft())
+        return self._collect()
+
+    def _busy(self) -> list[_Worker]:
+        return [w for w in self.workers if w.task is not None]
+
+    def _start(self) -> _Worker:
+        ours, theirs = self.ctx.Pipe()
+        process = self.ctx.Process(target=_worker_main, args=(theirs, self.memory_mb, os.getpid()),
+                                   daemon=True, name="matport-migrate-worker")
+        process.start()
+        theirs.close()
+        worker = _Worker(process, ours, since=time.monotonic())
+        self.workers.append(worker)
+        return worker
+
+    def _send(self, worker: _Worker, i: int, task: FileTask) -> None:
+        worker.task, worker.index, worker.since = task, i, time.monotonic()
+        worker.conn.send(task)
+
+    def _collect(self) -> list[tuple[int, FileResult]]:
+        """Wait for a worker to finish, die, become ready or run out of time."""
+        deadlines = [w.since + START_TIMEOUT_S for w in self.workers if not w.ready]
+        if self.timeout is not None:
+            deadlines += [w.since + self.timeout for w in self._busy()]
+        deadline = min(deadlines, default=None)
+        waitables: list[Any] = [w.conn for w in self.workers]
+        waitables += [w.process.sentinel for w in self.workers]
+        wait(waitables, None if deadline is None else max(0.0, deadline - time.monotonic()))
+        done: list[tuple[int, FileResult]] = []
+        for w in list(self.workers):
+            message = None
+            with contextlib.suppress(EOFError, OSError):
+                if w.conn.poll():
+                    message = w.conn.recv()
+            spent = time.monotonic() - w.since
+            if message == "ready":
+                w.ready = True
+            elif isinstance(message, tuple):
+                result, healthy = message
+                done.append((w.index, result))
+                w.task = None
+                if not healthy:  # it exits: start another when needed
+                    self._drop(w)
+            elif not w.ready and (not w.process.is_alive() or spent > START_TIMEOUT_S):
+                w.process.kill()
+                self._drop(w)
+                raise MigrationError(f"a worker process failed to start (exit code "
+                                     f"{w.process.exitcode})")
+            elif not w.process.is_alive():
+                self._drop(w)
+                if w.task is not None:
+                    code = w.process.exitcode
+                    why = (f"killed by signal {-code}" if code is not None and code < 0
+                           else f"exit code {code}")
+                    done.append((w.index, self._lost(
+                        w.task, f"the worker process died ({why}; out of memory?)", spent)))
+            elif w.task is not None and self.timeout is not None and spent > self.timeout:
+                w.process.kill()
+                self._drop(w)
+                done.append((w.index, self._lost(w.task, f"timed out after {self.timeout:g} s",
+                                                 spent)))
+        return done
+
+    def _lost(self, task: FileTask, reason: str, seconds: float) -> FileResult:
+        """The result of a file whose worker was killed or died; what it left unfinished goes."""
+        remove_unfinished(task.folder)
+        return task.result(reason=reason, seconds=seconds)
+
+    def _drop(self, w: _Worker) -> None:
+        w.process.join(5)
+        w.conn.close()
+        self.workers.remove(w)
+
+    def close(self) -> None:
+        """Stop every worker (one still converting is killed and what it left unfinished
+        removed)."""
+        for w in self.workers:
+            with contextlib.suppress(OSError):
+                if w.task is None:
+                    w.conn.send(None)
+            if w.task is not None:
+                w.process.kill()
+        for w in list(self.workers):
+            w.process.join(5)
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join()
+            w.conn.close()
+            if w.task is not None:
+                remove_unfinished(w.task.folder)
+        self.workers = []
+
+
+# ---------------------------------------------------------------------------------------------
+# the worker process
+
+
+def prepare_worker(memory_mb: int | None, migrating: int) -> None:
+    """Make this process a worker: Ctrl-C left to the migrating process, ends with it, what it
+    needs imported, one torch thread, then the memory limit.
+
+    Args:
+        memory_mb: address space (MB) it may add for one file (None: no limit).
+        migrating: the process it ends with.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _end_with(migrating)
+    import importlib
+
+    for name in WORKER_IMPORTS:  # before the memory limit (no-ops when the server has them)
+        importlib.import_module(name)
+    import torch
+
+    torch.set_num_threads(1)
+    _limit_memory(memory_mb)
+
+
+def _worker_main(conn: Connection, memory_mb: int | None, migrating: int) -> None:
+    """A worker process: converts the files it gets."""
+    prepare_worker(memory_mb, migrating)
+    conn.send("ready")
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        result, healthy = migrate_file(task, memory_mb)
+        conn.send((result, healthy))
+        if not healthy:
+            return
+
+
+def _end_with(pid: int) -> None:
+    """End this process as soon as process ``pid`` ends, even by SIGKILL (a thread waits on it:
+    the fork server, this process's parent, outlives it while workers hold its pipe)."""
+    import select
+    import threading
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):  # no pidfd (not Linux >= 5.3), or already gone
+            while _alive(pid):
+                time.sleep(0.2)
+        else:
+            select.select([fd], [], [])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-migrate", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _limit_memory(memory_mb: int | None) -> None:
+    """Cap the address space at what the process holds now plus ``memory_mb``."""
+    if memory_mb is None or not os.path.exists("/proc/self/statm"):
+        return
+    import resource
+
+    with open("/proc/self/statm") as f:
+        held = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = held + memory_mb * (1 << 20)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
