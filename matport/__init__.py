@@ -7,6 +7,8 @@ Public API (``__all__``, also what ``dir(matport)`` lists):
 - :func:`load_agent`: a Reinforcement Learning Toolbox agent's networks by role;
 - :func:`load_resnet50`: a MATLAB ResNet-50 as a ``torchvision.models.ResNet``;
 - :func:`reset_classifier`: a new classifier head, to fine-tune on other classes;
+- :func:`save` / :func:`load_checkpoint`: a converted model as ``.pt`` or ``.safetensors`` (with
+  its architecture, class names and preprocessing) and back;
 - :func:`verify`: a conversion checked against MATLAB's ONNX export;
 - :func:`migrate`: folders of ``.mat`` files converted, resumably, with a report;
 - the errors, all :class:`MatportError`; and the ``matport`` command.
@@ -37,6 +39,7 @@ from matport.migrate import migrate
 from matport.verify import verify
 
 if TYPE_CHECKING:
+    from matport.checkpoint import load_checkpoint, save
     from matport.convert.agent import load_agent
     from matport.convert.api import load
     from matport.convert.families.resnet50 import load_resnet50
@@ -46,6 +49,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load": "matport.convert.api",
+    "save": "matport.checkpoint",
+    "load_checkpoint": "matport.checkpoint",
     "load_agent": "matport.convert.agent",
     "load_resnet50": "matport.convert.families.resnet50",
     "reset_classifier": "matport.convert.head",
@@ -76,6 +81,8 @@ __all__ = [
     "load_agent",
     "load_resnet50",
     "reset_classifier",
+    "save",
+    "load_checkpoint",
     "verify",
     "migrate",
     "MatportError",

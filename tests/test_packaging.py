@@ -23,7 +23,7 @@ from tests.support.paths import ROOT
 
 #: Public names whose docstrings belong to other parts of the project (not yet in Args/Returns
 #: form): they are checked for a docstring only.
-OTHERS_DOCSTRINGS = {"load_resnet50", "migrate"}
+OTHERS_DOCSTRINGS = {"load_resnet50"}
 
 
 def _setup() -> configparser.ConfigParser:
