@@ -104,5 +104,6 @@ def model_info(network: Network, model: ConvertedNetwork) -> ModelInfo:
         source=network.source,
         variable=network.path,
         layer_map=dict(model.layer_map),
-        architecture={"family": "graph", "spec": network_spec(network)},
+        architecture={"family": "graph", "spec": network_spec(
+            network, [lay["name"] for lay in model.loss_layers])},
     )

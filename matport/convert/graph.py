@@ -13,7 +13,7 @@ from __future__ import annotations
 import keyword
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -167,7 +167,8 @@ def _output_refs(network: Network, names: dict[str, str]) -> tuple[list[Ref], li
 
 
 def build_module(network: Network,
-                 converters: Mapping[str, Converter] | None = None) -> ConvertedNetwork:
+                 converters: Mapping[str, Converter] | None = None,
+                 loss_layers: Collection[str] | None = None) -> ConvertedNetwork:
     """Convert every layer and wire them up.
 
     Sizes are propagated through the graph first (:func:`matport.network.checks.analyze`):
@@ -177,6 +178,8 @@ def build_module(network: Network,
     Args:
         network: the network.
         converters: converters for this call, by MATLAB class name (before the registry's).
+        loss_layers: the layers to pass through as loss layers; None: every terminal
+            user-defined layer without a converter (a rebuild gives the list it recorded).
 
     Returns:
         The module.
@@ -205,7 +208,9 @@ def build_module(network: Network,
         in_formats = tuple(formats.get(c.source, VECTOR) for c in cons)
         formats[layer.name] = output_format(layer, in_formats)
         converter, builtin = find_converter(layer, dict(converters or {}))
-        if converter is None and _is_loss_layer(network, layer):
+        is_loss = (_is_loss_layer(network, layer) if loss_layers is None
+                   else layer.name in loss_layers)
+        if converter is None and is_loss:
             converter = _identity
             losses.append(_loss_record(layer))
             logger.info("%s: %s (%s) is a user-defined output layer, a loss that prediction does "
@@ -288,11 +293,12 @@ def _raw_scalars(raw: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def network_spec(network: Network) -> dict[str, Any]:
+def network_spec(network: Network, loss_layers: Collection[str] = ()) -> dict[str, Any]:
     """The network's architecture without its arrays (array shapes kept), JSON-able.
 
     :func:`module_from_spec` rebuilds the same module from it; load the weights afterwards
-    with ``load_state_dict``. Of an unknown layer's raw fields only texts and scalars are kept.
+    with ``load_state_dict``. Of an unknown layer's raw fields only texts and scalars are kept;
+    ``loss_layers`` (the module's, see :func:`build_module`) are passed through again.
     """
     def arrays(table: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
         return {k: list(np.shape(v)) for k, v in table.items()}
@@ -311,6 +317,7 @@ def network_spec(network: Network) -> dict[str, Any]:
         "output_names": list(network.output_names),
         "source": network.source,
         "path": network.path,
+        "loss_layers": sorted(loss_layers),
     }
 
 
@@ -337,4 +344,4 @@ def network_from_spec(spec: Mapping[str, Any]) -> Network:
 def module_from_spec(spec: Mapping[str, Any],
                      converters: Mapping[str, Converter] | None = None) -> ConvertedNetwork:
     """Rebuild the module described by :func:`network_spec` (weights zero: load a state_dict)."""
-    return build_module(network_from_spec(spec), converters)
+    return build_module(network_from_spec(spec), converters, spec.get("loss_layers", ()))
