@@ -1,6 +1,7 @@
 """matport: move neural networks trained in MATLAB into PyTorch, without MATLAB.
 
-Public API: :func:`read`, :func:`load`, :func:`load_resnet50`, :func:`verify`, :func:`migrate`
+Public API: :func:`read`, :func:`load`, :func:`load_torchvision`, :func:`load_resnet50`,
+:func:`verify`, :func:`migrate`
 and the ``matport`` command. Importing matport loads no torch: the PyTorch-side functions import
 it on first use, so reading a file never does.
 """
@@ -28,6 +29,7 @@ from matport.verify import verify
 
 if TYPE_CHECKING:
     from matport.convert.api import load
+    from matport.convert.families.registry import load_torchvision
     from matport.convert.families.resnet50 import load_resnet50
 
 __version__ = "0.1.0"
@@ -35,6 +37,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": "matport.convert.api",
     "load_resnet50": "matport.convert.families.resnet50",
+    "load_torchvision": "matport.convert.families.registry",
 }
 
 
@@ -49,6 +52,7 @@ __all__ = [
     "read",
     "load",
     "load_resnet50",
+    "load_torchvision",
     "verify",
     "migrate",
     "MatportError",
