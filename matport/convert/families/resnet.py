@@ -31,8 +31,10 @@ from matport.convert.families.walk import (
     check_conv,
     classification_end,
     classifier_head,
+    global_average_pool,
     max_pool_setting,
     size2,
+    torch_pool_count,
 )
 from matport.errors import ArgumentError
 from matport.network.model import Layer, Network
@@ -50,6 +52,7 @@ STAGE_WIDTHS = (64, 128, 256, 512)
 EXPANSION: dict[BlockKind, int] = {"basic": 1, "bottleneck": 4}
 STRIDE_ON: tuple[StrideOn, ...] = ("conv1", "conv2")  # MATLAB (ResNet v1) / torchvision (v1.5)
 TORCHVISION_MAXPOOL = (1, False)  # padding, ceil_mode
+POOLS = ("GlobalAveragePooling2DLayer", "AveragePooling2DLayer")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,6 +167,7 @@ def match(net: Network, family: str) -> FamilyMatch:
     relu = walk.next(bn1, "ReLULayer")
     pool = walk.next(relu, "MaxPooling2DLayer")
     maxpool = max_pool_setting(walk, pool, 3, 2, prefer_ceil=False)
+    hw = _feature_size(size[:2], maxpool)
     layer_map.update({relu.name: "relu", pool.name: "maxpool"})
 
     blocks = _blocks(walk, pool)
@@ -190,7 +194,7 @@ def match(net: Network, family: str) -> FamilyMatch:
         layer_map[b.relu.name] = b.path
         cin = width * expansion
 
-    gap = walk.next(blocks[-1].relu, "GlobalAveragePooling2DLayer")
+    gap = global_average_pool(walk, blocks[-1].relu, hw)
     fc, num_classes = classifier_head(walk, gap, cin)
     class_names = classification_end(walk, fc, num_classes)
     slots.append(Slot("fc", "fc", fc))
@@ -206,13 +210,26 @@ def match(net: Network, family: str) -> FamilyMatch:
     return FamilyMatch(family, inp, size, slots, layer_map, arch, class_names)
 
 
+def _feature_size(hw: tuple[int, ...], maxpool: tuple[int, bool]) -> tuple[int, int]:
+    """The last stage's H x W for an ``hw`` input: the 7x7 stride-2 stem conv, the max pooling
+    (as torchvision computes it, which the matcher made equal to MATLAB's) and three stride-2
+    stages."""
+    out = []
+    for n in hw:
+        n = torch_pool_count((n - 1) // 2 + 1, 3, 2, *maxpool)
+        for _ in range(3):
+            n = (n - 1) // 2 + 1
+        out.append(n)
+    return out[0], out[1]
+
+
 def _blocks(walk: GraphWalk, start: Layer) -> list[_Block]:
     """Follow residual blocks from ``start`` until the global pooling layer."""
     blocks: list[_Block] = []
     x = start
     while True:
         succ = walk.successors(x)
-        if len(succ) == 1 and succ[0].type == "GlobalAveragePooling2DLayer" and blocks:
+        if len(succ) == 1 and succ[0].type in POOLS and blocks:
             return blocks
         if len(succ) != 2:
             found = ", ".join(f"{s.name} ({s.type})" for s in succ) or "none"

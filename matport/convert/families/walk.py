@@ -177,19 +177,35 @@ def max_pool_setting(walk: GraphWalk, lay: Layer, k: int, s: int,
     if (t, b) != (left, r):
         walk.fail([(lay, f"padding {[t, b, left, r]} differs between rows and columns")])
     for ceil in (prefer_ceil, not prefer_ceil):
-        if all(_torch_pool_count(h, k, s, t, ceil) == (h + t + b - k) // s + 1
+        if all(torch_pool_count(h, k, s, t, ceil) == (h + t + b - k) // s + 1
                for h in range(k, k + 2 * s)):
             return t, ceil
     walk.fail([(lay, f"padding {[t, b, left, r]}: no torchvision max pooling counts the same "
                      "windows")])
 
 
-def _torch_pool_count(h: int, k: int, s: int, p: int, ceil: bool) -> int:
+def torch_pool_count(h: int, k: int, s: int, p: int, ceil: bool) -> int:
+    """How many windows torchvision's ``MaxPool2d(k, s, p, ceil_mode=ceil)`` has over ``h``."""
     span = h + 2 * p - k
     out = (-(-span // s) if ceil else span // s) + 1
     if ceil and (out - 1) * s >= h + p:
         out -= 1
     return out
+
+
+def global_average_pool(walk: GraphWalk, after: Layer, hw: tuple[int, int]) -> Layer:
+    """The global average pooling after ``after``: a GlobalAveragePooling2DLayer, or an
+    AveragePooling2DLayer without padding whose window is the whole ``hw`` feature map (MATLAB's
+    resnet101 has a 7x7 one), which torchvision's adaptive pooling to 1x1 equals."""
+    succ = walk.successors(after)
+    kind = succ[0].type if len(succ) == 1 else "GlobalAveragePooling2DLayer"
+    if kind != "AveragePooling2DLayer":
+        return walk.next(after, "GlobalAveragePooling2DLayer")
+    pool = walk.next(after, kind)
+    if size2(pool.params.get("PoolSize"), 0) != hw or any(padding(pool, 0)):
+        walk.fail([(pool, f"averages {size2(pool.params.get('PoolSize'), 0)} windows; "
+                          f"torchvision averages the whole {hw[0]}x{hw[1]} map (no padding)")])
+    return pool
 
 
 def classifier_head(walk: GraphWalk, after: Layer, features: int,
