@@ -32,7 +32,8 @@ SQUEEZENET_FILE = "georgeb20__georgeb20/squeezenet.mat"
 CASES = {
     "resnet18": (torchvision.models.ResNet, 32, 224),
     "resnet101": (torchvision.models.ResNet, 32, 224),
-    "squeezenet1_1": (torchvision.models.SqueezeNet, 52, 227),  # pool3, pool5 see even maps,
+    "squeezenet1_1": (torchvision.models.SqueezeNet, 52, 227),  # pool3, pool5 see even maps
+    "densenet201": (torchvision.models.DenseNet, 32, 224),
 }
 
 
@@ -123,10 +124,21 @@ def _floor_pools(model: nn.Module, net: Network | None = None) -> None:
             m.ceil_mode = False
 
 
+def _biases_not_carried(model: nn.Module, net: Network) -> None:
+    """Conv biases folded only into the BatchNorm right after the conv, not carried through the
+    concatenations to every BatchNorm that sees those channels."""
+    modules = dict(model.named_modules())
+    for name, path in model.matport.layer_map.items():
+        if path.endswith(("norm1", ".norm", "norm5")):
+            mean = net.layer(name).state["TrainedMean"].reshape(-1)
+            modules[path].running_mean.copy_(torch.from_numpy(mean))
+
+
 PITFALLS: dict[str, list[Callable[[nn.Module, Network], None]]] = {
     "resnet18": [_unfolded_conv_bias],
     "resnet101": [_stride_on_3x3, _symmetric_pool1],
     "squeezenet1_1": [_floor_pools],
+    "densenet201": [_biases_not_carried],
 }
 
 

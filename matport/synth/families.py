@@ -1,10 +1,10 @@
 """MATLAB's pretrained families with random weights, in MATLAB layout (test and benchmark support).
 
 Written from MathWorks' published layer definitions (``resnet18Layers.m``, ``resnet101Layers.m``,
-the layers of MATLAB's ``squeezenet`` and ``vgg16``/``vgg19``), independently of matport's
-families: the same layer classes, hyper-parameters, padding and connections (ports included),
-with random weights, non-zero conv biases and non-trivial BatchNorm statistics, arrays
-Fortran-ordered as a .mat reader returns them.
+the layers of MATLAB's ``squeezenet``, ``vgg16``/``vgg19`` and ``densenet201``), independently
+of matport's families: the same layer classes, hyper-parameters, padding and connections
+(ports included), with random weights, non-zero conv biases and non-trivial BatchNorm
+statistics, arrays Fortran-ordered as a .mat reader returns them.
 
 ``size`` shrinks the input (the widths are torchvision's and cannot shrink): tests run reduced
 inputs, slow tests full size. Every builder returns a ``DAGNetwork`` with ``classes`` outputs
@@ -239,12 +239,54 @@ def vgg(family: str = "vgg16", size: int = 224, classes: int = 1000, seed: int =
     return g.network(x, classes)
 
 
+def densenet201(size: int = 224, classes: int = 1000, seed: int = 0) -> Network:
+    """MATLAB's ``densenet201`` (imported from Keras): z-score input, BN epsilon 1.001e-5, dense
+    layers concatenating their input (in1) and 32 new channels (in2), transitions halving the
+    channels with a 2x2 average pool; every conv has a (non-zero) bias."""
+    g = _Graph(seed)
+    norm = Normalization("zscore", mean=_channel_stats(123.7, 116.3, 103.5),
+                         std=_channel_stats(58.4, 57.1, 57.4))
+    x = g.chain(g.add(image_input("input_1", size, norm)),
+                g.conv("conv1_conv", 7, 3, 64, 2, (3, 3, 3, 3), gain=2 / 60 ** 2),
+                _keras_bn(g, "conv1_bn", 64), relu("conv1_relu"),
+                max_pool("pool1", 3, 2, (1, 1, 1, 1)))
+    c = 64
+    for b, layers in enumerate((6, 12, 48, 32), start=2):
+        for i in range(1, layers + 1):
+            tag = f"conv{b}_block{i}"
+            new = g.chain(x, _keras_bn(g, f"{tag}_0_bn", c), relu(f"{tag}_0_relu"),
+                          g.conv(f"{tag}_1_conv", 1, c, 128), _keras_bn(g, f"{tag}_1_bn", 128),
+                          relu(f"{tag}_1_relu"),
+                          g.conv(f"{tag}_2_conv", 3, 128, 32, 1, (1, 1, 1, 1)))
+            concat = g.add(Layer(f"{tag}_concat", _P + "DepthConcatenationLayer",
+                                 {"NumInputs": 2}), x, port="in1")
+            g.connections.append(Connection(new, concat, None, "in2"))
+            x, c = concat, c + 32
+        if b < 5:
+            x = g.chain(x, _keras_bn(g, f"pool{b}_bn", c), relu(f"pool{b}_relu"),
+                        g.conv(f"pool{b}_conv", 1, c, c // 2),
+                        Layer(f"pool{b}_pool", _P + "AveragePooling2DLayer",
+                              {"PoolSize": (2, 2), "Stride": (2, 2), "PaddingMode": "manual",
+                               "PaddingSize": (0, 0, 0, 0)}))
+            c //= 2
+    x = g.chain(x, _keras_bn(g, "bn", c), relu("relu"),
+                Layer("avg_pool", _P + "GlobalAveragePooling2DLayer"), g.fc("fc1000", c, classes))
+    return g.network(x, classes)
+
+
+def _keras_bn(g: _Graph, name: str, c: int) -> Layer:
+    bn = g.bn(name, c)
+    bn.params["Epsilon"] = 1.001e-5
+    return bn
+
+
 BUILDERS: dict[str, Callable[..., Network]] = {
     "resnet18": resnet18,
     "resnet101": resnet101,
     "squeezenet1_1": squeezenet,
     "vgg16": lambda **kw: vgg("vgg16", **kw),
     "vgg19": lambda **kw: vgg("vgg19", **kw),
+    "densenet201": densenet201,
 }
 
 

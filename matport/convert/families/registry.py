@@ -27,7 +27,7 @@ from matport.errors import ArgumentError, ConversionError
 from matport.network.model import Layer, Network, Normalization
 
 #: The modules that register families, imported on first use of the registry.
-FAMILY_MODULES = ("resnet", "squeezenet", "vgg", "unsupported")
+FAMILY_MODULES = ("resnet", "squeezenet", "vgg", "densenet", "unsupported")
 GENERIC_HINT = "matport.load converts it exactly as a general graph module"
 
 

@@ -24,7 +24,7 @@ import torchvision
 from torch import nn
 
 from matport.convert.families.registry import Family, FamilyMatch, register_family
-from matport.convert.families.transplant import Slot
+from matport.convert.families.transplant import Slot, conv_bias
 from matport.convert.families.walk import (
     GraphWalk,
     check_bn,
@@ -156,7 +156,7 @@ def match(net: Network, family: str) -> FamilyMatch:
 
     def conv_bn(conv: Layer, bn: Layer, conv_path: str, bn_path: str, c: int) -> None:
         check_bn(walk, bn, c)
-        slots.extend([Slot(conv_path, "conv", conv), Slot(bn_path, "bn", bn, conv)])
+        slots.extend([Slot(conv_path, "conv", conv), Slot(bn_path, "bn", bn, conv_bias(conv))])
         eps[bn_path] = float(bn.params.get("Epsilon", 1e-5))
         layer_map[bn.name] = bn_path
 

@@ -76,8 +76,8 @@ TRANSFORMS: dict[str, Callable[..., torch.Tensor]] = {
     "zero_count": zero_count,
 }
 
-# slot kind -> (torch tensor name, transform, MATLAB arrays it takes). "conv:" names an array of
-# the convolution that feeds the BatchNorm; "spatial" is the slot's input size H x W x C.
+# slot kind -> (torch tensor name, transform, MATLAB arrays it takes). "input_bias" is the constant
+# the convolutions feeding a BatchNorm add (their biases); "spatial" is the slot's input H x W x C.
 PARAMETER_RULES: dict[SlotKind, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
     "conv": (("weight", "conv_hwio_to_oihw", ("Weights",)),),
     "conv_bias": (("weight", "conv_hwio_to_oihw", ("Weights",)),
@@ -85,7 +85,7 @@ PARAMETER_RULES: dict[SlotKind, tuple[tuple[str, str, tuple[str, ...]], ...]] = 
     "bn": (
         ("weight", "channel_vector", ("Scale",)),
         ("bias", "channel_vector", ("Offset",)),
-        ("running_mean", "bn_fold_conv_bias", ("TrainedMean", "conv:Bias")),
+        ("running_mean", "bn_fold_conv_bias", ("TrainedMean", "input_bias")),
         ("running_var", "channel_vector", ("TrainedVariance",)),
         ("num_batches_tracked", "zero_count", ()),
     ),
@@ -97,25 +97,29 @@ PARAMETER_RULES: dict[SlotKind, tuple[tuple[str, str, tuple[str, ...]], ...]] = 
 
 @dataclass
 class Slot:
-    """One torchvision module filled from one MATLAB layer (``conv``: the conv feeding a BN;
-    ``spatial``: the H x W x C input of a ``fc_spatial`` slot)."""
+    """One torchvision module filled from one MATLAB layer (``input_bias``: what the convolutions
+    feeding a BatchNorm add to its input, folded into its mean; ``spatial``: the H x W x C input
+    of a ``fc_spatial`` slot)."""
 
     path: str
     kind: SlotKind
     layer: Layer
-    conv: Layer | None = None
+    input_bias: np.ndarray | None = None
     spatial: tuple[int, int, int] | None = None
 
     def source(self, name: str) -> np.ndarray | None:
         """The MATLAB array ``name`` (see :data:`PARAMETER_RULES`), None when absent or empty."""
         if name == "spatial":
             return None if self.spatial is None else np.array(self.spatial)
-        layer = self.layer
-        if name.startswith("conv:"):
-            assert self.conv is not None
-            layer, name = self.conv, name[5:]
-        a = layer.learnables.get(name, layer.state.get(name))
+        a = self.input_bias if name == "input_bias" else self.layer.learnables.get(
+            name, self.layer.state.get(name))
         return None if a is None or np.size(a) == 0 else a
+
+
+def conv_bias(conv: Layer) -> np.ndarray | None:
+    """A convolution's bias (None when it has none)."""
+    b = conv.learnables.get("Bias")
+    return None if b is None or np.size(b) == 0 else b
 
 
 def transplant(slots: Sequence[Slot]) -> dict[str, torch.Tensor]:

@@ -42,13 +42,6 @@ def _non_square_filters(net: Network) -> bool:
                for lay in net.layers)
 
 
-def _dense_blocks(net: Network) -> bool:
-    """Concatenations of two that feed a BatchNorm directly (DenseNet's pre-activation)."""
-    return any(lay.type == "BatchNormalizationLayer"
-               and [net.layer(c.source).type for c in net.predecessors(lay.name)]
-               == ["DepthConcatenationLayer"] for lay in net.layers)
-
-
 REFUSALS = (
     Refusal("shufflenet", lambda n: _has(n, "ChannelShufflingLayer"),
             "MATLAB's shufflenet is ShuffleNet v1 (g=4, channel shuffling); torchvision has v2 "
@@ -78,7 +71,6 @@ REFUSALS = (
             "Darknet-19/53 have no torchvision counterpart"),
     Refusal("inceptionv3", lambda n: _non_square_filters(n) and 4 in _concat_widths(n),
             "Keras' InceptionV3 is not yet a registered family"),
-    Refusal("densenet201", _dense_blocks, "Keras' DenseNet-201 is not yet a registered family"),
 )
 
 for _refusal in REFUSALS:

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from matport.errors import ConversionError
-from matport.network.model import Layer, Network
+from matport.network.model import Connection, Layer, Network
 
 
 class GraphWalk:
@@ -26,9 +26,11 @@ class GraphWalk:
         self.where = f"{net.source}:{net.path}" if net.source or net.path else "network"
         self.layers = {lay.name: lay for lay in net.layers}
         self.succ: dict[str, list[str]] = defaultdict(list)
+        self.incoming: dict[str, list[Connection]] = defaultdict(list)
         for c in net.connections:
             self.succ[c.source].append(c.dest)
-        self.pred = {lay.name: [c.source for c in net.predecessors(lay.name)] for lay in net.layers}
+            self.incoming[c.dest].append(c)
+        self.pred = {name: [c.source for c in cons] for name, cons in self.incoming.items()}
         self.seen: set[str] = set()
 
     def fail(self, problems: Sequence[tuple[Layer, str]], what: str = "") -> NoReturn:
@@ -69,7 +71,7 @@ class GraphWalk:
 
     def inputs_in_order(self, lay: Layer) -> list[str]:
         """The layers feeding a merging layer, in port order (in1, in2, ...)."""
-        cons = self.net.predecessors(lay.name)
+        cons = self.incoming.get(lay.name, [])
         return [c.source for c in sorted(cons, key=lambda c: _port_number(c.dest_port))]
 
     def image_input(self) -> tuple[Layer, tuple[int, ...]]:
