@@ -27,7 +27,8 @@ from pathlib import Path
 
 from baselines import inflate_v7
 
-SIZES = {"resnet18": 224, "resnet101": 224, "squeezenet1_1": 227, "vgg16": 224, "vgg19": 224}
+SIZES = {"resnet18": 224, "resnet101": 224, "squeezenet1_1": 227, "vgg16": 224, "vgg19": 224,
+         "densenet201": 224}
 
 
 def load(path: str) -> object:

@@ -14,16 +14,19 @@ the walk keeps, per channel of the running concatenation, the constant it carrie
 
 from __future__ import annotations
 
-import copy
-import functools
 from typing import Any
 
 import numpy as np
 import torchvision
-from torch import nn
 
-from matport.convert.families.registry import Family, FamilyMatch, register_family
-from matport.convert.families.resnet import meta_model
+from matport.convert.families.registry import (
+    Family,
+    FamilyMatch,
+    compact_eps,
+    meta_copy,
+    register_family,
+    set_bn_eps,
+)
 from matport.convert.families.transplant import Slot, conv_bias
 from matport.convert.families.walk import (
     GraphWalk,
@@ -47,18 +50,9 @@ STEM = 64
 def build(arch: dict[str, Any]) -> torchvision.models.DenseNet:
     """The empty (meta device) DenseNet-201 an architecture dict describes (classes, BatchNorm
     epsilon: one value or module path -> value)."""
-    model = copy.deepcopy(_template(int(arch["num_classes"])))
-    eps = arch["bn_eps"]
-    for path, module in model.named_modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.eps = float(eps) if isinstance(eps, float | int) else float(eps[path])
-    return model
-
-
-@functools.lru_cache(maxsize=4)
-def _template(num_classes: int) -> torchvision.models.DenseNet:
-    model = meta_model(torchvision.models.densenet201, num_classes=num_classes)
+    model = meta_copy(FAMILY, int(arch["num_classes"]))
     assert isinstance(model, torchvision.models.DenseNet)
+    set_bn_eps(model, arch["bn_eps"])
     return model
 
 
@@ -133,9 +127,7 @@ def match(net: Network) -> FamilyMatch:
     w.layer_map[fc.name] = "classifier"
     class_names = classification_end(g, fc, num_classes)
     g.finish()
-    values = set(w.eps.values())
-    bn_eps: float | dict[str, float] = values.pop() if len(values) == 1 else dict(w.eps)
-    arch = {"family": FAMILY, "num_classes": num_classes, "bn_eps": bn_eps}
+    arch = {"family": FAMILY, "num_classes": num_classes, "bn_eps": compact_eps(w.eps)}
     return FamilyMatch(FAMILY, inp, size, w.slots, w.layer_map, arch, class_names)
 
 

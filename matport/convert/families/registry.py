@@ -13,12 +13,16 @@ Families MATLAB ships that torchvision cannot express exactly are registered as 
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+import torchvision
 from torch import nn
 
 from matport.convert.families.transplant import Slot, transplant
@@ -212,7 +216,41 @@ def module_from_architecture(arch: dict[str, Any]) -> nn.Module:
     return known[str(name)].build(arch)
 
 
-def read(path_or_network: str | os.PathLike[str] | Network, variable: str | None) -> Network:
+def meta_copy(builder: str, num_classes: int) -> nn.Module:
+    """A fresh ``torchvision.models.<builder>(num_classes=...)`` on the meta device (no memory,
+    no random initialisation), copied from a cached template.
+
+    Args:
+        builder: torchvision's builder name (``resnet50``, ``squeezenet1_1`` ...).
+        num_classes: the classifier's outputs.
+
+    Returns:
+        The empty module.
+    """
+    return copy.deepcopy(_meta_template(builder, num_classes))
+
+
+@functools.lru_cache(maxsize=16)
+def _meta_template(builder: str, num_classes: int) -> nn.Module:
+    with torch.device("meta"):
+        model: nn.Module = getattr(torchvision.models, builder)(num_classes=num_classes)
+    return model
+
+
+def set_bn_eps(model: nn.Module, bn_eps: float | dict[str, float]) -> None:
+    """Set every BatchNorm's epsilon: one value, or module path -> value."""
+    for path, module in model.named_modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eps = float(bn_eps) if isinstance(bn_eps, float | int) else float(bn_eps[path])
+
+
+def compact_eps(eps: dict[str, float]) -> float | dict[str, float]:
+    """The architecture's ``bn_eps``: the one value all BatchNorms share, else the dict."""
+    values = set(eps.values())
+    return values.pop() if len(values) == 1 else dict(eps)
+
+
+def _network(path_or_network: str | os.PathLike[str] | Network, variable: str | None) -> Network:
     """The network itself, or the one network of a file (``variable`` picks one)."""
     if isinstance(path_or_network, Network):
         return path_or_network
@@ -238,6 +276,6 @@ def load_torchvision(path_or_network: str | os.PathLike[str] | Network,
         ConversionError: when no family fits, listing why each did not and pointing to
             ``matport.load``.
     """
-    network = read(path_or_network, variable)
+    network = _network(path_or_network, variable)
     fam, found = fit(network, family)
     return build_model(fam, found, network)

@@ -14,16 +14,21 @@ BatchNorm that follows.
 
 from __future__ import annotations
 
-import copy
 import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 import torchvision
-from torch import nn
 
-from matport.convert.families.registry import Family, FamilyMatch, register_family
+from matport.convert.families.registry import (
+    Family,
+    FamilyMatch,
+    compact_eps,
+    meta_copy,
+    register_family,
+    set_bn_eps,
+)
 from matport.convert.families.transplant import Slot, conv_bias
 from matport.convert.families.walk import (
     GraphWalk,
@@ -87,7 +92,8 @@ def matlab_resnet(
     if stride_on not in STRIDE_ON:
         raise ArgumentError(f"stride_on must be one of {STRIDE_ON}, not {stride_on!r}")
     if torch.device(device).type == "meta":
-        model = copy.deepcopy(_meta_template(family, num_classes))
+        model = meta_copy(family, num_classes)
+        assert isinstance(model, torchvision.models.ResNet)
     else:
         with torch.device(device):
             model = getattr(torchvision.models, family)(num_classes=num_classes)
@@ -96,22 +102,8 @@ def matlab_resnet(
             block = stage[0]
             block.conv1.stride, block.conv2.stride = ((2, 2), (1, 1)) if stride_on == "conv1" \
                 else ((1, 1), (2, 2))
-    for path, module in model.named_modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.eps = bn_eps if isinstance(bn_eps, float | int) else bn_eps[path]
+    set_bn_eps(model, bn_eps)
     model.maxpool.padding, model.maxpool.ceil_mode = int(maxpool[0]), bool(maxpool[1])
-    return model
-
-
-@functools.lru_cache(maxsize=8)
-def _meta_template(family: str, num_classes: int) -> torchvision.models.ResNet:
-    return meta_model(getattr(torchvision.models, family), num_classes=num_classes)
-
-
-def meta_model(builder: Any, **kwargs: Any) -> nn.Module:
-    """``builder(**kwargs)`` on the meta device: no memory, no random initialisation."""
-    with torch.device("meta"):
-        model: nn.Module = builder(**kwargs)
     return model
 
 
@@ -201,12 +193,10 @@ def match(net: Network, family: str) -> FamilyMatch:
     layer_map.update({gap.name: "avgpool", fc.name: "fc"})
     walk.finish()
 
-    values = set(eps.values())
-    bn_eps: float | dict[str, float] = values.pop() if len(values) == 1 else dict(eps)
     arch: dict[str, Any] = {"family": family, "num_classes": num_classes}
     if kind == "bottleneck":
         arch["stride_on"] = stride_on
-    arch.update({"bn_eps": bn_eps, "maxpool": list(maxpool)})
+    arch.update({"bn_eps": compact_eps(eps), "maxpool": list(maxpool)})
     return FamilyMatch(family, inp, size, slots, layer_map, arch, class_names)
 
 

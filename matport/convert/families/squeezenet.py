@@ -13,15 +13,12 @@ setting is kept in the architecture; convolutions keep their biases.
 
 from __future__ import annotations
 
-import copy
-import functools
 from typing import Any
 
 import numpy as np
 import torchvision
 
-from matport.convert.families.registry import Family, FamilyMatch, register_family
-from matport.convert.families.resnet import meta_model
+from matport.convert.families.registry import Family, FamilyMatch, meta_copy, register_family
 from matport.convert.families.transplant import Slot
 from matport.convert.families.walk import (
     GraphWalk,
@@ -45,18 +42,12 @@ FEATURES: tuple[str | tuple[int, int], ...] = (
 def build(arch: dict[str, Any]) -> torchvision.models.SqueezeNet:
     """The empty (meta device) SqueezeNet 1.1 an architecture dict describes: classes, dropout
     probability and each max pool's ``(padding, ceil_mode)``."""
-    model = copy.deepcopy(_template(int(arch["num_classes"])))
+    model = meta_copy(FAMILY, int(arch["num_classes"]))
+    assert isinstance(model, torchvision.models.SqueezeNet)
     pools = [i + 2 for i, f in enumerate(FEATURES) if f == "pool"]
     for index, (pad, ceil) in zip(pools, arch["maxpool"], strict=True):
         model.features[index].padding, model.features[index].ceil_mode = int(pad), bool(ceil)
     model.classifier[0].p = float(arch["dropout"])
-    return model
-
-
-@functools.lru_cache(maxsize=4)
-def _template(num_classes: int) -> torchvision.models.SqueezeNet:
-    model = meta_model(torchvision.models.squeezenet1_1, num_classes=num_classes)
-    assert isinstance(model, torchvision.models.SqueezeNet)
     return model
 
 

@@ -10,14 +10,12 @@ torchvision's adaptive 7 x 7 average pooling is then the identity.
 
 from __future__ import annotations
 
-import copy
 import functools
 from typing import Any
 
 import torchvision
 
-from matport.convert.families.registry import Family, FamilyMatch, register_family
-from matport.convert.families.resnet import meta_model
+from matport.convert.families.registry import Family, FamilyMatch, meta_copy, register_family
 from matport.convert.families.transplant import Slot
 from matport.convert.families.walk import (
     GraphWalk,
@@ -42,16 +40,10 @@ HIDDEN = 4096
 
 def build(arch: dict[str, Any]) -> torchvision.models.VGG:
     """The empty (meta device) VGG an architecture dict describes (classes, dropouts)."""
-    model = copy.deepcopy(_template(arch["family"], int(arch["num_classes"])))
+    model = meta_copy(arch["family"], int(arch["num_classes"]))
+    assert isinstance(model, torchvision.models.VGG)
     for index, p in zip((2, 5), arch["dropout"], strict=True):
         model.classifier[index].p = float(p)
-    return model
-
-
-@functools.lru_cache(maxsize=4)
-def _template(family: str, num_classes: int) -> torchvision.models.VGG:
-    model = meta_model(getattr(torchvision.models, family), num_classes=num_classes)
-    assert isinstance(model, torchvision.models.VGG)
     return model
 
 
