@@ -320,6 +320,46 @@ def test_refused_family_is_named():
         matport.load_torchvision(net, family="googlenet")
 
 
+def _tiny(*middle: Layer, edges: list[str]) -> Network:
+    from matport.synth.networks import graph, image_input, simple
+
+    layers = [image_input("in", (16, 16, 3)), *middle, simple("SoftmaxLayer", "sm")]
+    return graph(layers, edges)
+
+
+def test_refusals_are_recognised_from_the_graph():
+    from matport.synth.networks import conv, grouped_conv, simple
+
+    lrn = simple("CrossChannelNormalizationLayer", "lrn", WindowChannelSize=5)
+    branches = [conv(f"b{i}", (1, 1), 3, 2) for i in range(4)]
+    concat = simple("DepthConcatenationLayer", "cat", NumInputs=4)
+    googlenet = _tiny(lrn, *branches, concat, edges=["in -> lrn"] + [
+        f"lrn -> b{i}" for i in range(4)] + [f"b{i} -> cat/in{i + 1}" for i in range(4)]
+        + ["cat -> sm"])
+    dw = grouped_conv("dw", (3, 3), 1, 1, 3, PaddingSize=(1, 1, 1, 1))
+    clip = simple("ClippedReLULayer", "clip", Ceiling=6)
+    add = simple("AdditionLayer", "add", NumInputs=2)
+    mobilenet = _tiny(dw, clip, add, edges=["in -> dw", "dw -> clip", "clip -> add/in1",
+                                            "in -> add/in2", "add -> sm"])
+    for net, name in ((googlenet, "googlenet"), (mobilenet, "mobilenetv2")):
+        with pytest.raises(ConversionError, match=f"a MATLAB {name}, .*matport.load"):
+            matport.load_torchvision(net)
+    matport.load(mobilenet)  # what the message points to (LRN has no converter yet: googlenet)
+
+
+def test_load_torchvision_reads_files(reduced, tmp_path):
+    from matport.network.encode import write_network
+
+    path = tmp_path / "r18.mat"
+    write_network(path, reduced["resnet18"], variable="trained", format="v7.3")
+    model = matport.load_torchvision(path, variable="trained")
+    assert type(model) is torchvision.models.ResNet
+    assert (model.matport.source, model.matport.variable) == (str(path), "trained")
+    x = images(32, 4)
+    np.testing.assert_array_equal(logits(model, x),
+                                  logits(matport.load_torchvision(reduced["resnet18"]), x))
+
+
 # --- training and export -------------------------------------------------------------------------
 
 

@@ -32,7 +32,7 @@ from matport.network.model import Layer, Network, Normalization
 
 #: The modules that register families, imported on first use of the registry.
 FAMILY_MODULES = ("resnet", "squeezenet", "vgg", "densenet", "unsupported")
-GENERIC_HINT = "matport.load converts it exactly as a general graph module"
+GENERIC_HINT = "use matport.load for matport's general graph module"
 
 
 @dataclass
