@@ -60,7 +60,8 @@ def match(net: Network, family: str) -> FamilyMatch:
     for spec in CONFIGS[family]:
         if spec == "M":
             x = walk.next(x, "MaxPooling2DLayer")
-            max_pool_setting(walk, x, 2, 2, prefer_ceil=False)
+            if max_pool_setting(walk, x, 2, 2, prefer_ceil=False) != (0, False):
+                walk.fail([(x, "torchvision's VGG pools 2x2, stride 2, without padding")])
             layer_map[x.name] = f"features.{index}"
             hw = (hw[0] // 2, hw[1] // 2)
             index += 1
