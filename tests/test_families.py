@@ -229,8 +229,9 @@ def test_vgg16_fc6_flatten_order(vgg16):
     assert type(model) is torchvision.models.VGG and model.matport.architecture["family"] == "vgg16"
     _fc6_matches(model, vgg16)
     # negative control: fc6 taken over in MATLAB's H x W x C order, without the permutation
-    w = vgg16.layer("fc6").learnables["Weights"]
-    model.classifier[0].weight.data = torch.from_numpy(np.ascontiguousarray(w))
+    w = vgg16.layer("fc6").learnables["Weights"]  # 7 x 7 x 512 x 4096
+    unpermuted = np.ascontiguousarray(w.reshape(-1, w.shape[3], order="F").T)
+    model.classifier[0].weight.data = torch.from_numpy(unpermuted)
     with pytest.raises(AssertionError):
         _fc6_matches(model, vgg16)
 

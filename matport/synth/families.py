@@ -67,10 +67,13 @@ class _Graph:
                             "TrainedVariance": np.asfortranarray(
                                 u(0.5, 2.0, (1, 1, c)).astype(np.float32))})
 
-    def fc(self, name: str, inputs: int, outputs: int) -> Layer:
+    def fc(self, name: str, inputs: int | tuple[int, int, int], outputs: int) -> Layer:
+        """After features: O x I weights; after an H x W x C map (``inputs`` a triple): MATLAB's
+        H x W x C x O weights, applied to the map's column-major flatten."""
+        n = int(np.prod(inputs))
+        shape = (*inputs, outputs) if isinstance(inputs, tuple) else (outputs, inputs)
         return Layer(name, _P + "FullyConnectedLayer", {"InputSize": inputs, "OutputSize": outputs},
-                     learnables={"Weights": self.array(outputs, inputs,
-                                                       scale=np.sqrt(2 / inputs)),
+                     learnables={"Weights": self.array(*shape, scale=np.sqrt(2 / n)),
                                  "Bias": self.array(outputs, 1, scale=0.1)})
 
     def network(self, last: str, classes: int) -> Network:
@@ -217,7 +220,7 @@ VGG_STAGES = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 
 def vgg(family: str = "vgg16", size: int = 224, classes: int = 1000, seed: int = 0) -> Network:
     """MATLAB's ``vgg16`` / ``vgg19``: per-channel mean, 3x3 convs padded 1, 2x2 pools, fc6 over
-    the 7 x 7 x 512 map (weights 4096 x 25088 over MATLAB's column-major flatten)."""
+    the 7 x 7 x 512 map (weights 7 x 7 x 512 x 4096 over MATLAB's column-major flatten)."""
     g = _Graph(seed)
     norm = Normalization("zerocenter", mean=_channel_stats(123.7, 116.8, 104.0))
     x = g.add(image_input("input", size, norm))
@@ -230,8 +233,7 @@ def vgg(family: str = "vgg16", size: int = 224, classes: int = 1000, seed: int =
                         relu(f"relu{stage}_{i}"))
             cin = width
         x = g.add(max_pool(f"pool{stage}", 2, 2, (0, 0, 0, 0)), x)
-    features = (size // 32) ** 2 * 512
-    x = g.chain(x, g.fc("fc6", features, 4096), relu("relu6"),
+    x = g.chain(x, g.fc("fc6", (size // 32, size // 32, 512), 4096), relu("relu6"),
                 Layer("drop6", _P + "DropoutLayer", {"Probability": 0.5}),
                 g.fc("fc7", 4096, 4096), relu("relu7"),
                 Layer("drop7", _P + "DropoutLayer", {"Probability": 0.5}),
