@@ -58,14 +58,15 @@ def convert_network(network: Network, family: str = "auto") -> tuple[nn.Module, 
         raise ArgumentError(f"unknown family {family!r}: expected one of {FAMILIES}")
     if family == "graph":
         return load(network), None
-    from matport.convert.families.registry import build_model, fit
+    from matport.convert.families.registry import GENERIC_HINT, build_model, fit
 
     try:
         fam, found = fit(network, None if family == "auto" else family)
     except ConversionError as exc:
         if family != "auto":
             raise
-        return load(network), str(exc).splitlines()[0].split(": ", 1)[-1]
+        reason = str(exc).splitlines()[0].split(": ", 1)[-1]
+        return load(network), reason.removesuffix(f"; {GENERIC_HINT}")
     return build_model(fam, found, network), None
 
 
