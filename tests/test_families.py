@@ -34,6 +34,7 @@ CASES = {
     "resnet101": (torchvision.models.ResNet, 32, 224),
     "squeezenet1_1": (torchvision.models.SqueezeNet, 52, 227),  # pool3, pool5 see even maps
     "densenet201": (torchvision.models.DenseNet, 32, 224),
+    "inception_v3": (torchvision.models.Inception3, 75, 299),
 }
 
 
@@ -134,11 +135,17 @@ def _biases_not_carried(model: nn.Module, net: Network) -> None:
             modules[path].running_mean.copy_(torch.from_numpy(mean))
 
 
+def _torchvision_input_transform(model: nn.Module, net: Network) -> None:
+    """torchvision's pretrained inception_v3 re-normalizes its input (transform_input=True)."""
+    model.transform_input = True
+
+
 PITFALLS: dict[str, list[Callable[[nn.Module, Network], None]]] = {
     "resnet18": [_unfolded_conv_bias],
     "resnet101": [_stride_on_3x3, _symmetric_pool1],
     "squeezenet1_1": [_floor_pools],
     "densenet201": [_biases_not_carried],
+    "inception_v3": [_torchvision_input_transform],
 }
 
 
@@ -290,6 +297,16 @@ def test_squeezenet_refuses_swapped_concatenation(reduced):
     with pytest.raises(ConversionError) as err:
         matport.load_torchvision(net, family="squeezenet1_1")
     assert err.value.layers[0][0] == "fire4-concat"
+
+
+def test_inception_refuses_branches_out_of_order(reduced):
+    net = copy.deepcopy(reduced["inception_v3"])
+    net.connections = [Connection(c.source, c.dest, c.source_port,
+                                  {"in1": "in2", "in2": "in1"}.get(c.dest_port or "", c.dest_port))
+                       if c.dest == "mixed9_0" else c for c in net.connections]
+    with pytest.raises(ConversionError) as err:
+        matport.load_torchvision(net, family="inception_v3")
+    assert err.value.layers[0][0] == "mixed9_0"
 
 
 def test_resnet101_refuses_a_partial_final_pool():

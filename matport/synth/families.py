@@ -282,6 +282,87 @@ def _keras_bn(g: _Graph, name: str, c: int) -> Layer:
     return bn
 
 
+def inceptionv3(size: int = 299, classes: int = 1000, seed: int = 0) -> Network:
+    """MATLAB's ``inceptionv3`` (imported from Keras' InceptionV3): input rescaled to [-1, 1]
+    ('rescale-symmetric'), every conv followed by BN (epsilon 0.001) and ReLU, 'same' padding
+    written as PaddingMode 'same', branch average pools 3x3 'same', the mixed blocks' branches
+    concatenated in Keras' order."""
+    g = _Graph(seed)
+    n = [0]
+
+    def cbr(after: str, k: tuple[int, int], cin: int, cout: int, stride: int = 1,
+            same: bool = True) -> str:
+        n[0] += 1
+        conv = g.conv(f"conv2d_{n[0]}", 1, cin, cout, stride)
+        conv.learnables["Weights"] = g.array(*k, cin, cout, scale=np.sqrt(2 / (k[0] * k[1] * cin)))
+        conv.params["FilterSize"] = k
+        if same:
+            conv.params.update({"PaddingMode": "same", "PaddingSize": (
+                (k[0] - 1) // 2, (k[0] - 1) // 2, (k[1] - 1) // 2, (k[1] - 1) // 2)})
+        bn = g.bn(f"batch_normalization_{n[0]}", cout)
+        bn.params["Epsilon"] = 0.001
+        return g.chain(after, conv, bn, relu(f"activation_{n[0]}_relu"))
+
+    def avg(after: str) -> str:
+        n[0] += 1
+        return g.add(Layer(f"average_pooling2d_{n[0]}", _P + "AveragePooling2DLayer",
+                           {"PoolSize": (3, 3), "Stride": (1, 1), "PaddingMode": "same",
+                            "PaddingSize": (1, 1, 1, 1), "PaddingValue": 0}), after)
+
+    def concat(name: str, *ins: str) -> str:
+        g.add(Layer(name, _P + "DepthConcatenationLayer", {"NumInputs": len(ins)}))
+        for i, src in enumerate(ins, start=1):
+            g.connections.append(Connection(src, name, None, f"in{i}"))
+        return name
+
+    norm = Normalization("rescale-symmetric", min=np.array(0, np.float32),
+                         max=np.array(255, np.float32))
+    x = g.add(image_input("input_1", size, norm))
+    x = cbr(x, (3, 3), 3, 32, 2, same=False)
+    x = cbr(x, (3, 3), 32, 32, same=False)
+    x = cbr(x, (3, 3), 32, 64)
+    x = g.add(max_pool("max_pooling2d_1", 3, 2, (0, 0, 0, 0)), x)
+    x = cbr(x, (1, 1), 64, 80, same=False)
+    x = cbr(x, (3, 3), 80, 192, same=False)
+    x = g.add(max_pool("max_pooling2d_2", 3, 2, (0, 0, 0, 0)), x)
+    c = 192
+    for i, pool in enumerate((32, 64, 64)):  # mixed0-2
+        b1 = cbr(x, (1, 1), c, 64)
+        b5 = cbr(cbr(x, (1, 1), c, 48), (5, 5), 48, 64)
+        b3 = cbr(cbr(cbr(x, (1, 1), c, 64), (3, 3), 64, 96), (3, 3), 96, 96)
+        bp = cbr(avg(x), (1, 1), c, pool)
+        x, c = concat(f"mixed{i}", b1, b5, b3, bp), 64 + 64 + 96 + pool
+    b3 = cbr(x, (3, 3), c, 384, 2, same=False)  # mixed3
+    bd = cbr(cbr(cbr(x, (1, 1), c, 64), (3, 3), 64, 96), (3, 3), 96, 96, 2, same=False)
+    bp = g.add(max_pool("max_pooling2d_3", 3, 2, (0, 0, 0, 0)), x)
+    x, c = concat("mixed3", b3, bd, bp), 384 + 96 + c
+    for i, c7 in enumerate((128, 160, 160, 192), start=4):
+        b1 = cbr(x, (1, 1), c, 192)
+        b7 = cbr(cbr(cbr(x, (1, 1), c, c7), (1, 7), c7, c7), (7, 1), c7, 192)
+        bd = cbr(x, (1, 1), c, c7)
+        for k in ((7, 1), (1, 7), (7, 1)):
+            bd = cbr(bd, k, c7, c7)
+        bd = cbr(bd, (1, 7), c7, 192)
+        bp = cbr(avg(x), (1, 1), c, 192)
+        x, c = concat(f"mixed{i}", b1, b7, bd, bp), 768
+    b3 = cbr(cbr(x, (1, 1), c, 192), (3, 3), 192, 320, 2, same=False)  # mixed8
+    b7 = cbr(cbr(cbr(cbr(x, (1, 1), c, 192), (1, 7), 192, 192), (7, 1), 192, 192), (3, 3), 192,
+             192, 2, same=False)
+    bp = g.add(max_pool("max_pooling2d_4", 3, 2, (0, 0, 0, 0)), x)
+    x, c = concat("mixed8", b3, b7, bp), 320 + 192 + c
+    for i in (9, 10):
+        b1 = cbr(x, (1, 1), c, 320)
+        s = cbr(x, (1, 1), c, 384)
+        b3 = concat(f"mixed{i}_0", cbr(s, (1, 3), 384, 384), cbr(s, (3, 1), 384, 384))
+        d = cbr(cbr(x, (1, 1), c, 448), (3, 3), 448, 384)
+        bd = concat(f"concatenate_{i - 8}", cbr(d, (1, 3), 384, 384), cbr(d, (3, 1), 384, 384))
+        bp = cbr(avg(x), (1, 1), c, 192)
+        x, c = concat(f"mixed{i}", b1, b3, bd, bp), 2048
+    x = g.chain(x, Layer("avg_pool", _P + "GlobalAveragePooling2DLayer"),
+                g.fc("predictions", 2048, classes))
+    return g.network(x, classes)
+
+
 BUILDERS: dict[str, Callable[..., Network]] = {
     "resnet18": resnet18,
     "resnet101": resnet101,
@@ -289,6 +370,7 @@ BUILDERS: dict[str, Callable[..., Network]] = {
     "vgg16": lambda **kw: vgg("vgg16", **kw),
     "vgg19": lambda **kw: vgg("vgg19", **kw),
     "densenet201": densenet201,
+    "inception_v3": inceptionv3,
 }
 
 

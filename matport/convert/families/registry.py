@@ -31,7 +31,7 @@ from matport.errors import ArgumentError, ConversionError
 from matport.network.model import Layer, Network, Normalization
 
 #: The modules that register families, imported on first use of the registry.
-FAMILY_MODULES = ("resnet", "squeezenet", "vgg", "densenet", "unsupported")
+FAMILY_MODULES = ("resnet", "squeezenet", "vgg", "densenet", "inception", "unsupported")
 GENERIC_HINT = "use matport.load for matport's general graph module"
 
 
@@ -216,24 +216,27 @@ def module_from_architecture(arch: dict[str, Any]) -> nn.Module:
     return known[str(name)].build(arch)
 
 
-def meta_copy(builder: str, num_classes: int) -> nn.Module:
+def meta_copy(builder: str, num_classes: int, **options: bool) -> nn.Module:
     """A fresh ``torchvision.models.<builder>(num_classes=...)`` on the meta device (no memory,
     no random initialisation), copied from a cached template.
 
     Args:
         builder: torchvision's builder name (``resnet50``, ``squeezenet1_1`` ...).
         num_classes: the classifier's outputs.
+        options: further keyword arguments of the builder (``aux_logits=False`` ...).
 
     Returns:
         The empty module.
     """
-    return copy.deepcopy(_meta_template(builder, num_classes))
+    return copy.deepcopy(_meta_template(builder, num_classes, tuple(sorted(options.items()))))
 
 
 @functools.lru_cache(maxsize=16)
-def _meta_template(builder: str, num_classes: int) -> nn.Module:
+def _meta_template(builder: str, num_classes: int,
+                   options: tuple[tuple[str, bool], ...]) -> nn.Module:
     with torch.device("meta"):
-        model: nn.Module = getattr(torchvision.models, builder)(num_classes=num_classes)
+        model: nn.Module = getattr(torchvision.models, builder)(num_classes=num_classes,
+                                                                **dict(options))
     return model
 
 

@@ -36,12 +36,6 @@ def _concat_widths(net: Network) -> set[int]:
             if lay.type == "DepthConcatenationLayer"}
 
 
-def _non_square_filters(net: Network) -> bool:
-    return any(lay.type == "Convolution2DLayer"
-               and len(set(np.shape(lay.learnables.get("Weights", np.zeros((1, 1))))[:2])) == 2
-               for lay in net.layers)
-
-
 REFUSALS = (
     Refusal("shufflenet", lambda n: _has(n, "ChannelShufflingLayer"),
             "MATLAB's shufflenet is ShuffleNet v1 (g=4, channel shuffling); torchvision has v2 "
@@ -69,8 +63,6 @@ REFUSALS = (
             "closest)"),
     Refusal("darknet", lambda n: _has(n, "LeakyReLULayer", "BatchNormalizationLayer"),
             "Darknet-19/53 have no torchvision counterpart"),
-    Refusal("inceptionv3", lambda n: _non_square_filters(n) and 4 in _concat_widths(n),
-            "Keras' InceptionV3 is not yet a registered family"),
 )
 
 for _refusal in REFUSALS:
