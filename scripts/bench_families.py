@@ -28,7 +28,7 @@ from pathlib import Path
 from baselines import inflate_v7
 
 SIZES = {"resnet18": 224, "resnet101": 224, "squeezenet1_1": 227, "vgg16": 224, "vgg19": 224,
-         "densenet201": 224}
+         "densenet201": 224, "inception_v3": 299}
 
 
 def load(path: str) -> object:
