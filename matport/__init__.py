@@ -5,6 +5,7 @@ Public API (``__all__``, also what ``dir(matport)`` lists):
 - :func:`read`: every variable of a ``.mat`` file;
 - :func:`load`: any MATLAB network as a ``torch.nn.Module`` (logits);
 - :func:`load_agent`: a Reinforcement Learning Toolbox agent's networks by role;
+- :func:`load_torchvision`: a MATLAB pretrained-family network as its stock torchvision model;
 - :func:`load_resnet50`: a MATLAB ResNet-50 as a ``torchvision.models.ResNet``;
 - :func:`reset_classifier`: a new classifier head, to fine-tune on other classes;
 - :func:`save` / :func:`load_checkpoint`: a converted model as ``.pt`` or ``.safetensors`` (with
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from matport.checkpoint import load_checkpoint, save
     from matport.convert.agent import load_agent
     from matport.convert.api import load
+    from matport.convert.families.registry import load_torchvision
     from matport.convert.families.resnet50 import load_resnet50
     from matport.convert.head import reset_classifier
 
@@ -53,6 +55,7 @@ _LAZY = {
     "load_checkpoint": "matport.checkpoint",
     "load_agent": "matport.convert.agent",
     "load_resnet50": "matport.convert.families.resnet50",
+    "load_torchvision": "matport.convert.families.registry",
     "reset_classifier": "matport.convert.head",
 }
 
@@ -80,6 +83,7 @@ __all__ = [
     "load",
     "load_agent",
     "load_resnet50",
+    "load_torchvision",
     "reset_classifier",
     "save",
     "load_checkpoint",

@@ -96,7 +96,7 @@ def test_pretrained_matches_reference(pretrained, images, expected):
     assert info.class_names == pretrained.class_names
     assert info.input_size == (224, 224, 3) and info.layout == "NCHW"
     assert info.architecture == {"family": "resnet50", "num_classes": 1000,
-                                 "stride_on": "conv1", "bn_eps": 0.001}
+                                 "stride_on": "conv1", "bn_eps": 0.001, "maxpool": [1, False]}
 
 
 @pytest.mark.slow
@@ -287,7 +287,7 @@ def test_refuses_dangling_extra_branch(editable):
 def test_refuses_disconnected_layer(editable):
     editable.layers.append(Layer("leftover", "nnet.cnn.layer.ReLULayer"))
     err = _refused(editable, "leftover")
-    assert "not on ResNet-50's path" in str(err)
+    assert "not on resnet50's path" in str(err)
 
 
 def test_refuses_missing_block(editable):
@@ -477,7 +477,8 @@ def test_convert_command_falls_back_to_the_general_module(tmp_path, capsys):
     out = tmp_path / "small.pt"
     assert convert_cmd.run(parser.parse_args([str(source), "-o", str(out)])) == 0
     report = capsys.readouterr().out
-    assert "matport graph module (not a torchvision resnet50" in report and "3 (a, b, c)" in report
+    assert "matport graph module (no registered torchvision family fits" in report
+    assert "3 (a, b, c)" in report
     assert load_checkpoint(out).matport.class_names == ["a", "b", "c"]
     with pytest.raises(ConversionError, match="image input"):
         convert_cmd.run(parser.parse_args([str(source), "-o", str(out), "--force",

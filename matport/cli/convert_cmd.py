@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from matport.convert.info import ModelInfo
     from matport.network.model import Network
 
-HELP = ("convert a MATLAB network to a PyTorch checkpoint (a torchvision resnet50 for ResNet-50s) "
-        "with its class names and preprocessing")
+HELP = ("convert a MATLAB network to a PyTorch checkpoint (the stock torchvision model of its "
+        "family when one fits) with its class names and preprocessing")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,8 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="the checkpoint to write (e.g. model.pt)")
     p.add_argument("--variable", help="the network's variable path when the file holds several")
     p.add_argument("--family", choices=FAMILIES, default="auto",
-                   help="resnet50: a torchvision resnet50 or fail; graph: matport's general "
-                        "module; auto (default): resnet50 when the network fits, else graph")
+                   help="auto (default): the torchvision model of the family the network fits, "
+                        "else matport's general graph module; graph: the general module; a "
+                        "family (e.g. resnet50, squeezenet1_1): its torchvision model or fail")
     p.add_argument("--force", action="store_true", help="overwrite the output if it exists")
 
 
@@ -65,16 +66,19 @@ def _convert(net: Network, family: str) -> tuple[nn.Module, str]:
 
     model, fallback = convert_network(net, family)
     arch = _info(model).architecture
-    if arch["family"] == "resnet50":
+    if arch["family"] == "graph":
+        return model, "matport graph module" + (f" ({fallback})" if fallback else "")
+    details = []
+    if "stride_on" in arch:
         where = "1x1 conv (MATLAB)" if arch["stride_on"] == "conv1" else "3x3 conv"
-        return model, (f"torchvision resnet50, MATLAB variant (stride on the {where}, "
-                       f"BatchNorm eps {arch['bn_eps']})")
-    return model, "matport graph module" + (f" ({fallback})" if fallback else "")
+        details.append(f"stride on the {where}")
+    if "bn_eps" in arch:
+        details.append(f"BatchNorm eps {arch['bn_eps']}")
+    return model, f"torchvision {arch['family']}" + (
+        f", MATLAB variant ({', '.join(details)})" if details else "")
 
 
 def _info(model: nn.Module) -> ModelInfo:
-    from matport.convert.info import ModelInfo
+    from matport.convert.families.registry import info_of
 
-    info = getattr(model, "matport")  # noqa: B009 (set by matport, not declared on the class)
-    assert isinstance(info, ModelInfo)
-    return info
+    return info_of(model)

@@ -72,22 +72,31 @@ def load(path_or_network: str | os.PathLike[str] | Network, variable: str | None
 
 
 def convert_network(network: Network, family: str = "auto") -> tuple[nn.Module, str | None]:
-    """Convert ``network`` as ``family`` says: ``resnet50`` (torchvision's resnet50, or a
-    :class:`~matport.errors.ConversionError`), ``graph`` (:func:`load`'s module) or ``auto``
-    (resnet50 when it fits). Returns the module and, when ``auto`` fell back, why."""
+    """Convert ``network`` as ``family`` says.
+
+    Args:
+        network: the MATLAB network.
+        family: ``auto`` (the registered torchvision family it fits, else :func:`load`'s
+            module), ``graph`` (:func:`load`'s module) or a family name (its torchvision model,
+            or a :class:`~matport.errors.ConversionError`); see ``matport.options.FAMILIES``.
+
+    Returns:
+        The module and, when ``auto`` fell back to the graph module, why.
+    """
     if family not in FAMILIES:
         raise ArgumentError(f"unknown family {family!r}: expected one of {FAMILIES}")
-    if family != "graph":
-        from matport.convert.families.resnet50 import load_resnet50
+    if family == "graph":
+        return load(network), None
+    from matport.convert.families.registry import GENERIC_HINT, build_model, fit
 
-        try:
-            return load_resnet50(network), None
-        except ConversionError as exc:
-            if family == "resnet50":
-                raise
-            reason = str(exc).splitlines()[0]
-        return load(network), f"not a torchvision resnet50: {reason}"
-    return load(network), None
+    try:
+        fam, found = fit(network, None if family == "auto" else family)
+    except ConversionError as exc:
+        if family != "auto":
+            raise
+        reason = str(exc).splitlines()[0].split(": ", 1)[-1]
+        return load(network), reason.removesuffix(f"; {GENERIC_HINT}")
+    return build_model(fam, found, network), None
 
 
 def model_info(network: Network, model: ConvertedNetwork) -> ModelInfo:

@@ -1,0 +1,284 @@
+"""The model-family registry: which MATLAB networks become which stock torchvision models.
+
+Each :class:`Family` declares how it recognises a MATLAB network (``match``: a walk of the layer
+graph returning a :class:`FamilyMatch` -- the transplant table of slots -- or raising
+ConversionError naming the layers), how it builds the torchvision model from an architecture dict
+(``build``: on the meta device, no random initialisation) and its preprocessing. One function,
+:func:`build_model`, turns a match into the model: build, ``load_state_dict(assign=True)``, eval,
+and attach the :class:`~matport.convert.info.ModelInfo` (:func:`info_of` reads it back).
+
+Families MATLAB ships that torchvision cannot express exactly are registered as refusals
+(:class:`Refusal`): recognised, and refused with a message pointing to ``matport.load``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from matport.convert.families.transplant import Slot, transplant
+from matport.convert.info import ModelInfo
+from matport.errors import ArgumentError, ConversionError
+from matport.network.model import Layer, Network, Normalization
+
+#: The modules that register families, imported on first use of the registry.
+FAMILY_MODULES = ("resnet", "squeezenet", "vgg", "densenet", "inception", "unsupported")
+GENERIC_HINT = "use matport.load for matport's general graph module"
+
+
+@dataclass
+class FamilyMatch:
+    """What matching found: the slots to fill, the MATLAB facts, the architecture to build."""
+
+    family: str
+    input: Layer
+    input_size: tuple[int, ...]
+    slots: list[Slot]
+    layer_map: dict[str, str]
+    architecture: dict[str, Any]
+    class_names: list[str] | None
+
+
+def input_normalization(found: FamilyMatch) -> Normalization:
+    """The preprocessing of every family so far: the input layer's own normalization."""
+    return found.input.normalization or Normalization("none")
+
+
+@dataclass(frozen=True)
+class Family:
+    """A torchvision architecture MATLAB networks are transplanted into.
+
+    ``name`` is torchvision's builder name, the ``family`` word of the API, the command line and
+    checkpoints; ``matlab`` names MATLAB's pretrained network of that family; ``model_class`` is
+    the class :func:`load_torchvision` returns.
+    """
+
+    name: str
+    matlab: str
+    model_class: type[nn.Module]
+    match: Callable[[Network], FamilyMatch]
+    build: Callable[[dict[str, Any]], nn.Module]
+    preprocessing: Callable[[FamilyMatch], Normalization] = input_normalization
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A MATLAB family with no exact torchvision counterpart: ``recognise`` tells it from its
+    layer graph, ``reason`` says why it stays a graph module."""
+
+    name: str
+    recognise: Callable[[Network], bool]
+    reason: str
+
+
+_FAMILIES: dict[str, Family] = {}
+_REFUSALS: dict[str, Refusal] = {}
+
+
+def register_family(entry: Family | Refusal) -> Family | Refusal:
+    """Add a family (or a refusal) to the registry; a name registered twice is refused.
+
+    Args:
+        entry: the :class:`Family` or :class:`Refusal`.
+
+    Returns:
+        ``entry``.
+    """
+    if entry.name in _FAMILIES or entry.name in _REFUSALS or entry.name in ("auto", "graph"):
+        raise ArgumentError(f"family {entry.name!r} is already registered")
+    if isinstance(entry, Family):
+        _FAMILIES[entry.name] = entry
+    else:
+        _REFUSALS[entry.name] = entry
+    return entry
+
+
+def families() -> dict[str, Family]:
+    """Every registered family by name (importing the family modules on first use)."""
+    for module in FAMILY_MODULES:
+        importlib.import_module(f"matport.convert.families.{module}")
+    return _FAMILIES
+
+
+def refusals() -> dict[str, Refusal]:
+    """Every recognised-but-refused MATLAB family by name."""
+    families()
+    return _REFUSALS
+
+
+def fit(network: Network, family: str | None = None) -> tuple[Family, FamilyMatch]:
+    """The family ``network`` fits (``family``, or the first registered that fits).
+
+    Args:
+        network: the MATLAB network.
+        family: a registered family name, or None to try them all.
+
+    Returns:
+        The family and its match.
+
+    Raises:
+        ConversionError: naming, for each family tried, why it does not fit (with the layers),
+            the refused family the network was recognised as, and ``matport.load``.
+    """
+    known = families()
+    if family in refusals():
+        refused = _REFUSALS[str(family)]
+        raise ConversionError(f"no torchvision model computes a MATLAB {refused.name} exactly: "
+                              f"{refused.reason}; {GENERIC_HINT}")
+    if family is not None:
+        if family not in known:
+            raise ArgumentError(f"unknown family {family!r}: expected one of {sorted(known)}")
+        return known[family], known[family].match(network)
+    reasons: list[tuple[str, str, str]] = []
+    for fam in known.values():
+        try:
+            return fam, fam.match(network)
+        except ConversionError as exc:
+            first = exc.layers[0] if exc.layers else ("", "", "")
+            reasons.append((fam.name, first[0], f"{str(exc).splitlines()[0]}; {first[2]}"))
+    where = f"{network.source}:{network.path}" if network.source or network.path else "network"
+    recognised = [r for r in refusals().values() if r.recognise(network)]
+    what = (f"a MATLAB {recognised[0].name}, which no torchvision model computes exactly: "
+            f"{recognised[0].reason}" if recognised else "no registered torchvision family fits")
+    raise ConversionError(f"{where}: {what}; {GENERIC_HINT}", reasons)
+
+
+def build_model(family: Family, found: FamilyMatch, network: Network) -> nn.Module:
+    """The one place a family model is made: build the architecture on the meta device, assign
+    the transplanted tensors, set eval mode and attach the :class:`ModelInfo`.
+
+    Args:
+        family: the family ``found`` was matched by.
+        found: the match.
+        network: the MATLAB network (its source and variable path go into the ModelInfo).
+
+    Returns:
+        The ``family.model_class`` instance, with ``model.matport``.
+    """
+    model = family.build(found.architecture)
+    model.load_state_dict(transplant(found.slots), strict=True, assign=True)
+    model.eval()
+    attach_info(model, ModelInfo(
+        class_names=found.class_names,
+        input_size=found.input_size,
+        layout="NCHW",
+        normalization=family.preprocessing(found),
+        source=network.source,
+        variable=network.path,
+        layer_map=found.layer_map,
+        architecture=found.architecture,
+    ))
+    return model
+
+
+def attach_info(model: nn.Module, info: ModelInfo) -> None:
+    """Set ``model.matport`` (not a declared attribute of torchvision's classes)."""
+    setattr(model, "matport", info)  # noqa: B010
+
+
+def info_of(model: nn.Module) -> ModelInfo:
+    """``model.matport``, the ModelInfo matport attached.
+
+    Args:
+        model: a module built by matport.
+
+    Returns:
+        Its ModelInfo.
+    """
+    info = getattr(model, "matport", None)
+    if not isinstance(info, ModelInfo):
+        raise ArgumentError(f"{type(model).__name__} was not built by matport (no model.matport)")
+    return info
+
+
+def module_from_architecture(arch: dict[str, Any]) -> nn.Module:
+    """The empty family module (meta device) an ``architecture`` dict describes.
+
+    Args:
+        arch: ``ModelInfo.architecture`` of a family model.
+
+    Returns:
+        The module, ready for ``load_state_dict(..., assign=True)``.
+    """
+    known = families()
+    name = arch.get("family")
+    if name not in known:
+        raise ConversionError(f"architecture family {name!r} is none of {sorted(known)}")
+    return known[str(name)].build(arch)
+
+
+def meta_copy(builder: str, num_classes: int, **options: bool) -> nn.Module:
+    """A fresh ``torchvision.models.<builder>(num_classes=...)`` on the meta device (no memory,
+    no random initialisation), copied from a cached template.
+
+    Args:
+        builder: torchvision's builder name (``resnet50``, ``squeezenet1_1`` ...).
+        num_classes: the classifier's outputs.
+        options: further keyword arguments of the builder (``aux_logits=False`` ...).
+
+    Returns:
+        The empty module.
+    """
+    return copy.deepcopy(_meta_template(builder, num_classes, tuple(sorted(options.items()))))
+
+
+@functools.lru_cache(maxsize=16)
+def _meta_template(builder: str, num_classes: int,
+                   options: tuple[tuple[str, bool], ...]) -> nn.Module:
+    with torch.device("meta"):
+        model: nn.Module = getattr(torchvision.models, builder)(num_classes=num_classes,
+                                                                **dict(options))
+    return model
+
+
+def set_bn_eps(model: nn.Module, bn_eps: float | dict[str, float]) -> None:
+    """Set every BatchNorm's epsilon: one value, or module path -> value."""
+    for path, module in model.named_modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eps = float(bn_eps) if isinstance(bn_eps, float | int) else float(bn_eps[path])
+
+
+def compact_eps(eps: dict[str, float]) -> float | dict[str, float]:
+    """The architecture's ``bn_eps``: the one value all BatchNorms share, else the dict."""
+    values = set(eps.values())
+    return values.pop() if len(values) == 1 else dict(eps)
+
+
+def _network(path_or_network: str | os.PathLike[str] | Network, variable: str | None) -> Network:
+    """The network itself, or the one network of a file (``variable`` picks one)."""
+    if isinstance(path_or_network, Network):
+        return path_or_network
+    from matport.network import read_network
+
+    return read_network(path_or_network, variable)
+
+
+def load_torchvision(path_or_network: str | os.PathLike[str] | Network,
+                     variable: str | None = None, family: str | None = None) -> nn.Module:
+    """A MATLAB network as the stock torchvision model of whichever registered family fits.
+
+    Args:
+        path_or_network: a ``.mat`` file (v7 or v7.3) or a read :class:`Network`.
+        variable: the network's variable path when the file holds several.
+        family: force one family (see :func:`families`); None tries them all.
+
+    Returns:
+        The torchvision model (e.g. ``torchvision.models.SqueezeNet``) in eval mode, with
+        ``model.matport`` (class names, input size, ``preprocess``).
+
+    Raises:
+        ConversionError: when no family fits, listing why each did not and pointing to
+            ``matport.load``.
+    """
+    network = _network(path_or_network, variable)
+    fam, found = fit(network, family)
+    return build_model(fam, found, network)
