@@ -35,20 +35,19 @@ import pickle
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, BinaryIO, cast, get_args
 
 import torch
 from torch import nn
 
-from matport.convert.info import LAYOUTS, ModelInfo
+from matport.convert.info import LAYOUTS, ModelInfo, attach_info, info_of
 from matport.errors import CheckpointError, ConversionError, MatportError
 from matport.files import write_atomic
+from matport.options import CheckpointFormat
 
 if TYPE_CHECKING:
     from matport.convert.layers import Converter
 
-#: the file format of a checkpoint
-CheckpointFormat = Literal["pt", "safetensors"]
 FORMAT = "matport.checkpoint/1"
 CONFIG_FORMAT = "matport.checkpoint-config/1"
 ARRAY_PREFIX = "matport:"
@@ -110,11 +109,7 @@ def save(model: nn.Module, path: str | os.PathLike[str],
     Raises:
         CheckpointError: ``model`` has no ModelInfo, or an unknown format.
     """
-    info = getattr(model, "matport", None)
-    if not isinstance(info, ModelInfo):
-        raise CheckpointError(
-            f"{type(model).__name__} has no matport ModelInfo (model.matport): only models built "
-            "by matport.load_resnet50 / matport.load can be saved as matport checkpoints")
+    info = info_of(model)
     target = Path(path)
     fmt = checkpoint_format(target, format)
     state = model.state_dict()
@@ -369,7 +364,7 @@ def build_model(info: ModelInfo, state: Mapping[str, Any],
         raise CheckpointError(f"{where}: the checkpoint does not describe a model matport can "
                               f"rebuild ({type(exc).__name__}: {exc})") from None
     model.eval()
-    setattr(model, "matport", info)  # noqa: B010 (not a declared attribute of the module)
+    attach_info(model, info)
     return model
 
 
@@ -396,10 +391,6 @@ def module_from_architecture(arch: dict[str, Any],
         CheckpointError: an unknown family.
     """
     family = arch.get("family")
-    if family == "resnet50":
-        from matport.convert.families.resnet50 import resnet50_from_architecture
-
-        return resnet50_from_architecture(arch, device="meta")
     if family == "graph":
         from matport.convert.graph import module_from_spec
 
@@ -408,4 +399,9 @@ def module_from_architecture(arch: dict[str, Any],
         from matport.convert.shallow import shallow_from_architecture
 
         return shallow_from_architecture(arch)
+    from matport.convert.families.registry import families
+    from matport.convert.families.registry import module_from_architecture as family_module
+
+    if family in families():
+        return family_module(arch)
     raise CheckpointError(f"unknown architecture family {family!r}")

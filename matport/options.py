@@ -12,3 +12,6 @@ Family = Literal["resnet18", "resnet50", "resnet101", "squeezenet1_1", "vgg16", 
 FamilyChoice = Literal["auto", "graph", Family]
 FAMILY_NAMES: tuple[str, ...] = get_args(Family)
 FAMILIES: tuple[str, ...] = ("auto", "graph", *FAMILY_NAMES)
+
+#: The file format of a checkpoint (``matport.save``, ``matport convert``, ``matport migrate``).
+CheckpointFormat = Literal["pt", "safetensors"]

@@ -199,8 +199,6 @@ def test_convert_command_picks_the_family(squeezenet_file, tmp_path, capsys):
     assert "matport graph module" in capsys.readouterr().out
 
 
-@pytest.mark.xfail(strict=True, reason="checkpoint.module_from_architecture must dispatch "
-                                       "through registry.module_from_architecture (lead)")
 def test_checkpoint_rebuilds_the_family(reduced, tmp_path):
     from matport.checkpoint import load_checkpoint, save
 

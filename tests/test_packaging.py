@@ -137,9 +137,6 @@ def _options(command: str) -> dict[str, argparse.Action]:
     return {s: a for a in parser._actions for s in a.option_strings}
 
 
-@pytest.mark.xfail(strict=True, reason="convert_cmd and migrate_cmd still to be renamed by their "
-                   "owners: convert -o/--output -> -o/--out and a --format, migrate -o and "
-                   "--family instead of --resnet50/--auto (remove this mark when they are)")
 def test_subcommands_share_option_names() -> None:
     from matport.options import FAMILIES
 

@@ -189,7 +189,7 @@ def test_reset_classifier_refuses_what_it_cannot_do() -> None:
         matport.reset_classifier(model, 0)
     with pytest.raises(ArgumentError, match="2 entries for 3"):
         matport.reset_classifier(model, 3, ["a", "b"])
-    with pytest.raises(ArgumentError, match="no model.matport"):
+    with pytest.raises(ArgumentError, match="not built by matport"):
         matport.reset_classifier(nn.Linear(2, 2), 3)
     conv_head = chain(image_input("in", (4, 4, 1)), conv("conv", (1, 1), 1, 2),
                       simple("SoftmaxLayer", "sm"), simple("PixelClassificationLayer", "out"))

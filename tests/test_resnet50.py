@@ -14,7 +14,7 @@ import torchvision
 
 from matport.checkpoint import load_checkpoint, save
 from matport.convert.families.resnet50 import load_resnet50, matlab_resnet50
-from matport.errors import CheckpointError, ConversionError, NetworkError
+from matport.errors import ArgumentError, CheckpointError, ConversionError, NetworkError
 from matport.network.designer import is_designer_params, network_from_designer_struct
 from matport.network.model import Connection, Layer, Network
 from matport.synth import resnet50 as fixture
@@ -398,7 +398,7 @@ def test_checkpoint_refuses_other_files(tmp_path):
     torch.save({"state_dict": {}}, bad)
     with pytest.raises(CheckpointError, match="not a matport checkpoint"):
         load_checkpoint(bad)
-    with pytest.raises(CheckpointError, match="ModelInfo"):
+    with pytest.raises(ArgumentError, match="not built by matport"):
         save(torchvision.models.resnet18(), tmp_path / "x.pt")
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
-from matport.options import FAMILIES
+from matport.options import FAMILIES, CheckpointFormat
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from matport.convert.info import ModelInfo
     from matport.network.model import Network
 
 HELP = ("convert a MATLAB network to a PyTorch checkpoint (the stock torchvision model of its "
@@ -21,7 +20,11 @@ HELP = ("convert a MATLAB network to a PyTorch checkpoint (the stock torchvision
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="a .mat file (v7 or v7.3) holding the network")
-    p.add_argument("-o", "--output", required=True, help="the checkpoint to write (e.g. model.pt)")
+    p.add_argument("-o", "--out", "--output", dest="out", required=True, metavar="FILE",
+                   help="the checkpoint to write: model.pt, or model.safetensors (with its "
+                        "config beside it, model.config.json)")
+    p.add_argument("--format", choices=get_args(CheckpointFormat),
+                   help="pt or safetensors (default: from the extension of --out)")
     p.add_argument("--variable", help="the network's variable path when the file holds several")
     p.add_argument("--family", choices=FAMILIES, default="auto",
                    help="auto (default): the torchvision model of the family the network fits, "
@@ -32,29 +35,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from matport.checkpoint import save
+    from matport.convert.info import info_of
     from matport.network import read_network
 
-    if os.path.exists(args.output) and not args.force:
-        print(f"matport convert: error: {args.output} exists (use --force to overwrite)",
+    if os.path.exists(args.out) and not args.force:
+        print(f"matport convert: error: {args.out} exists (use --force to overwrite)",
               file=sys.stderr)
         return 2
     net = read_network(args.file, args.variable)
     model, note = _convert(net, args.family)
-    tmp = f"{args.output}.tmp-{os.getpid()}"
-    try:
-        save(model, tmp)
-        os.replace(tmp, args.output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    info = _info(model)
+    written = save(model, args.out, format=args.format)
+    info = info_of(model)
     params = sum(p.numel() for p in model.parameters())
     lines = [
-        f"wrote {args.output}: {note}",
+        f"wrote {', '.join(map(str, written))}: {note}",
         f"source:        {net.source}:{net.path} ({net.kind}, {len(net.layers)} layers)",
         info.summary(),
         f"parameters:    {params:,}",
-        f"load with:     matport.checkpoint.load_checkpoint({args.output!r})",
+        f"load with:     matport.load_checkpoint({args.out!r})",
     ]
     print("\n".join(lines))
     return 0
@@ -63,9 +61,10 @@ def run(args: argparse.Namespace) -> int:
 def _convert(net: Network, family: str) -> tuple[nn.Module, str]:
     """The module for ``net`` and a note saying which kind it is."""
     from matport.convert.api import convert_network
+    from matport.convert.info import info_of
 
     model, fallback = convert_network(net, family)
-    arch = _info(model).architecture
+    arch = info_of(model).architecture
     if arch["family"] == "graph":
         return model, "matport graph module" + (f" ({fallback})" if fallback else "")
     details = []
@@ -78,7 +77,3 @@ def _convert(net: Network, family: str) -> tuple[nn.Module, str]:
         f", MATLAB variant ({', '.join(details)})" if details else "")
 
 
-def _info(model: nn.Module) -> ModelInfo:
-    from matport.convert.families.registry import info_of
-
-    return info_of(model)

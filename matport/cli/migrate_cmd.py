@@ -12,8 +12,9 @@ import argparse
 import json
 import logging
 import sys
+from typing import get_args
 
-from matport.options import FAMILIES
+from matport.options import FAMILIES, CheckpointFormat
 
 HELP = ("convert every network in the .mat files under folders into PyTorch artifacts (weights + "
         "metadata), resumably, in parallel, with a report (exit 1 when a file failed)")
@@ -25,7 +26,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     Args:
         p: the sub-command's parser.
     """
-    from matport.migrate.artifact import FORMATS
     from matport.migrate.runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
     from matport.migrate.sources import DEFAULT_ONNX_PATTERN
 
@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "files go here)")
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
                    help="worker processes (default 1)")
-    p.add_argument("--format", choices=sorted(FORMATS), default="pt",
+    p.add_argument("--format", choices=get_args(CheckpointFormat), default="pt",
                    help="weights as a matport .pt checkpoint (default) or .safetensors")
     p.add_argument("--family", choices=FAMILIES, default="auto",
                    help="resnet50: a torchvision resnet50 or fail; graph: matport's general "

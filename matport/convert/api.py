@@ -9,7 +9,7 @@ from torch import nn
 
 from matport.convert.graph import ConvertedNetwork, build_module, network_spec
 from matport.convert.head import OUTPUTS, Output, split_softmax
-from matport.convert.info import ModelInfo
+from matport.convert.info import ModelInfo, attach_info
 from matport.convert.layers import Converter, layout_of
 from matport.convert.shallow import ShallowModule, load_shallow
 from matport.errors import ArgumentError, ConversionError
@@ -66,7 +66,7 @@ def load(path_or_network: str | os.PathLike[str] | Network, variable: str | None
         network, postprocess = split_softmax(network)
     model = build_module(network, converters)
     model.eval()
-    model.matport = model_info(network, model)
+    attach_info(model, model_info(network, model))
     model.matport.postprocess = postprocess
     return model
 

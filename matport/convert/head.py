@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 
 from torch import nn
 
-from matport.convert.info import ModelInfo, Postprocess
+from matport.convert.info import Postprocess, info_of
 from matport.errors import ArgumentError
 from matport.network.model import OUTPUT_LAYER_TYPES, Connection, Layer, Network
 
@@ -90,10 +90,7 @@ def reset_classifier(model: nn.Module, num_classes: int,
     names = [str(i) for i in range(num_classes)] if class_names is None else list(class_names)
     if len(names) != num_classes:
         raise ArgumentError(f"class_names has {len(names)} entries for {num_classes} classes")
-    info = getattr(model, "matport", None)
-    if not isinstance(info, ModelInfo):
-        raise ArgumentError("reset_classifier needs a model made by matport.load or "
-                            "matport.load_resnet50 (it has no model.matport)")
+    info = info_of(model)
     arch = info.architecture
     family = arch.get("family")
     if family == "graph":

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from matport.errors import ArgumentError
 from matport.network.model import Normalization
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
 LAYOUTS = ("NCHW", "NC", "NTC")
 
@@ -154,3 +156,33 @@ def describe_normalization(norm: Normalization) -> str:
                 kind = "image"
             parts.append(f"{name} {kind} {'x'.join(map(str, a.shape))}")
     return norm.type + (f" ({', '.join(parts)})" if parts else "")
+
+
+def attach_info(model: nn.Module, info: ModelInfo) -> None:
+    """Set ``model.matport``: the one place a converted model gets its :class:`ModelInfo`.
+
+    Args:
+        model: the converted module.
+        info: what it remembers of its MATLAB network.
+    """
+    setattr(model, "matport", info)  # noqa: B010 (not a declared attribute of torch's classes)
+
+
+def info_of(model: nn.Module) -> ModelInfo:
+    """``model.matport``: the one place a converted model's :class:`ModelInfo` is read.
+
+    Args:
+        model: a module built by matport.
+
+    Returns:
+        Its ModelInfo.
+
+    Raises:
+        ArgumentError: ``model`` was not built by matport.
+    """
+    info = getattr(model, "matport", None)
+    if not isinstance(info, ModelInfo):
+        raise ArgumentError(f"{type(model).__name__} was not built by matport (it has no "
+                            "ModelInfo, model.matport): convert it with matport.load, "
+                            "matport.load_torchvision or matport.load_checkpoint")
+    return info

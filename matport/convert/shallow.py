@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from matport.convert.info import ModelInfo
+from matport.convert.info import ModelInfo, attach_info
 from matport.convert.shallow_ops import (
     NET_INPUT_FCNS,
     PROCESS_FCNS,
@@ -152,7 +152,7 @@ def load_shallow(net: ShallowNetwork) -> ShallowModule:
             if lay.bias is not None:
                 model.b[str(i + 1)].copy_(torch.from_numpy(lay.bias.ravel()))
     model.eval()
-    model.matport = ModelInfo(
+    attach_info(model, ModelInfo(
         class_names=None,
         input_size=(net.inputs[0].size,),
         layout="NC",
@@ -162,7 +162,7 @@ def load_shallow(net: ShallowNetwork) -> ShallowModule:
         architecture={"family": "shallow", "title": net.title, "spec": spec,
                       "inputs": [[step_spec(m) for m in steps] for steps in inputs],
                       "outputs": [[step_spec(m) for m in steps] for steps in outputs]},
-    )
+    ))
     return model
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from matport.convert.info import ModelInfo
+from matport.convert.info import ModelInfo, info_of
 from matport.errors import MatportError, MigrationError
 from matport.files import is_temporary, write_atomic
 from matport.migrate.report import FileResult, NetworkResult, one_line
@@ -265,7 +265,7 @@ def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
 
     net = network_from_ref(ref, task.source)
     model, note = convert_network(net, task.family)
-    result.family = _info(model).architecture.get("family")
+    result.family = info_of(model).architecture.get("family")
     result.parameters = sum(p.numel() for p in model.parameters())
     result.verification, full_report = _verify(model, net, task.onnx, count)
     weights = task.folder / f"{name}{FORMATS[task.format]}"
@@ -287,12 +287,6 @@ def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
     result.outcome = {"verified": "verified", "failed": "failed"}.get(status, "converted")
     if status == "failed":
         result.reason = f"the ONNX check failed: {result.verification['reason']}"
-
-
-def _info(model: nn.Module) -> ModelInfo:
-    info = getattr(model, "matport")  # noqa: B009 (set by matport, not declared on the class)
-    assert isinstance(info, ModelInfo)
-    return info
 
 
 def _verify(model: nn.Module, net: Network, onnx: str | None,
@@ -320,7 +314,7 @@ def _metadata(model: nn.Module, net: Network, task: FileTask, result: NetworkRes
     """The artifact's ``.json``: small (the arrays and the architecture are in the weights)."""
     import matport
 
-    info = _info(model)
+    info = info_of(model)
     norm = info.normalization
     arrays = {k: list(getattr(norm, k).shape) for k in _ARRAYS if getattr(norm, k) is not None}
     return {

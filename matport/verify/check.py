@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from matport.convert.info import info_of
 from matport.network.model import Network
 from matport.verify import onnx_run
 from matport.verify.certificate import certificate
@@ -29,7 +30,7 @@ from matport.verify.report import (
     failure_reason,
     tolerance,
 )
-from matport.verify.torch_run import capture, model_info, network_of, resolve
+from matport.verify.torch_run import capture, network_of, resolve
 
 if TYPE_CHECKING:
     from torch import nn
@@ -55,7 +56,7 @@ def run_verify(
     documented there (one signature, one docstring to keep up to date)."""
     export = onnx_run.load_export(onnx_path)
     model, network, mat = resolve(model_or_mat, variable, network, family)
-    info = model_info(model)
+    info = info_of(model)
     notes: list[str] = []
     if network is None:
         network = network_of(info, notes)

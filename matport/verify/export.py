@@ -11,10 +11,10 @@ import numpy as np
 import onnx
 import torch
 
+from matport.convert.info import info_of
 from matport.convert.preprocess import InputNormalization
 from matport.verify import onnx_run
 from matport.verify.inputs import random_raw
-from matport.verify.torch_run import model_info
 
 if TYPE_CHECKING:
     from torch import nn
@@ -40,7 +40,7 @@ def export_onnx(
     Returns:
         ``path``.
     """
-    info = model_info(model)
+    info = info_of(model)
     net: nn.Module = model
     if include_preprocessing:
         norm = InputNormalization(info.normalization, info.input_size, info.layout)

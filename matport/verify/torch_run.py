@@ -68,27 +68,6 @@ def convert(network: Network, family: str = "auto") -> nn.Module:
     return convert_network(network, family)[0]
 
 
-def model_info(model: Any) -> ModelInfo:
-    """The model's ``matport`` attribute.
-
-    Args:
-        model: a model converted by matport.
-
-    Returns:
-        Its `ModelInfo`.
-
-    Raises:
-        VerificationError: when the model has none.
-    """
-    info = getattr(model, "matport", None)
-    if info is None or not hasattr(info, "preprocess"):
-        raise VerificationError(
-            "the model has no `matport` attribute (ModelInfo): verify needs a model converted "
-            "by matport, or the .mat file"
-        )
-    return info
-
-
 def network_of(info: ModelInfo, notes: list[str]) -> Network | None:
     """The MATLAB network ``info.source`` names, or None (with a note saying why).
 

@@ -26,8 +26,10 @@ import torchvision
 from torch import nn
 
 from matport.convert.families.transplant import Slot, transplant
-from matport.convert.info import ModelInfo
+from matport.convert.head import split_softmax
+from matport.convert.info import ModelInfo, attach_info
 from matport.errors import ArgumentError, ConversionError
+from matport.network.checks import require_consistent
 from matport.network.model import Layer, Network, Normalization
 
 #: The modules that register families, imported on first use of the registry.
@@ -127,8 +129,10 @@ def fit(network: Network, family: str | None = None) -> tuple[Family, FamilyMatc
 
     Raises:
         ConversionError: naming, for each family tried, why it does not fit (with the layers),
-            the refused family the network was recognised as, and ``matport.load``.
+            the refused family the network was recognised as, and ``matport.load``; or listing
+            the layers whose arrays contradict their settings or inputs.
     """
+    require_consistent(network)
     known = families()
     if family in refusals():
         refused = _REFUSALS[str(family)]
@@ -162,7 +166,8 @@ def build_model(family: Family, found: FamilyMatch, network: Network) -> nn.Modu
         network: the MATLAB network (its source and variable path go into the ModelInfo).
 
     Returns:
-        The ``family.model_class`` instance, with ``model.matport``.
+        The ``family.model_class`` instance, with ``model.matport``; like every converted
+        classifier it returns logits (MATLAB's final softmax is ``model.matport.postprocess``).
     """
     model = family.build(found.architecture)
     model.load_state_dict(transplant(found.slots), strict=True, assign=True)
@@ -176,28 +181,9 @@ def build_model(family: Family, found: FamilyMatch, network: Network) -> nn.Modu
         variable=network.path,
         layer_map=found.layer_map,
         architecture=found.architecture,
+        postprocess=split_softmax(network)[1],
     ))
     return model
-
-
-def attach_info(model: nn.Module, info: ModelInfo) -> None:
-    """Set ``model.matport`` (not a declared attribute of torchvision's classes)."""
-    setattr(model, "matport", info)  # noqa: B010
-
-
-def info_of(model: nn.Module) -> ModelInfo:
-    """``model.matport``, the ModelInfo matport attached.
-
-    Args:
-        model: a module built by matport.
-
-    Returns:
-        Its ModelInfo.
-    """
-    info = getattr(model, "matport", None)
-    if not isinstance(info, ModelInfo):
-        raise ArgumentError(f"{type(model).__name__} was not built by matport (no model.matport)")
-    return info
 
 
 def module_from_architecture(arch: dict[str, Any]) -> nn.Module:

@@ -11,14 +11,12 @@ of stages 3-5 sits on the first 1x1 convolution (torchvision: on the 3x3) and Ba
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import torch
 import torchvision
 
-from matport.convert.families.registry import load_torchvision, module_from_architecture
+from matport.convert.families.registry import load_torchvision
 from matport.convert.families.resnet import StrideOn, matlab_resnet
-from matport.errors import ConversionError
 from matport.network.model import Network
 
 FAMILY = "resnet50"
@@ -46,18 +44,6 @@ def matlab_resnet50(
     """
     return matlab_resnet(FAMILY, num_classes, stride_on=stride_on, bn_eps=bn_eps,
                          device="cpu" if device is None else device)
-
-
-def resnet50_from_architecture(
-    arch: dict[str, Any], device: str | None = None
-) -> torchvision.models.ResNet:
-    """Rebuild the module an ``architecture`` dict (``ModelInfo.architecture``) describes
-    (the registry's :func:`~matport.convert.families.registry.module_from_architecture`)."""
-    if arch.get("family") != FAMILY:
-        raise ConversionError(f"architecture family {arch.get('family')!r} is not {FAMILY!r}")
-    model = module_from_architecture(arch)
-    assert isinstance(model, torchvision.models.ResNet)
-    return model if device in (None, "meta") else model.to_empty(device=device)
 
 
 def load_resnet50(
