@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from matport.network import layout
 from matport.network.model import Layer
 
 #: What a slot fills: a bias-free conv, a conv with its bias, a BatchNorm (folding the bias of the
@@ -18,48 +19,36 @@ from matport.network.model import Layer
 SlotKind = Literal["conv", "conv_bias", "bn", "fc", "fc_spatial"]
 
 
-def _array(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a)
-    if a.dtype != np.float32 or not a.dtype.isnative or not a.flags.writeable:
-        a = a.astype(np.float32)
-    return a
-
-
 def _tensor(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(_array(a))
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
 def conv_hwio_to_oihw(w: np.ndarray) -> torch.Tensor:
-    """MATLAB H x W x Cin x Cout -> torch Cout x Cin x H x W (a view when the array allows)."""
-    return _tensor(np.ascontiguousarray(_array(w).transpose(3, 2, 0, 1)))
+    """MATLAB H x W x Cin x Cout -> torch Cout x Cin x H x W (:func:`layout.conv_weight`)."""
+    return _tensor(layout.conv_weight(w))
 
 
 def channel_vector(a: np.ndarray) -> torch.Tensor:
-    """1 x 1 x C (or C x 1) -> C."""
-    return _tensor(_array(a).reshape(-1))
+    """1 x 1 x C (or C x 1) -> C (:func:`layout.channel_vector`)."""
+    return _tensor(layout.channel_vector(a))
 
 
 def bn_fold_conv_bias(mean: np.ndarray, bias: np.ndarray | None) -> torch.Tensor:
     """``BN(conv(x) + b)`` with running mean ``m`` equals ``BN'(conv(x))`` with ``m - b``."""
-    m = _array(mean).reshape(-1)
-    return torch.from_numpy(m - _array(bias).reshape(-1) if bias is not None else m)
+    m = layout.channel_vector(mean)
+    return _tensor(m - layout.channel_vector(bias) if bias is not None else m)
 
 
 def fc_weight(w: np.ndarray) -> torch.Tensor:
-    """MATLAB O x I (or 1 x 1 x I x O after spatial input) -> torch O x I."""
-    a = _array(w)
-    if a.ndim == 4:
-        a = a.reshape(-1, a.shape[3], order="F").T
-    return _tensor(np.ascontiguousarray(a))
+    """MATLAB O x I (or 1 x 1 x I x O after global pooling) -> torch O x I."""
+    return _tensor(layout.fc_weight(w))
 
 
 def fc_hwc_to_chw(w: np.ndarray, spatial: np.ndarray) -> torch.Tensor:
     """MATLAB weights over a column-major H x W x C flatten (O x H*W*C, or H x W x C x O) -> torch
     O x C*H*W, the order of ``torch.flatten`` on N x C x H x W. ``spatial`` is ``(H, W, C)``."""
-    h, wd, c = (int(s) for s in spatial)
-    a = _array(w)
-    a = a.reshape(h, wd, c, -1) if a.ndim == 4 else a.T.reshape(h, wd, c, -1, order="F")
-    return _tensor(np.ascontiguousarray(a.transpose(3, 2, 0, 1)).reshape(a.shape[3], -1))
+    return _tensor(layout.fc_weight(w, tuple(int(v) for v in np.ravel(spatial))))
 
 
 def zero_count() -> torch.Tensor:
