@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from matport.convert.layers.params import (
     array,
+    assign,
     number,
+    on_meta,
     refuse_flags,
     require_format,
     tensor,
@@ -72,16 +75,15 @@ def _self_attention(layer: Layer, context: ConversionContext) -> nn.Module:
         raise LayerNotConvertible(f"AttentionMask '{mask}' is not supported")
     wq, wk, wv, wo = (array(layer, k + "Weights") for k in ("Query", "Key", "Value", "Output"))
     heads = int(number(layer, "NumHeads", 1))
-    attn = SelfAttention(wq.shape[1], wq.shape[0], wv.shape[0], wo.shape[0], heads,
-                         mask == "causal", number(layer, "DropoutProbability", 0.0))
-    with torch.no_grad():
-        for name, w in zip(("query", "key", "value", "output"), (wq, wk, wv, wo), strict=True):
-            proj = getattr(attn, name)
-            proj.weight.copy_(tensor(w))
-            b = layer.array(name.capitalize() + "Bias")
-            proj.bias.copy_(tensor(layout.channel_vector(b)) if b is not None
-                            else torch.zeros(w.shape[0]))
-    return attn
+    attn = on_meta(SelfAttention, wq.shape[1], wq.shape[0], wv.shape[0], wo.shape[0], heads,
+                   mask == "causal", number(layer, "DropoutProbability", 0.0))
+    values = {}
+    for name, w in zip(("query", "key", "value", "output"), (wq, wk, wv, wo), strict=True):
+        b = layer.array(name.capitalize() + "Bias")
+        values[name + ".weight"] = w
+        values[name + ".bias"] = (layout.channel_vector(b) if b is not None
+                                  else np.zeros(w.shape[0], np.float32))
+    return assign(attn, values)
 
 
 @converts("PositionEmbeddingLayer")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from matport.convert.layers.registry import ConversionContext
 from matport.errors import LayerNotConvertible
@@ -70,7 +72,12 @@ def array(layer: Layer, key: str) -> np.ndarray:
 
 
 def tensor(arr: np.ndarray) -> torch.Tensor:
-    """A float32 tensor holding a copy of ``arr``.
+    """A float32 tensor holding a copy of ``arr`` in its own, exactly sized memory (never a view
+    into a larger array such as the file's inflated buffer).
+
+    The copy (and any reordering of a permuted view) is numpy's: single-threaded, whereas
+    ``torch.tensor`` of a permuted array runs a parallel copy that is orders of magnitude
+    slower on a busy machine.
 
     Args:
         arr: the array.
@@ -78,7 +85,46 @@ def tensor(arr: np.ndarray) -> torch.Tensor:
     Returns:
         The tensor.
     """
-    return torch.tensor(np.asarray(arr, dtype=np.float32))
+    return torch.from_numpy(np.array(arr, dtype=np.float32, order="C", copy=True))
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def on_meta(factory: Callable[..., M], *args: Any, **kwargs: Any) -> M:
+    """``factory(*args, **kwargs)`` built on the meta device: torch's initialisers touch no
+    memory; :func:`assign` then gives every parameter and buffer its value.
+
+    Args:
+        factory: a module class (or a function returning a module).
+        args: its positional arguments.
+        kwargs: its keyword arguments.
+
+    Returns:
+        The module, its tensors on the meta device.
+    """
+    with torch.device("meta"):
+        return factory(*args, **kwargs)
+
+
+def assign(module: M, values: Mapping[str, np.ndarray | torch.Tensor]) -> M:
+    """Replace the parameters and buffers of a module built by :func:`on_meta` (names as in its
+    ``state_dict``, arrays in PyTorch layout) with tensors holding the values; parameters keep
+    their ``requires_grad``. Arrays are copied (:func:`tensor`), tensors taken as they are.
+
+    Args:
+        module: the module.
+        values: a value for every one of its parameters and buffers.
+
+    Returns:
+        The module.
+
+    Raises:
+        RuntimeError: a value is missing or unknown, or its shape differs from the module's.
+    """
+    state = {k: v if isinstance(v, torch.Tensor) else tensor(v) for k, v in values.items()}
+    module.load_state_dict(state, strict=True, assign=True)
+    return module
 
 
 def text(layer: Layer, key: str, default: str) -> str:
