@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import numpy as np
@@ -91,26 +91,40 @@ def tensor(arr: np.ndarray) -> torch.Tensor:
 M = TypeVar("M", bound=nn.Module)
 
 
-def on_meta(factory: Callable[..., M], *args: Any, **kwargs: Any) -> M:
-    """``factory(*args, **kwargs)`` built on the meta device: torch's initialisers touch no
-    memory; :func:`assign` then gives every parameter and buffer its value.
+def _no_reset() -> None:
+    """Stands in for a module's ``reset_parameters`` while :func:`on_meta` builds it."""
+
+
+def on_meta(cls: type[M], *args: Any, **kwargs: Any) -> M:
+    """``cls(*args, **kwargs, device="meta")`` without running its ``reset_parameters``: no
+    initialiser runs and no memory is allocated; :func:`assign` then gives every parameter and
+    buffer its value.
+
+    The torch modules matport builds (convolutions, linear, normalization and recurrent layers)
+    initialise only through ``reset_parameters``, which their ``__init__`` calls; an instance
+    attribute shadows that method during ``__init__`` (building on the meta device alone would
+    still run the initialisers, on meta tensors, at 3/4 of the construction time).
 
     Args:
-        factory: a module class (or a function returning a module).
+        cls: a ``torch.nn`` module class taking ``device``, or a subclass passing it on.
         args: its positional arguments.
-        kwargs: its keyword arguments.
+        kwargs: its other keyword arguments.
 
     Returns:
-        The module, its tensors on the meta device.
+        The module, its parameters and buffers empty tensors on the meta device.
     """
-    with torch.device("meta"):
-        return factory(*args, **kwargs)
+    module = cls.__new__(cls)
+    object.__setattr__(module, "reset_parameters", _no_reset)
+    module.__init__(*args, device="meta", **kwargs)  # type: ignore[misc]
+    del module.__dict__["reset_parameters"]
+    return module
 
 
 def assign(module: M, values: Mapping[str, np.ndarray | torch.Tensor]) -> M:
-    """Replace the parameters and buffers of a module built by :func:`on_meta` (names as in its
-    ``state_dict``, arrays in PyTorch layout) with tensors holding the values; parameters keep
-    their ``requires_grad``. Arrays are copied (:func:`tensor`), tensors taken as they are.
+    """Give a module built by :func:`on_meta` its values: each of its own parameters and
+    buffers (by attribute name, arrays in PyTorch layout) becomes a tensor holding the value
+    (arrays are copied by :func:`tensor`, tensors taken as they are); parameters keep their
+    ``requires_grad``.
 
     Args:
         module: the module.
@@ -120,10 +134,20 @@ def assign(module: M, values: Mapping[str, np.ndarray | torch.Tensor]) -> M:
         The module.
 
     Raises:
-        RuntimeError: a value is missing or unknown, or its shape differs from the module's.
+        ValueError: a name is not one of the module's tensors, a shape differs from the
+            module's, or a tensor is left without a value.
     """
-    state = {k: v if isinstance(v, torch.Tensor) else tensor(v) for k, v in values.items()}
-    module.load_state_dict(state, strict=True, assign=True)
+    for name, value in values.items():
+        old = getattr(module, name, None)
+        new = value if isinstance(value, torch.Tensor) else tensor(value)
+        if not isinstance(old, torch.Tensor) or old.shape != new.shape:
+            raise ValueError(f"{type(module).__name__}.{name}: no tensor of shape "
+                             f"{tuple(new.shape)}")
+        setattr(module, name, nn.Parameter(new, old.requires_grad)
+                if isinstance(old, nn.Parameter) else new)
+    left = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+    if left:
+        raise ValueError(f"{type(module).__name__}: no value for {', '.join(left)}")
     return module
 
 
