@@ -14,7 +14,7 @@ import keyword
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -63,8 +63,7 @@ class ConvertedNetwork(nn.Module):
         for name, module in modules.items():
             self.add_module(name, module)
         self._inputs = inputs
-        self._steps = steps
-        self._outputs = outputs
+        self._program, self._num_slots, self._outputs = _program(inputs, steps, outputs)
         self.layer_map = layer_map
         matlab_names = {t: m for m, t in layer_map.items()}
         self.input_names = [matlab_names[t] for t in inputs]
@@ -74,18 +73,45 @@ class ConvertedNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, *more: torch.Tensor) -> Any:
         """Run the network on its input(s), in the order of ``input_names``."""
-        values: dict[Ref, Any] = {(self._inputs[0], 0): getattr(self, self._inputs[0])(x)}
+        modules = cast(dict[str, nn.Module], self._modules)  # no None: every entry is a layer
+        values: list[Any] = [None] * self._num_slots
+        values[0] = modules[self._inputs[0]](x)
         for i, name in enumerate(self._inputs[1:]):  # indexing, not zip: torch.fx traces *more
-            values[(name, 0)] = getattr(self, name)(more[i])
-        for name, refs, num_outputs in self._steps:
-            out = getattr(self, name)(*(values[r] for r in refs))
+            values[i + 1] = modules[name](more[i])
+        for name, args, slot, num_outputs, last_uses in self._program:
+            out = modules[name](*map(values.__getitem__, args))
             if num_outputs == 1:
-                values[(name, 0)] = out
+                values[slot] = out
             else:
                 for i in range(num_outputs):
-                    values[(name, i)] = out[i]
-        results = tuple(values[r] for r in self._outputs)
-        return results[0] if len(results) == 1 else results
+                    values[slot + i] = out[i]
+            for a in last_uses:  # freed as soon as possible: memory is reused by the next layers
+                values[a] = None
+        if len(self._outputs) == 1:
+            return values[self._outputs[0]]
+        return tuple(values[r] for r in self._outputs)
+
+
+Instruction = tuple[str, tuple[int, ...], int, int, tuple[int, ...]]
+
+
+def _program(inputs: list[str], steps: list[Step], outputs: list[Ref],
+             ) -> tuple[list[Instruction], int, tuple[int, ...]]:
+    """The steps as instructions on numbered value slots: (submodule, argument slots, first
+    output slot, number of outputs, slots whose last use this is), the number of slots, and
+    the output slots. The inputs take the first slots."""
+    slots: dict[Ref, int] = {(name, 0): i for i, name in enumerate(inputs)}
+    first: dict[str, int] = {}
+    for name, _, num_outputs in steps:
+        first[name] = len(slots)
+        for i in range(num_outputs):
+            slots[(name, i)] = len(slots)
+    last_step = {slots[r]: k for k, (_, refs, _) in enumerate(steps) for r in refs}
+    kept = {slots[r] for r in outputs}
+    program = [(name, tuple(slots[r] for r in refs), first[name], num_outputs,
+                tuple(sorted({slots[r] for r in refs if last_step[slots[r]] == k} - kept)))
+               for k, (name, refs, num_outputs) in enumerate(steps)]
+    return program, len(slots), tuple(slots[r] for r in outputs)
 
 
 def module_name(layer_name: str, taken: set[str]) -> str:
