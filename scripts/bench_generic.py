@@ -106,13 +106,17 @@ def hand_written(model: Any) -> nn.Module | None:
     from matport.convert.layers.conv import FullyConnected
     from matport.convert.layers.recurrent import _Recurrent
 
+    class Layers(torch.fx.Tracer):
+        def is_leaf_module(self, m: nn.Module, qualified_name: str) -> bool:
+            return True
+
+    nodes = list(Layers().trace(model).nodes)  # placeholders, one call per layer, output
+    calls = [n for n in nodes if n.op not in ("placeholder", "output")]
     layers: list[nn.Module] = []
-    previous = 0
-    for name, args, slot, _, _ in model._program:
-        if args != (previous,):
+    for node, previous in zip(calls, [nodes[0], *calls], strict=False):
+        if node.op != "call_module" or node.args != (previous,) or node.kwargs:
             return None
-        previous = slot
-        m = model.get_submodule(name)
+        m = model.get_submodule(str(node.target))
         if isinstance(m, (nn.Identity, nn.Dropout)):
             continue
         if isinstance(m, FullyConnected):
