@@ -13,8 +13,8 @@ from __future__ import annotations
 import keyword
 import logging
 import re
-from collections.abc import Collection, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -62,9 +62,8 @@ class ConvertedNetwork(nn.Module):
         super().__init__()
         for name, module in modules.items():
             self.add_module(name, module)
-        self._inputs = inputs
-        self._steps = steps
-        self._outputs = outputs
+        self._source = _forward_source(inputs, steps, outputs)
+        self._run = _compile(self._source)
         self.layer_map = layer_map
         matlab_names = {t: m for m, t in layer_map.items()}
         self.input_names = [matlab_names[t] for t in inputs]
@@ -74,18 +73,53 @@ class ConvertedNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, *more: torch.Tensor) -> Any:
         """Run the network on its input(s), in the order of ``input_names``."""
-        values: dict[Ref, Any] = {(self._inputs[0], 0): getattr(self, self._inputs[0])(x)}
-        for i, name in enumerate(self._inputs[1:]):  # indexing, not zip: torch.fx traces *more
-            values[(name, 0)] = getattr(self, name)(more[i])
-        for name, refs, num_outputs in self._steps:
-            out = getattr(self, name)(*(values[r] for r in refs))
-            if num_outputs == 1:
-                values[(name, 0)] = out
-            else:
-                for i in range(num_outputs):
-                    values[(name, i)] = out[i]
-        results = tuple(values[r] for r in self._outputs)
-        return results[0] if len(results) == 1 else results
+        return self._run(self, x, more)  # more as one tuple: torch.fx cannot unpack it
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the generated function (rebuilt from its source on loading)."""
+        state = self.__dict__.copy()
+        del state["_run"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._run = _compile(self._source)
+
+
+def _forward_source(inputs: list[str], steps: list[Step], outputs: list[Ref]) -> str:
+    """The source of the network's forward function: straight-line code calling the submodules
+    in topological order (no per-call interpretation of the graph), each value deleted after
+    its last use so that its memory is reused by the next layers."""
+    names: dict[Ref, str] = {}
+    for name, _, num_outputs in steps:
+        for i in range(num_outputs):
+            names[(name, i)] = f"v{len(names) + len(inputs)}"
+    names.update({(name, 0): f"v{i}" for i, name in enumerate(inputs)})
+    last_step = {names[r]: k for k, (_, refs, _) in enumerate(steps) for r in refs}
+    kept = {names[r] for r in outputs}
+    lines = ["def forward(self, x, more):", "    m = self._modules"]
+    lines += [f"    {names[(name, 0)]} = m[{name!r}]({'x' if i == 0 else f'more[{i - 1}]'})"
+              for i, name in enumerate(inputs)]
+    for k, (name, refs, num_outputs) in enumerate(steps):
+        call = f"m[{name!r}]({', '.join(names[r] for r in refs)})"
+        if num_outputs == 1:
+            lines.append(f"    {names[(name, 0)]} = {call}")
+        else:
+            lines.append(f"    out = {call}")
+            lines += [f"    {names[(name, i)]} = out[{i}]" for i in range(num_outputs)]
+        done = sorted({names[r] for r in refs if last_step[names[r]] == k} - kept)
+        if done:
+            lines.append(f"    del {', '.join(done)}")
+    results = [names[r] for r in outputs]
+    returned = results[0] if len(results) == 1 else "(" + ", ".join(results) + ",)"
+    lines.append(f"    return {returned}")
+    return "\n".join(lines) + "\n"
+
+
+def _compile(source: str) -> Callable[..., Any]:
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<matport.convert.graph forward>", "exec"), namespace)  # noqa: S102
+    return cast(Callable[..., Any], namespace["forward"])
 
 
 def module_name(layer_name: str, taken: set[str]) -> str:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from matport.convert.layers.params import (
     array,
+    assign,
     number,
+    on_meta,
     refuse_flags,
     require_format,
     tensor,
@@ -26,13 +29,13 @@ class SelfAttention(nn.Module):
     projections, heads taking contiguous channel blocks, scaled dot-product attention
     (optionally causal), then the ``output`` projection."""
 
-    def __init__(self, channels: int, key_channels: int, value_channels: int,
-                 out_channels: int, heads: int, causal: bool, dropout: float) -> None:
+    def __init__(self, query: nn.Linear, key: nn.Linear, value: nn.Linear, output: nn.Linear,
+                 heads: int, causal: bool, dropout: float) -> None:
         super().__init__()
-        self.query = nn.Linear(channels, key_channels)
-        self.key = nn.Linear(channels, key_channels)
-        self.value = nn.Linear(channels, value_channels)
-        self.output = nn.Linear(value_channels, out_channels)
+        self.query = query
+        self.key = key
+        self.value = value
+        self.output = output
         self.heads = heads
         self.causal = causal
         self.dropout = dropout
@@ -72,16 +75,15 @@ def _self_attention(layer: Layer, context: ConversionContext) -> nn.Module:
         raise LayerNotConvertible(f"AttentionMask '{mask}' is not supported")
     wq, wk, wv, wo = (array(layer, k + "Weights") for k in ("Query", "Key", "Value", "Output"))
     heads = int(number(layer, "NumHeads", 1))
-    attn = SelfAttention(wq.shape[1], wq.shape[0], wv.shape[0], wo.shape[0], heads,
-                         mask == "causal", number(layer, "DropoutProbability", 0.0))
-    with torch.no_grad():
-        for name, w in zip(("query", "key", "value", "output"), (wq, wk, wv, wo), strict=True):
-            proj = getattr(attn, name)
-            proj.weight.copy_(tensor(w))
-            b = layer.array(name.capitalize() + "Bias")
-            proj.bias.copy_(tensor(layout.channel_vector(b)) if b is not None
-                            else torch.zeros(w.shape[0]))
-    return attn
+
+    def projection(name: str, w: np.ndarray) -> nn.Linear:
+        b = layer.array(name + "Bias")
+        bias = layout.channel_vector(b) if b is not None else np.zeros(w.shape[0], np.float32)
+        return assign(on_meta(nn.Linear, w.shape[1], w.shape[0]), {"weight": w, "bias": bias})
+
+    return SelfAttention(projection("Query", wq), projection("Key", wk), projection("Value", wv),
+                         projection("Output", wo), heads, mask == "causal",
+                         number(layer, "DropoutProbability", 0.0))
 
 
 @converts("PositionEmbeddingLayer")

@@ -10,7 +10,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from matport.convert.layers.padding import PAD_MODES, pad, static_padding, torch_pad
-from matport.convert.layers.params import array, padding, pair, require_format, tensor, text
+from matport.convert.layers.params import (
+    array,
+    assign,
+    on_meta,
+    padding,
+    pair,
+    require_format,
+    text,
+)
 from matport.convert.layers.registry import ConversionContext, converts
 from matport.errors import LayerNotConvertible
 from matport.network import layout
@@ -100,11 +108,10 @@ def _conv_padding(layer: Layer, kernel: tuple[int, int]) -> dict[str, Any]:
 
 def _set_weights(module: nn.Conv2d | nn.ConvTranspose2d | nn.Linear, weight: np.ndarray,
                  bias: np.ndarray | None) -> None:
-    """Copy ``weight`` and ``bias`` (zeros when None) into ``module``'s parameters."""
+    """Give ``module`` (built on the meta device) ``weight`` and ``bias`` (zeros when None)."""
     assert module.bias is not None
-    with torch.no_grad():
-        module.weight.copy_(tensor(weight))
-        module.bias.copy_(tensor(bias) if bias is not None else torch.zeros(module.bias.shape))
+    assign(module, {"weight": weight,
+                    "bias": bias if bias is not None else torch.zeros(module.bias.shape)})
 
 
 def _make_conv(layer: Layer, weight: np.ndarray, bias: np.ndarray | None,
@@ -115,11 +122,11 @@ def _make_conv(layer: Layer, weight: np.ndarray, bias: np.ndarray | None,
     kwargs = _conv_padding(layer, (kh, kw))
     conv: nn.Conv2d
     if "padding" in kwargs:
-        conv = nn.Conv2d(in_per_group * groups, out_ch, (kh, kw), stride, kwargs["padding"],
-                         dilation, groups)
+        conv = on_meta(nn.Conv2d, in_per_group * groups, out_ch, (kh, kw), stride,
+                       kwargs["padding"], dilation, groups)
     else:
-        conv = Conv2dPadded(in_per_group * groups, out_ch, (kh, kw), stride, 0, dilation, groups,
-                            **kwargs)
+        conv = on_meta(Conv2dPadded, in_per_group * groups, out_ch, (kh, kw), stride, 0, dilation,
+                       groups, **kwargs)
     _set_weights(conv, weight, bias)
     return conv
 
@@ -151,9 +158,9 @@ def _transposed_convolution(layer: Layer, context: ConversionContext) -> nn.Modu
     offset = [int(v) for v in np.ravel(layer.params.get("OutputSizeOffset", 0))]
     if any(offset):
         raise LayerNotConvertible("OutputSizeOffset is not supported")
-    conv = ConvTranspose2dCropped(in_ch, out_ch, (kh, kw), stride=pair(layer.params.get("Stride")),
-                                  crop=padding(layer, "CroppingSize"),
-                                  same=text(layer, "CroppingMode", "manual") == "same")
+    conv = on_meta(ConvTranspose2dCropped, in_ch, out_ch, (kh, kw),
+                   stride=pair(layer.params.get("Stride")), crop=padding(layer, "CroppingSize"),
+                   same=text(layer, "CroppingMode", "manual") == "same")
     _set_weights(conv, weight, _bias(layer))
     return conv
 
@@ -163,6 +170,6 @@ def _fully_connected(layer: Layer, context: ConversionContext) -> nn.Module:
     flatten = context.input_format == IMAGE
     image_size = layer.params.get("InputSize", ()) if flatten else None
     w = layout.fc_weight(array(layer, "Weights"), image_size)
-    fc = FullyConnected(w.shape[1], w.shape[0]) if flatten else nn.Linear(w.shape[1], w.shape[0])
+    fc = on_meta(FullyConnected if flatten else nn.Linear, w.shape[1], w.shape[0])
     _set_weights(fc, w, _bias(layer))
     return fc

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-from matport.convert.layers.params import array, number, tensor, text
+from matport.convert.layers.params import array, assign, number, on_meta, text
 from matport.convert.layers.registry import ConversionContext, converts
 from matport.errors import LayerNotConvertible
 from matport.network import layout
@@ -34,28 +35,25 @@ class SequenceGroupNorm(nn.GroupNorm):
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
-def _channels(layer: Layer, key: str) -> torch.Tensor:
-    return tensor(layout.channel_vector(array(layer, key)))
+def _channels(layer: Layer, key: str) -> np.ndarray:
+    return layout.channel_vector(array(layer, key))
 
 
 @converts("BatchNormalizationLayer")
 def _batch_norm(layer: Layer, context: ConversionContext) -> nn.Module:
     mean = _channels(layer, "TrainedMean")
     cls = {IMAGE: nn.BatchNorm2d, VECTOR: nn.BatchNorm1d, SEQUENCE: SequenceBatchNorm}
-    bn = cls[context.input_format](mean.numel(), eps=number(layer, "Epsilon", 1e-5),
-                                   momentum=number(layer, "MeanDecay", 0.1))
-    with torch.no_grad():
-        bn.running_mean.copy_(mean)  # type: ignore[union-attr]
-        bn.running_var.copy_(_channels(layer, "TrainedVariance"))  # type: ignore[union-attr]
-        bn.weight.copy_(_channels(layer, "Scale"))
-        bn.bias.copy_(_channels(layer, "Offset"))
-    return bn
+    bn = on_meta(cls[context.input_format], mean.size, eps=number(layer, "Epsilon", 1e-5),
+                 momentum=number(layer, "MeanDecay", 0.1))
+    return assign(bn, {"weight": _channels(layer, "Scale"), "bias": _channels(layer, "Offset"),
+                       "running_mean": mean, "running_var": _channels(layer, "TrainedVariance"),
+                       "num_batches_tracked": torch.tensor(0)})
 
 
 @converts("LayerNormalizationLayer")
 def _layer_norm(layer: Layer, context: ConversionContext) -> nn.Module:
     scale = _channels(layer, "Scale")
-    channels = scale.numel()
+    channels = scale.size
     eps = number(layer, "Epsilon", 1e-5)
     dims = text(layer, "OperationDimension", "auto")
     fmt = context.input_format
@@ -63,14 +61,11 @@ def _layer_norm(layer: Layer, context: ConversionContext) -> nn.Module:
         raise LayerNotConvertible(f"OperationDimension '{dims}'")
     norm: nn.GroupNorm | nn.LayerNorm
     if fmt == IMAGE and dims != "channel-only":
-        norm = nn.GroupNorm(1, channels, eps=eps)  # over C, H, W; affine per channel
+        norm = on_meta(nn.GroupNorm, 1, channels, eps=eps)  # over C, H, W; affine per channel
     elif fmt == IMAGE:
-        norm = ChannelLayerNorm(channels, eps=eps)
+        norm = on_meta(ChannelLayerNorm, channels, eps=eps)
     elif fmt == SEQUENCE and dims == "batch-excluded":
-        norm = SequenceGroupNorm(1, channels, eps=eps)
+        norm = on_meta(SequenceGroupNorm, 1, channels, eps=eps)
     else:
-        norm = nn.LayerNorm(channels, eps=eps)
-    with torch.no_grad():
-        norm.weight.copy_(scale)
-        norm.bias.copy_(_channels(layer, "Offset"))
-    return norm
+        norm = on_meta(nn.LayerNorm, channels, eps=eps)
+    return assign(norm, {"weight": scale, "bias": _channels(layer, "Offset")})

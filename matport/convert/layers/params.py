@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from matport.convert.layers.registry import ConversionContext
 from matport.errors import LayerNotConvertible
@@ -70,7 +72,12 @@ def array(layer: Layer, key: str) -> np.ndarray:
 
 
 def tensor(arr: np.ndarray) -> torch.Tensor:
-    """A float32 tensor holding a copy of ``arr``.
+    """A float32 tensor holding a copy of ``arr`` in its own, exactly sized memory (never a view
+    into a larger array such as the file's inflated buffer).
+
+    The copy (and any reordering of a permuted view) is numpy's: single-threaded, whereas
+    ``torch.tensor`` of a permuted array runs a parallel copy that is orders of magnitude
+    slower on a busy machine.
 
     Args:
         arr: the array.
@@ -78,7 +85,70 @@ def tensor(arr: np.ndarray) -> torch.Tensor:
     Returns:
         The tensor.
     """
-    return torch.tensor(np.asarray(arr, dtype=np.float32))
+    return torch.from_numpy(np.array(arr, dtype=np.float32, order="C", copy=True))
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def _no_reset() -> None:
+    """Stands in for a module's ``reset_parameters`` while :func:`on_meta` builds it."""
+
+
+def on_meta(cls: type[M], *args: Any, **kwargs: Any) -> M:
+    """``cls(*args, **kwargs, device="meta")`` without running its ``reset_parameters``: no
+    initialiser runs and no memory is allocated; :func:`assign` then gives every parameter and
+    buffer its value.
+
+    The torch modules matport builds (convolutions, linear, normalization and recurrent layers)
+    initialise only through ``reset_parameters``, which their ``__init__`` calls; an instance
+    attribute shadows that method during ``__init__`` (building on the meta device alone would
+    still run the initialisers, on meta tensors, at 3/4 of the construction time).
+
+    Args:
+        cls: a ``torch.nn`` module class taking ``device``, or a subclass passing it on.
+        args: its positional arguments.
+        kwargs: its other keyword arguments.
+
+    Returns:
+        The module, its parameters and buffers empty tensors on the meta device.
+    """
+    module = cls.__new__(cls)
+    object.__setattr__(module, "reset_parameters", _no_reset)
+    module.__init__(*args, device="meta", **kwargs)  # type: ignore[misc]
+    del module.__dict__["reset_parameters"]
+    return module
+
+
+def assign(module: M, values: Mapping[str, np.ndarray | torch.Tensor]) -> M:
+    """Give a module built by :func:`on_meta` its values: each of its own parameters and
+    buffers (by attribute name, arrays in PyTorch layout) becomes a tensor holding the value
+    (arrays are copied by :func:`tensor`, tensors taken as they are); parameters keep their
+    ``requires_grad``.
+
+    Args:
+        module: the module.
+        values: a value for every one of its parameters and buffers.
+
+    Returns:
+        The module.
+
+    Raises:
+        ValueError: a name is not one of the module's tensors, a shape differs from the
+            module's, or a tensor is left without a value.
+    """
+    for name, value in values.items():
+        old = getattr(module, name, None)
+        new = value if isinstance(value, torch.Tensor) else tensor(value)
+        if not isinstance(old, torch.Tensor) or old.shape != new.shape:
+            raise ValueError(f"{type(module).__name__}.{name}: no tensor of shape "
+                             f"{tuple(new.shape)}")
+        setattr(module, name, nn.Parameter(new, old.requires_grad)
+                if isinstance(old, nn.Parameter) else new)
+    left = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+    if left:
+        raise ValueError(f"{type(module).__name__}: no value for {', '.join(left)}")
+    return module
 
 
 def text(layer: Layer, key: str, default: str) -> str:

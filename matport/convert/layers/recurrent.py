@@ -12,7 +12,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from matport.convert.layers.params import array, refuse_flags, require_format, tensor, text
+from matport.convert.layers.params import (
+    array,
+    assign,
+    on_meta,
+    refuse_flags,
+    require_format,
+    tensor,
+    text,
+)
 from matport.convert.layers.registry import ConversionContext, converts
 from matport.errors import LayerNotConvertible
 from matport.network import layout
@@ -99,15 +107,15 @@ def _lstm(layer: Layer, context: ConversionContext) -> nn.Module:
     bidirectional = layer.type == "BiLSTMLayer"
     dirs = 2 if bidirectional else 1
     hidden = w_rec.shape[1]
-    lstm = nn.LSTM(w_in.shape[1], hidden, batch_first=True, bidirectional=bidirectional)
+    lstm = on_meta(nn.LSTM, w_in.shape[1], hidden, batch_first=True, bidirectional=bidirectional)
     rows = 4 * hidden
-    with torch.no_grad():
-        for d, suffix in enumerate(["_l0", "_l0_reverse"][:dirs]):
-            block = slice(d * rows, (d + 1) * rows)
-            getattr(lstm, "weight_ih" + suffix).copy_(tensor(w_in[block]))
-            getattr(lstm, "weight_hh" + suffix).copy_(tensor(w_rec[block]))
-            getattr(lstm, "bias_ih" + suffix).copy_(tensor(bias[block]))
-            getattr(lstm, "bias_hh" + suffix).zero_()
+    values: dict[str, np.ndarray] = {}
+    for d, suffix in enumerate(["_l0", "_l0_reverse"][:dirs]):
+        block = slice(d * rows, (d + 1) * rows)
+        values.update({"weight_ih" + suffix: w_in[block], "weight_hh" + suffix: w_rec[block],
+                       "bias_ih" + suffix: bias[block],
+                       "bias_hh" + suffix: np.zeros(rows, np.float32)})
+    assign(lstm, values)
     h0 = _initial_state(layer, ("HiddenState", "InitialHiddenState"), dirs, hidden)
     c0 = _initial_state(layer, ("CellState", "InitialCellState"), dirs, hidden)
     return LSTM(lstm, returns_sequence(layer), h0, c0)
@@ -123,13 +131,10 @@ def _gru(layer: Layer, context: ConversionContext) -> nn.Module:
     mode = text(layer, "ResetGateMode", "after-multiplication")
     if mode == "before-multiplication":
         raise LayerNotConvertible("ResetGateMode 'before-multiplication' has no nn.GRU equivalent")
-    gru = nn.GRU(w_in.shape[1], hidden, batch_first=True)
+    gru = on_meta(nn.GRU, w_in.shape[1], hidden, batch_first=True)
     recurrent_bias = (bias[3 * hidden:] if mode == "recurrent-bias-after-multiplication"
                       else np.zeros(3 * hidden, np.float32))
-    arrays = {"weight_ih_l0": w_in, "weight_hh_l0": w_rec, "bias_ih_l0": bias[: 3 * hidden],
-              "bias_hh_l0": recurrent_bias}
-    with torch.no_grad():
-        for name, arr in arrays.items():
-            getattr(gru, name).copy_(tensor(arr))
+    assign(gru, {"weight_ih_l0": w_in, "weight_hh_l0": w_rec, "bias_ih_l0": bias[: 3 * hidden],
+                 "bias_hh_l0": recurrent_bias})
     h0 = _initial_state(layer, ("HiddenState", "InitialHiddenState"), 1, hidden)
     return GRU(gru, returns_sequence(layer), h0, None)

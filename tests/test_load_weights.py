@@ -1,0 +1,84 @@
+"""How ``matport.load`` builds a model (issue 14): no initialiser runs, every tensor owns exactly
+its memory, and the module compiles as one graph. Outputs are checked against the independent
+reference forward pass."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+from torch import nn
+
+from matport.convert.api import load
+from matport.synth.layer_cases import CASES
+from matport.synth.networks import to_torch_layout
+from tests.support.layer_check import _matlab_input, check_against_reference
+from tests.support.paths import corpus_file
+
+CORPUS_NETWORKS = [
+    "ccnmaastricht__Object_recognition/net.mat",
+    "JaumeSanCol__Computer_Vision-RAG_for_recycling/CV__ModeloReciclarIA_Entrenado.mat",
+    "Nisitka__AllMatLab/newNet.mat",
+    "georgeb20__georgeb20/squeezenet.mat",
+    "Fuma28__speech_commands/trainedNet.mat",
+    "AgoroAkorede__LSTM/net.mat",
+    "AgoroAkorede__LSTM/gru_ph_model.mat",
+    "matlab-deep-learning__Industrial-Machinery-Anomaly-Detection/Results__TrainedNetwork.mat",
+]
+INITIALISERS = [name for name, fn in inspect.getmembers(nn.init, inspect.isfunction)
+                if not name.startswith("_") and name.endswith("_")]
+
+
+@pytest.fixture
+def no_initialisers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``torch.nn.init`` initialiser raises (torch's modules call them through the
+    module ``torch.nn.init``)."""
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an initialiser ran")
+
+    for name in INITIALISERS:
+        monkeypatch.setattr(nn.init, name, refuse)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_no_initialiser_runs_and_outputs_match(case: str, no_initialisers: None) -> None:
+    rng_state = torch.random.get_rng_state()
+    check_against_reference(CASES[case](), batch=2)  # loads the model: no init, same outputs
+    assert torch.equal(torch.random.get_rng_state(), rng_state)  # nothing drew random numbers
+
+
+def _assert_owns_exactly_its_memory(model: nn.Module) -> None:
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    assert tensors
+    for name, t in tensors:
+        assert t.untyped_storage().nbytes() == t.numel() * t.element_size(), name
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_layer_case_tensors_own_exactly_their_memory(case: str) -> None:
+    model = load(CASES[case]())
+    if any(True for _ in model.parameters()) or any(True for _ in model.buffers()):
+        _assert_owns_exactly_its_memory(model)
+
+
+@pytest.mark.parametrize("relative", CORPUS_NETWORKS)
+def test_corpus_tensors_own_exactly_their_memory(relative: str, no_initialisers: None) -> None:
+    _assert_owns_exactly_its_memory(load(corpus_file(relative)))
+
+
+COMPILED = ["conv_same_stride2", "conv_pad_reflect", "addition_concat_gap_fc",
+            "fc_after_spatial_4d_weights", "batchnorm_image", "max_unpooling_padded",
+            "layernorm_sequence", "transformer_causal"]
+
+
+@pytest.mark.parametrize("case", COMPILED)
+def test_torch_compile_fullgraph(case: str) -> None:
+    network = CASES[case]()
+    model = load(network)
+    inputs = [model.matport.preprocess(torch.from_numpy(to_torch_layout(_matlab_input(lay, 2)))
+                                       .float()) for lay in network.input_layers]
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend="eager")  # fails on a graph break
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(*inputs), model(*inputs))
