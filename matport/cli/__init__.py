@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         module.add_arguments(p)
         modules[name] = module
     args = parser.parse_args(argv)
-    logging.basicConfig(format="matport: %(message)s", level=logging.WARNING)
+    logging.basicConfig(format=f"matport {args.command}: %(message)s", level=logging.WARNING)
     logging.getLogger("matport").setLevel(args.log_level)
     try:
         return int(modules[args.command].run(args))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from typing import get_args
 
@@ -73,21 +72,11 @@ def run(args: argparse.Namespace) -> int:
     """
     from matport.migrate.runner import migrate
 
-    bar = sys.stderr.isatty()
-    logger = logging.getLogger("matport.migrate")
-    handler = logging.StreamHandler(sys.stderr)  # not a terminal: one line per file
-    handler.setFormatter(logging.Formatter("matport migrate: %(message)s"))
-    if not bar:
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    try:
-        report = migrate(
-            args.sources, args.out, jobs=args.jobs, format=args.format, family=args.family,
-            onnx_pattern=args.onnx_pattern, onnx_map=args.onnx_map, progress=bar,
-            timeout=args.timeout or None, memory_mb=args.memory_mb or None,
-            cluster=args.cluster,
-        )
-    finally:
-        logger.removeHandler(handler)
+    # a bar on a terminal, else one INFO line per file (shown by the command's log handler)
+    report = migrate(
+        args.sources, args.out, jobs=args.jobs, format=args.format, family=args.family,
+        onnx_pattern=args.onnx_pattern, onnx_map=args.onnx_map, progress=sys.stderr.isatty(),
+        timeout=args.timeout or None, memory_mb=args.memory_mb or None, cluster=args.cluster,
+    )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0 if report.ok else 1

@@ -111,7 +111,8 @@ def _set_weights(module: nn.Conv2d | nn.ConvTranspose2d | nn.Linear, weight: np.
     """Give ``module`` (built on the meta device) ``weight`` and ``bias`` (zeros when None)."""
     assert module.bias is not None
     assign(module, {"weight": weight,
-                    "bias": bias if bias is not None else torch.zeros(module.bias.shape)})
+                    "bias": bias if bias is not None
+                    else torch.zeros(module.bias.shape, device="cpu")})
 
 
 def _make_conv(layer: Layer, weight: np.ndarray, bias: np.ndarray | None,
