@@ -31,6 +31,9 @@ NUMERIC = {
 # MATLAB_object_decode: 1 function handle, 2 old-style class object, 3 class object (MCOS etc.)
 DECODE_FUNCTION, DECODE_LEGACY, DECODE_OBJECT = 1, 2, 3
 SKIPPED = ("#refs#", "#subsystem#")
+# deflate, and the built-in shuffle and checksum filters; any other (szip, n-bit, scale-offset, a
+# plugin loaded from HDF5_PLUGIN_PATH) is refused
+ALLOWED_FILTERS = (h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32)
 
 
 @dataclass
@@ -55,7 +58,7 @@ def parse(path: str) -> V73Contents:
         reader = _Reader(f, path, MAX_INFLATE_RATIO * size + 2**20)
         try:
             variables = {_text(name): reader.top(name) for name in reader.variable_names()}
-            cells = reader.top("#subsystem#/MCOS") if "#subsystem#/MCOS" in f else None
+            cells = reader.subsystem()
         except MatFileError:
             raise
         except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
@@ -95,12 +98,50 @@ class _Reader:
         """Top-level names in the order their object headers lie in the file (MATLAB writes
         variables in save order; HDF5 itself only keeps them sorted by name)."""
         names = [n for n in self.f if n not in SKIPPED]
-        return sorted(names, key=lambda n: h5py.h5o.get_info(self.f[n].id).addr)
+        addr = {n: h5py.h5o.get_info(self.member(self.f.id, _key(n))).addr for n in names}
+        return sorted(names, key=addr.__getitem__)
 
     def top(self, name: str | bytes) -> Any:
         """Read one top-level object."""
         self.variable = self.current = "/" + _text(name)
-        return self.value(self.f[name].id, 0)
+        return self.value(self.member(self.f.id, _key(name)), 0)
+
+    def subsystem(self) -> Any:
+        """The ``FileWrapper__`` cells at ``/#subsystem#/MCOS`` (None: no subsystem)."""
+        root = self.f.id
+        if not root.links.exists(b"#subsystem#"):
+            return None
+        group = self.member(root, b"#subsystem#")
+        if not isinstance(group, h5py.h5g.GroupID) or not group.links.exists(b"MCOS"):
+            return None
+        self.variable = self.current = "/#subsystem#/MCOS"
+        return self.value(self.member(group, b"MCOS"), 0)
+
+    def member(self, g: h5py.h5g.GroupID, key: bytes) -> Any:
+        """Open a group member, only through a hard link: MATLAB writes no other kind, and a soft
+        or external link can lead out of the file (to any file on the machine)."""
+        kind = g.links.get_info(key).type
+        if kind != h5py.h5l.TYPE_HARD:
+            what = {h5py.h5l.TYPE_SOFT: "a soft link", h5py.h5l.TYPE_EXTERNAL: "an external link"}
+            raise self.fail(f"{_text(h5py.h5i.get_name(g) or b'')}/{_member_name(key)} is "
+                            f"{what.get(kind, f'a link of type {kind}')} (MATLAB writes none; "
+                            "refused, a MAT-file must not point outside itself)")
+        return h5py.h5o.open(g, key)
+
+    def check_storage(self, ds: h5py.h5d.DatasetID) -> None:
+        """Refuse a dataset whose data would come from outside the file, or through a filter
+        MATLAB never uses (a plugin filter is code loaded from elsewhere), before reading it."""
+        plist = ds.get_create_plist()
+        name = _name(ds)
+        if plist.get_layout() == h5py.h5d.VIRTUAL:
+            raise self.fail(f"{name} is a virtual dataset (its data lives in other files; "
+                            "MATLAB writes none)")
+        if plist.get_external_count():
+            raise self.fail(f"{name} keeps its data in an external file (MATLAB never does)")
+        for i in range(plist.get_nfilters()):
+            code = plist.get_filter(i)[0]
+            if code not in ALLOWED_FILTERS:
+                raise self.fail(f"{name} uses HDF5 filter {code} (MATLAB uses only deflate)")
 
     def value(self, obj: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
@@ -131,6 +172,7 @@ class _Reader:
 
     def read(self, ds: h5py.h5d.DatasetID) -> np.ndarray:
         """The dataset's data in MATLAB's shape (h5py's dims reversed, at least 2-D)."""
+        self.check_storage(ds)
         space = ds.get_space()
         if space.get_simple_extent_type() == h5py.h5s.NULL:
             raise self.fail("has a null dataspace (no data at all)")
@@ -252,7 +294,7 @@ class _Reader:
         """The group's members, those MATLAB_fields lists first and in its order."""
         order = {n: i for i, n in enumerate(self.field_names(fields))}
         names = sorted((_member_name(key) for key in g), key=lambda n: order.get(n, len(order)))
-        members = [(n, h5py.h5o.open(g, n.encode("utf-8", "surrogateescape"))) for n in names]
+        members = [(n, self.member(g, _key(n))) for n in names]
         if members and all(_is_struct_array_field(m) for _, m in members):
             return self.struct_array(members, depth)
         return Struct((n, self.value(m, depth + 1)) for n, m in members)
@@ -304,9 +346,9 @@ class _Reader:
 
     def part(self, g: h5py.h5g.GroupID, name: str) -> np.ndarray | None:
         key = name.encode()
-        if key not in g:
+        if not g.links.exists(key):
             return None
-        ds = h5py.h5o.open(g, key)
+        ds = self.member(g, key)
         if not isinstance(ds, h5py.h5d.DatasetID):
             raise self.fail(f"sparse part {name} is not a dataset")
         return self.read(ds).ravel(order="F")
@@ -376,6 +418,10 @@ def _name(obj: Any) -> str:
 
 def _member_name(key: bytes) -> str:
     return key.decode("utf-8", "surrogateescape")
+
+
+def _key(name: str | bytes) -> bytes:
+    return name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
 
 
 def _text(value: Any) -> str:
