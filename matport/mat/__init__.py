@@ -7,7 +7,13 @@ from typing import Any
 
 from matport.errors import MatFileError
 from matport.mat import v5
-from matport.mat.format import HDF5_SIGNATURE, HEADER_BYTES, V73_MARK
+from matport.mat.format import (
+    ENDIAN_OFFSET,
+    HDF5_SIGNATURE,
+    HEADER_BYTES,
+    MCOS_TYPE_SYSTEM,
+    V73_MARK,
+)
 from matport.mat.limits import Budget
 from matport.mat.mcos import Subsystem
 from matport.mat.values import MatFile
@@ -37,7 +43,7 @@ def read(path: str | os.PathLike[str], *, max_bytes: int | str | None = None) ->
             if head.startswith(V73_MARK) or head.startswith(HDF5_SIGNATURE):
                 f.close()
                 return _read_v73(spath, budget)
-            if len(head) < HEADER_BYTES or head[126:128] not in (b"IM", b"MI"):
+            if len(head) < HEADER_BYTES or head[ENDIAN_OFFSET:HEADER_BYTES] not in (b"IM", b"MI"):
                 raise MatFileError(spath, "not a MATLAB v7/v7.3 MAT-file (no MAT-file header "
                                    "found)")
             f.seek(0)
@@ -76,7 +82,7 @@ def _filewrapper_cells(value: Any, path: str) -> list[Any] | None:
 
     if not isinstance(value, Struct):
         raise MatFileError(path, "subsystem data is not a struct", "MCOS subsystem")
-    cells = value.get("MCOS")
+    cells = value.get(MCOS_TYPE_SYSTEM)
     if cells is None:
         return None
     if not isinstance(cells, np.ndarray) or cells.dtype != object:

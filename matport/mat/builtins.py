@@ -21,7 +21,7 @@ def convert_builtin(obj: MatObject, path: str) -> Any:
         return obj
     try:
         return convert(obj)
-    except (KeyError, IndexError, ValueError, TypeError, UnicodeDecodeError) as exc:
+    except (KeyError, IndexError, ValueError, TypeError, OverflowError, UnicodeDecodeError) as exc:
         raise MatFileError(path, f"malformed {obj.class_name} object ({exc})",
                            "MCOS subsystem") from None
 

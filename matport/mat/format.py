@@ -6,6 +6,7 @@ from __future__ import annotations
 
 # -- the v7 container (MAT 5 layout) -------------------------------------------------------------
 HEADER_BYTES = 128
+ENDIAN_OFFSET = 126  # "IM" (little-endian) or "MI" (big-endian)
 HEADER_TEXT_BYTES = 116  # the text; then subsystem offset (8 bytes), version, endian mark
 SUBSYSTEM_STREAM_HEAD = b"\x00\x01IM\x00\x00\x00\x00"  # the subsystem's own small MAT stream
 
@@ -62,7 +63,7 @@ NUMERIC_CLASSES = {  # MATLAB_class attribute -> numpy dtype code
 }
 
 # -- the MCOS subsystem -------------------------------------------------------------------------
-MCOS_TYPE_SYSTEM = "MCOS"
+MCOS_TYPE_SYSTEM = "MCOS"  # also the subsystem field and v7.3 dataset that hold FileWrapper__
 FILEWRAPPER = "FileWrapper__"
 FILEWRAPPER_VERSIONS = (2, 3, 4)
 FILEWRAPPER_VERSION = 4  # the version the writer lays out

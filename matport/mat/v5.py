@@ -16,6 +16,7 @@ import scipy.sparse
 
 from matport.errors import MatFileError
 from matport.mat.format import (
+    ENDIAN_OFFSET,
     FILEWRAPPER,
     FLAG_COMPLEX,
     FLAG_LOGICAL,
@@ -66,7 +67,7 @@ def parse(f: BinaryIO, size: int, path: str, budget: Budget) -> V5Contents:
     head = f.read(HEADER_BYTES)
     if len(head) < HEADER_BYTES:
         raise MatFileError(path, f"truncated MAT header (file shorter than {HEADER_BYTES} bytes)")
-    endian_mark = head[126:128]
+    endian_mark = head[ENDIAN_OFFSET:HEADER_BYTES]
     if endian_mark == b"IM":
         order = "<"
     elif endian_mark == b"MI":
