@@ -63,6 +63,11 @@ def dims_inf(tmp: Path) -> Path:
                                                doubles(1.0))))
 
 
+def name_with_newline(tmp: Path) -> Path:
+    return write_v7(tmp, compressed(raw_matrix(int_flags(6), int_dims(2, 2), b"x\ny",
+                                               doubles(1.0))))
+
+
 def too_many_dims(tmp: Path) -> Path:
     dims = int_dims(*[1] * (MAX_DIMS + 1))
     return write_v7(tmp, compressed(raw_matrix(int_flags(6), dims, b"x", doubles(1.0))))
@@ -186,6 +191,7 @@ CASES: dict[Callable[[Path], Path], str] = {
     dims_nan: "dimensions stored as float64",
     dims_inf: "dimensions stored as float64",
     too_many_dims: f"{MAX_DIMS + 1} dimensions",
+    name_with_newline: r"array of size \(2, 2\) holds 1 values \(at variable at byte 128 > x\\ny\)",
     field_name_length_nan: "field-name length stored as float64",
     sparse_indices_nan: "sparse row indices stored as float64",
     sparse_indices_negative: "sparse array index data is inconsistent",
@@ -231,7 +237,8 @@ def test_objects_nested_within_the_limit_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("case", [flags_nan, too_many_dims, table_rows_inf, nested_objects_v7,
-                                  v73_sparse_rows_nan], ids=lambda c: c.__name__)
+                                  v73_sparse_rows_nan, name_with_newline],
+                         ids=lambda c: c.__name__)
 def test_inspect_prints_one_line_and_exits_2(tmp_path: Path, case: Callable[[Path], Path]) -> None:
     path = case(tmp_path)
     done = subprocess.run([sys.executable, "-m", "matport", "inspect", str(path)],

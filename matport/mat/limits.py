@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 from matport.errors import ArgumentError, MatFileError
 from matport.mat.format import INFLATE_RATIO
+from matport.mat.raw import one_line
 
 ENV_VARIABLE = "MATPORT_MAX_READ_BYTES"
 FLOOR = 256 << 20
@@ -62,7 +63,7 @@ class Budget:
                 f"this file (a file may inflate to {INFLATE_RATIO}x its size, at least "
                 f"{FLOOR >> 20} MiB and at most {CAP >> 30} GiB); for a legitimately large file "
                 f"raise it with matport.read(path, max_bytes=N) or the environment variable "
-                f"{ENV_VARIABLE}=N (e.g. 64G)", where)
+                f"{ENV_VARIABLE}=N (e.g. 64G)", one_line(where))
 
     def remaining(self) -> int:
         return max(self.limit - self.used, 0)

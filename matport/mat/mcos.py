@@ -21,7 +21,7 @@ from matport.mat.format import (
     PROPERTY_NAME,
     REFERENCE_MAGIC,
 )
-from matport.mat.raw import MAX_DEPTH, ObjectRef
+from matport.mat.raw import MAX_DEPTH, ObjectRef, one_line
 from matport.mat.values import (
     Enumeration,
     FunctionHandle,
@@ -100,7 +100,7 @@ class Subsystem:
         return counts
 
     def fail(self, message: str) -> MatFileError:
-        return MatFileError(self.path, message, "MCOS subsystem")
+        return MatFileError(self.path, one_line(message), "MCOS subsystem")
 
     def parse_metadata(self, blob: bytes) -> None:
         if len(blob) < 40:

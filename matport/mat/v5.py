@@ -7,7 +7,6 @@ present before anything is allocated, inflation is capped, and nesting depth is 
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -15,6 +14,7 @@ import numpy as np
 import scipy.sparse
 
 from matport.errors import MatFileError
+from matport.mat import inflate
 from matport.mat.format import (
     ENDIAN_OFFSET,
     FILEWRAPPER,
@@ -44,7 +44,7 @@ from matport.mat.format import (
     MX_STRUCT,
 )
 from matport.mat.limits import ELEMENT_COST, Budget
-from matport.mat.raw import MAX_DEPTH, ObjectRef
+from matport.mat.raw import MAX_DEPTH, ObjectRef, one_line
 from matport.mat.values import FunctionHandle, MatObject, Struct, StructArray
 
 MAX_FIELDLESS = 1 << 16  # elements of a struct array without fields (they occupy no bytes)
@@ -140,12 +140,12 @@ class _Reader:
         self.u4 = struct.Struct(order + "II")
 
     def fail(self, message: str, where: str) -> MatFileError:
-        return MatFileError(self.path, message, where)
+        return MatFileError(self.path, one_line(message), one_line(where))
 
     def inflate(self, f: BinaryIO, nbytes: int, where: str) -> memoryview:
         """Inflate a compressed element of ``nbytes`` read from ``f`` into one buffer sized by
         the element it holds; refuses output beyond what the element declares."""
-        d = zlib.decompressobj()
+        d = inflate.decompressobj()
         out: np.ndarray | None = None
         head = b""
         filled = 0
@@ -170,7 +170,7 @@ class _Reader:
                                         "declares", where)
                     out[filled : filled + len(piece)] = np.frombuffer(piece, np.uint8)
                     filled += len(piece)
-        except zlib.error as exc:
+        except inflate.ERRORS as exc:
             raise self.fail(f"corrupt compressed data ({exc})", where) from None
         if not d.eof:
             raise self.fail("compressed data is truncated", where)

@@ -40,7 +40,7 @@ from matport.mat.h5safe import (
     text,
 )
 from matport.mat.limits import ELEMENT_COST, VLEN_HEADROOM, Budget, capped_address_space
-from matport.mat.raw import MAX_DEPTH, ObjectRef
+from matport.mat.raw import MAX_DEPTH, ObjectRef, one_line
 from matport.mat.values import FunctionHandle, MatObject, Struct, StructArray
 
 UNSTORED_SLACK = 1 << 16  # bytes a dataset may declare beyond INFLATE_RATIO x what it stores
@@ -98,12 +98,12 @@ class _Reader:
         self.current: Any = "/"  # a path, or the HDF5 object being read
 
     def fail(self, message: str) -> MatFileError:
-        return MatFileError(self.path, message, self.where())
+        return MatFileError(self.path, one_line(message), self.where())
 
     def where(self) -> str:
         """The top-level variable being read and, when deeper, the HDF5 object inside it."""
         current = self.current if isinstance(self.current, str) else name_of(self.current)
-        return current if current == self.variable else f"{self.variable} > {current}"
+        return one_line(current if current == self.variable else f"{self.variable} > {current}")
 
     def variable_names(self) -> list[str | bytes]:
         """Top-level names in the order their object headers lie in the file (MATLAB writes
