@@ -30,6 +30,7 @@ import tempfile
 import time
 import traceback
 import zlib
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ import scipy.sparse
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("read", "read", "read", "read_network", "load", "load_resnet50", "cli")
+NETWORK_TARGETS = ("read_network", "load", "load_resnet50")
 SLOW_S = 2.0
 TIMEOUT_S = 30.0  # killed past this (a loaded machine slows cases; over 2 s is a defect anyway)
 MEMORY_LIMIT = 2 << 30  # address space a child may add to what it holds after its imports
@@ -122,10 +124,32 @@ def declared_bytes(path: Path) -> int:
     return total
 
 
-def make_case(seed: int, index: int, seeds: list[Path]) -> tuple[Path, str, str, bytes]:
+def networks_first(seeds: list[Path]) -> list[Path]:
+    """The seeds that hold a network (mutants of those reach the converters)."""
+    import matport
+    from matport.network import find_networks
+
+    out = []
+    for path in seeds:
+        with contextlib.suppress(matport.MatportError):
+            if find_networks(matport.read(path)):
+                out.append(path)
+    return out
+
+
+@dataclass
+class Seeds:
+    files: list[Path]
+    networks: list[Path]  # those of the files that hold a network
+
+
+def make_case(seed: int, index: int, seeds: Seeds) -> tuple[Path, str, str, bytes]:
+    """Case ``index``: its seed file, target, mutator and mutant. Network targets take a file
+    holding a network 4 times in 5."""
     rng = random.Random(f"{seed}:{index}")
-    source = rng.choice(seeds)
     target = rng.choice(TARGETS)
+    networks = target in NETWORK_TARGETS and rng.random() < 0.8
+    source = rng.choice(seeds.networks if networks and seeds.networks else seeds.files)
     mutator, data = fuzz_mutators.mutate(source.read_bytes(), rng)
     return source, target, mutator, data
 
@@ -172,7 +196,7 @@ def _rss(field: str) -> int:
     return 0
 
 
-def worker(conn: Connection, seed: int, seeds: list[Path], folder: str) -> None:
+def worker(conn: Connection, seed: int, seeds: Seeds, folder: str) -> None:
     import torch  # noqa: F401 - imported before the limit, as every target may need it
 
     import matport.convert.api  # noqa: F401
@@ -219,7 +243,7 @@ def worker(conn: Connection, seed: int, seeds: list[Path], folder: str) -> None:
 class Pool:
     """Children that each run cases one at a time; a child that hangs is killed and replaced."""
 
-    def __init__(self, jobs: int, seed: int, seeds: list[Path], folder: str) -> None:
+    def __init__(self, jobs: int, seed: int, seeds: Seeds, folder: str) -> None:
         self.args = (seed, seeds, folder)
         self.ctx = mp.get_context("fork")
         # (process, connection, case it runs or None, since when; -1.0 while importing)
@@ -233,7 +257,7 @@ class Pool:
         proc.start()
         return proc, parent, None, -1.0
 
-    def run(self, indices: list[int], seeds: list[Path], seed: int,
+    def run(self, indices: list[int], seeds: Seeds, seed: int,
             report: Any) -> None:
         pending = list(reversed(indices))
         while pending or any(s[2] is not None for s in self.slots):
@@ -287,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="with --case: write its mutant here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="matport-fuzz-") as folder:
-        seeds = seed_files(args.corpus, Path(folder))
+        files = seed_files(args.corpus, Path(folder))
+        seeds = Seeds(files, networks_first(files))
         if args.case is not None:
             source, target, mutator, data = make_case(args.seed, args.case, seeds)
             keep = args.keep or Path(folder) / "mutant.mat"
