@@ -299,6 +299,34 @@ class Pool:
             proc.join(5)
 
 
+def summarize(results: list[dict[str, Any]]) -> str:
+    """Counts by target and outcome, by mutator, and the slowest and largest cases."""
+    outcomes = sorted({r["outcome"] for r in results})
+    lines = [f"{len(results)} cases.", "", "| target | " + " | ".join(outcomes) + " |",
+             "|---|" + "---|" * len(outcomes)]
+    for target in sorted({r["target"] for r in results}):
+        row = [sum(1 for r in results if r["target"] == target and r["outcome"] == o)
+               for o in outcomes]
+        lines.append(f"| {target} | " + " | ".join(map(str, row)) + " |")
+    lines += ["", "| mutator | cases | refused (matport error) | read or converted |",
+              "|---|---|---|---|"]
+    for mutator in sorted({r["mutator"] for r in results}):
+        mine = [r for r in results if r["mutator"] == mutator]
+        lines.append(f"| {mutator} | {len(mine)} | "
+                     f"{sum(r['outcome'] == 'matport' for r in mine)} | "
+                     f"{sum(r['outcome'] == 'ok' for r in mine)} |")
+    for title, key, unit in (("Slowest (CPU seconds)", "cpu", "s"),
+                             ("Largest (peak growth of the child's resident memory)", "grown",
+                              "MB")):
+        lines += ["", f"{title}:", "", "| case | seed file | mutator | target | outcome | "
+                  f"{unit} | wall s | file bytes |", "|---|---|---|---|---|---|---|---|"]
+        for r in sorted(results, key=lambda r: r.get(key, 0), reverse=True)[:5]:
+            value = r.get(key, 0) / (1 << 20 if key == "grown" else 1)
+            lines.append(f"| {r['case']} | {r['source']} | {r['mutator']} | {r['target']} | "
+                         f"{r['outcome']} | {value:.2f} | {r['seconds']:.2f} | {r['size']} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=1000)
@@ -309,7 +337,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write every case's result here (JSON lines)")
     parser.add_argument("--case", type=int, help="reproduce this one case")
     parser.add_argument("--keep", type=Path, help="with --case: write its mutant here")
+    parser.add_argument("--summarize", type=Path, nargs="+", help="print a Markdown summary of "
+                        "these --json files instead of running cases")
     args = parser.parse_args(argv)
+    if args.summarize:
+        print(summarize([json.loads(line) for path in args.summarize
+                         for line in path.read_text().splitlines()]))
+        return 0
     with tempfile.TemporaryDirectory(prefix="matport-fuzz-") as folder:
         files = seed_files(args.corpus, Path(folder))
         seeds = Seeds(files, networks_first(files))
