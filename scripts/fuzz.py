@@ -5,9 +5,10 @@ Each case is seeded (``--seed`` and its index): it picks a seed file, a mutator
 ``matport.load``, ``matport.load_resnet50`` or the CLI (``matport inspect``, in-process) - and
 runs in one of a pool of child processes under an address-space limit, killed past a time limit.
 An outcome is ``ok``, ``matport`` (a MatportError), or a defect: ``foreign`` (any other
-exception), ``bad-cli`` (inspect not exiting 0, or 2 with one line), ``timeout``, ``crash`` (the
-child died), ``slow`` (over 2 s of CPU time: wall time on a shared machine measures the machine)
-or ``memory`` (peak growth over 10x the file's declared content, beyond a fixed allowance).
+exception), ``bad-cli`` (inspect not exiting 0, or 2 with one line), ``timeout`` (over 10 s of
+CPU), ``crash`` (the child died), ``slow`` (over 2 s of CPU time: wall time on a shared machine
+measures the machine) or ``memory`` (peak growth over 10x the file's declared content, beyond
+a fixed allowance).
 
     python scripts/fuzz.py --cases 100000 --seed 1 --jobs 2 --json fuzz.jsonl
     python scripts/fuzz.py --seed 1 --case 4711 --keep mutant.mat   # reproduce one case
@@ -43,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("read", "read", "read", "read_network", "load", "load_resnet50", "cli")
 NETWORK_TARGETS = ("read_network", "load", "load_resnet50")
 SLOW_S = 2.0
-TIMEOUT_S = 30.0  # killed past this (a loaded machine slows cases; over 2 s is a defect anyway)
+TIMEOUT_S = 10.0  # CPU seconds a case may take before its child is killed (over 2 s is a defect)
+HARD_TIMEOUT_S = 600.0  # wall seconds, however starved the machine is
 MEMORY_LIMIT = 2 << 30  # address space a child may add to what it holds after its imports
 ALLOWANCE = 64 << 20  # peak growth allowed whatever the file declares (interpreter, torch)
 MAX_SEED_BYTES = 400_000
@@ -240,14 +242,26 @@ def worker(conn: Connection, seed: int, seeds: Seeds, folder: str) -> None:
                    "size": len(data), "detail": detail})
 
 
+def _cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) process ``pid`` has used (0.0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Pool:
     """Children that each run cases one at a time; a child that hangs is killed and replaced."""
 
     def __init__(self, jobs: int, seed: int, seeds: Seeds, folder: str) -> None:
         self.args = (seed, seeds, folder)
         self.ctx = mp.get_context("fork")
-        # (process, connection, case it runs or None, since when; -1.0 while importing)
+        # (process, connection, case it runs or None, the child's CPU seconds when it was
+        # given; -1.0 while importing)
         self.slots: list[tuple[Any, Connection, int | None, float]] = []
+        self.given: dict[int, float] = {}  # slot -> wall time its case was given
         for _ in range(jobs):
             self.slots.append(self._start())
 
@@ -271,7 +285,8 @@ class Pool:
                 if busy is None and pending:
                     index = pending.pop()
                     conn.send(index)
-                    self.slots[k] = (proc, conn, index, time.monotonic())
+                    self.slots[k] = (proc, conn, index, _cpu_seconds(proc.pid))
+                    self.given[k] = time.monotonic()
                     continue
                 if busy is None:
                     continue
@@ -282,14 +297,16 @@ class Pool:
                         continue
                     except EOFError:
                         pass
-                expired = time.monotonic() - since > TIMEOUT_S
+                wall = time.monotonic() - self.given[k]
+                expired = (_cpu_seconds(proc.pid) - since > TIMEOUT_S
+                           or wall > HARD_TIMEOUT_S)
                 if not proc.is_alive() or expired:
                     proc.kill()
                     proc.join()
                     source, target, mutator, data = make_case(seed, busy, seeds)
                     report({"case": busy, "source": source.name, "target": target,
                             "mutator": mutator, "outcome": "timeout" if expired else "crash",
-                            "seconds": time.monotonic() - since, "grown": 0, "size": len(data),
+                            "seconds": wall, "grown": 0, "size": len(data),
                             "detail": f"exit code {proc.exitcode}"})
                     self.slots[k] = self._start()
 

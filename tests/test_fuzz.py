@@ -15,7 +15,7 @@ import pytest
 from tests.support.paths import CORPUS
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = 120
+CASES = 80
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the harness uses /proc")
