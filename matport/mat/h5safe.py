@@ -54,7 +54,7 @@ def check_storage(ds: h5py.h5d.DatasetID, fail: Fail) -> None:
             raise fail(f"{name_of(ds)} uses HDF5 filter {code} (MATLAB uses only deflate)")
 
 
-def read_attributes(obj: Any, count: int, budget: Budget, where: str, fail: Fail
+def read_attributes(obj: Any, count: int, budget: Budget, where: Callable[[], str], fail: Fail
                     ) -> dict[str, Any]:
     """The MATLAB attributes among the ``count`` an HDF5 object has. Asks HDF5 which exist
     first (looking up an absent attribute through h5py raises and is slow; iterating a corrupt

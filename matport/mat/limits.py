@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from matport.errors import ArgumentError, MatFileError
@@ -53,10 +53,13 @@ class Budget:
         else:
             self.limit = min(max(FLOOR, INFLATE_RATIO * size), max(CAP, 2 * size))
 
-    def charge(self, nbytes: int, where: str) -> None:
-        """Count ``nbytes`` about to be allocated for ``where``; MatFileError beyond the limit."""
+    def charge(self, nbytes: int, where: str | Callable[[], str]) -> None:
+        """Count ``nbytes`` about to be allocated for ``where`` (a place, or a function that
+        finds it: finding an HDF5 object's name is slow); MatFileError beyond the limit."""
         self.used += nbytes
         if self.used > self.limit:
+            if callable(where):
+                where = where()
             raise MatFileError(
                 self.path,
                 f"reading needs more than {self.limit:,} bytes of memory, matport's limit for "
