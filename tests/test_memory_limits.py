@@ -123,3 +123,23 @@ def test_corrupt_variable_length_attribute_is_refused_cheaply(tmp_path: Path) ->
     message, grown_mb = done.stdout.strip().splitlines()
     assert str(path) in message and "/s" in message and "limit for one attribute" in message, done
     assert int(grown_mb) < 150, done.stdout
+
+
+def test_values_built_from_the_file_are_bounded(tmp_path: Path) -> None:
+    """Two million 8-byte empty matrices in a cell (16 MB inflated, a few kB on disk) would
+    become 240 MB of Python objects; refused before they are built."""
+    n = 2_000_000
+    cell = matrix(1, (n, 1), b"c", struct.pack("<II", 14, 0) * n)
+    packed = zlib.compress(cell, 9)
+    path = write_v7(tmp_path, struct.pack("<II", 15, len(packed)) + packed)
+    del cell, packed
+    refused(lambda: matport.read(path), "values built from the file would take more than 8 "
+            "times", max_mb=40)
+
+
+def test_names_longer_than_any_matlab_writes_are_refused(tmp_path: Path) -> None:
+    """A 20 MB variable name (placed in every error's location, once per nesting level)."""
+    name = b"n" * 20_000_000
+    packed = zlib.compress(matrix(6, (1, 1), name, element(9, b"\0" * 8)), 9)
+    path = write_v7(tmp_path, struct.pack("<II", 15, len(packed)) + packed)
+    refused(lambda: matport.read(path), "a name of 20000000 bytes", max_mb=60)

@@ -22,7 +22,9 @@ from matport.mat.raw import one_line
 ENV_VARIABLE = "MATPORT_MAX_READ_BYTES"
 FLOOR = 256 << 20
 CAP = 16 << 30
-ELEMENT_COST = 64  # bytes charged per cell or struct element (the Python objects it becomes)
+ELEMENT_COST = 128  # bytes charged per cell or struct element (the Python objects it becomes)
+EXPANSION = 8  # values built from a file's data, at most this times what it declares (a double
+EXPANSION_FLOOR = 64 << 20  # array MATLAB stored as uint8 widens 8 times), beyond this floor
 VLEN_HEADROOM = 64 << 20  # address space HDF5 may add while reading variable-length data
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -44,7 +46,8 @@ class Budget:
 
     def __init__(self, path: str, size: int, max_bytes: int | str | None = None) -> None:
         self.path = path
-        self.used = 0
+        self.used = 0  # bytes charged, expansions included
+        self.expanded = 0  # of which built from data already counted
         env = os.environ.get(ENV_VARIABLE)
         if max_bytes is not None:
             self.limit = _parse(str(max_bytes), "max_bytes")
@@ -67,6 +70,19 @@ class Budget:
                 f"{FLOOR >> 20} MiB and at most {CAP >> 30} GiB); for a legitimately large file "
                 f"raise it with matport.read(path, max_bytes=N) or the environment variable "
                 f"{ENV_VARIABLE}=N (e.g. 64G)", one_line(where))
+
+    def expand(self, nbytes: int, where: str | Callable[[], str]) -> None:
+        """Count ``nbytes`` built from data already counted (a widened array, decoded text,
+        the Python objects of cells and structs): such values may take at most
+        :data:`EXPANSION` times what the file declares, beyond :data:`EXPANSION_FLOOR`."""
+        declared = self.used - self.expanded
+        if self.expanded + nbytes > EXPANSION * declared + EXPANSION_FLOOR:
+            raise MatFileError(
+                self.path, f"values built from the file would take more than {EXPANSION} times "
+                f"the {declared:,} bytes it declares (corrupt or hostile)",
+                one_line(where() if callable(where) else where))
+        self.charge(nbytes, where)
+        self.expanded += nbytes
 
     def remaining(self) -> int:
         return max(self.limit - self.used, 0)

@@ -48,6 +48,7 @@ from matport.mat.raw import MAX_DEPTH, ObjectRef, one_line
 from matport.mat.values import FunctionHandle, MatObject, Struct, StructArray
 
 MAX_FIELDLESS = 1 << 16  # elements of a struct array without fields (they occupy no bytes)
+MAX_TEXT = 4096  # bytes of a name (MATLAB's names have 63 characters, class names a few more)
 
 
 @dataclass
@@ -229,7 +230,11 @@ class _Reader:
         return arr, nxt
 
     def text(self, buf: memoryview, pos: int, end: int, where: str) -> tuple[str, int]:
+        """A name: of a variable or field (MATLAB allows 63 characters), a class or a type
+        system."""
         arr, nxt = self.array(buf, pos, end, where)
+        if arr.size > MAX_TEXT:
+            raise self.fail(f"a name of {arr.size} bytes (at most {MAX_TEXT} expected)", where)
         if arr.dtype.itemsize != 1:
             raise self.fail(f"a name stored as {arr.dtype} instead of bytes", where)
         return arr.tobytes().decode("latin-1"), nxt
@@ -253,7 +258,8 @@ class _Reader:
             mtype, nbytes, dpos, _ = self.tag(buf, pos, end, where)
             if mtype != MI_MATRIX:
                 raise self.fail("opaque object without a data matrix", where)
-            _, content = self.matrix(buf, dpos, dpos + nbytes, depth + 1, f"{where} > {name}")
+            place = one_line(f"{where} > {name}")
+            _, content = self.matrix(buf, dpos, dpos + nbytes, depth + 1, place)
             if (system != MCOS_TYPE_SYSTEM or class_name == FILEWRAPPER
                     or isinstance(content, Struct)):
                 # FileWrapper__ payload, enumeration struct, or a java/handle-graphics object
@@ -269,7 +275,7 @@ class _Reader:
         if min(dims) < 0:
             raise self.fail(f"invalid dimensions {dims}", where)
         name, pos = self.text(buf, pos, end, where)
-        inner = f"{where} > {name}" if name else where
+        inner = one_line(f"{where} > {name}") if name else where  # one line, and short
         count = _prod(dims)
         if mclass in MX_NUMERIC:
             return name, self.numeric(buf, pos, end, mclass, word, dims, count, inner)
@@ -309,14 +315,14 @@ class _Reader:
             # MATLAB stores values in a smaller type only when that is exact
             raise self.fail(f"{target} array stored as {real.dtype}", where)
         if real.dtype != target.newbyteorder("="):
-            self.budget.charge(count * target.itemsize, where)
+            self.budget.expand(count * target.itemsize, where)
         values = real.astype(target.newbyteorder("="), copy=False)
         if word & FLAG_COMPLEX:
             imag, pos = self.array(buf, pos, end, where)
             if imag.size != count:
                 raise self.fail("complex array with mismatched imaginary part", where)
             ctype = np.complex64 if target == np.float32 else np.complex128
-            self.budget.charge(count * np.dtype(ctype).itemsize, where)
+            self.budget.expand(count * np.dtype(ctype).itemsize, where)
             complex_values = np.empty(count, dtype=ctype)
             complex_values.real = values
             complex_values.imag = imag
@@ -328,7 +334,7 @@ class _Reader:
         if count == 0:
             return ""
         mtype, nbytes, dpos, _ = self.tag(buf, pos, end, where)
-        self.budget.charge(5 * nbytes, where)  # the bytes, then up to 4 per character
+        self.budget.expand(5 * nbytes, where)  # the bytes, then up to 4 per character
         raw = bytes(buf[dpos : dpos + nbytes])
         if mtype == MI_UTF8:
             chars = raw.decode("utf-8", errors="replace")
@@ -344,14 +350,14 @@ class _Reader:
             raise self.fail(f"char array of size {dims} holds {len(chars)} characters", where)
         if len(dims) == 2 and dims[0] == 1:
             return chars
-        self.budget.charge(count * ELEMENT_COST, where)
+        self.budget.expand(count * ELEMENT_COST, where)
         return np.array(list(chars), dtype="<U1").reshape(dims, order="F")
 
     def cell(self, buf: memoryview, pos: int, end: int, dims: tuple[int, ...], count: int,
              depth: int, where: str) -> np.ndarray:
         if count * 8 > end - pos:
             raise self.fail(f"cell array of size {dims} cannot fit in its element", where)
-        self.budget.charge(count * ELEMENT_COST, where)
+        self.budget.expand(count * ELEMENT_COST, where)
         out = np.empty(count, dtype=object)
         for i in range(count):
             mtype, nbytes, dpos, pos = self.tag(buf, pos, end, where)
@@ -374,15 +380,16 @@ class _Reader:
                        for i in range(0, len(raw), flen))
         if count * max(len(fields), 1) * 8 > end - pos + (0 if fields else MAX_FIELDLESS * 8):
             raise self.fail(f"struct array of size {dims} cannot fit in its element", where)
-        self.budget.charge(count * max(len(fields), 1) * ELEMENT_COST, where)
+        self.budget.expand(count * max(len(fields), 1) * ELEMENT_COST, where)
+        places = [one_line(f"{where}.{fname}") for fname in fields]
         elements = []
         for _ in range(count):
             s = Struct()
-            for fname in fields:
+            for fname, place in zip(fields, places, strict=True):
                 mtype, nbytes, dpos, pos = self.tag(buf, pos, end, where)
                 if mtype != MI_MATRIX:
                     raise self.fail(f"struct field {fname} is not a matrix", where)
-                s[fname] = self.matrix(buf, dpos, dpos + nbytes, depth + 1, f"{where}.{fname}")[1]
+                s[fname] = self.matrix(buf, dpos, dpos + nbytes, depth + 1, place)[1]
             elements.append(s)
         if dims == (1, 1):
             return elements[0]
@@ -398,7 +405,7 @@ class _Reader:
         nnz = int(jc[-1]) if jc.size else 0
         if jc.size != dims[1] + 1 or not 0 <= nnz <= ir.size or (pr.size and pr.size < nnz):
             raise self.fail("sparse array index data is inconsistent", where)
-        self.budget.charge(32 * nnz + 8 * jc.size, where)
+        self.budget.expand(32 * nnz + 8 * jc.size, where)
         data = pr[:nnz].astype(bool if word & FLAG_LOGICAL else np.float64)
         if word & FLAG_COMPLEX:
             pi, pos = self.array(buf, pos, end, where)

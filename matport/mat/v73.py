@@ -217,32 +217,32 @@ class _Reader:
             if "real" not in data.dtype.names or "imag" not in data.dtype.names:
                 raise self.fail(f"compound data with fields {data.dtype.names}")
             ctype = np.complex64 if target == np.float32 else np.complex128
-            self.budget.charge(data.size * np.dtype(ctype).itemsize, self.where)
+            self.budget.expand(data.size * np.dtype(ctype).itemsize, self.where)
             out = np.empty(data.shape, ctype, order="F")
             out.real, out.imag = data["real"], data["imag"]
             return out
         if data.dtype.kind not in "biuf" or (data.dtype != target and target.kind != "b"):
             raise self.fail(f"{cls} data stored as {data.dtype}")
         if data.dtype != target:
-            self.budget.charge(data.size * target.itemsize, self.where)
+            self.budget.expand(data.size * target.itemsize, self.where)
         return data.astype(target, copy=False)
 
     def char(self, data: np.ndarray) -> Any:
         if data.dtype.kind not in "ui":
             raise self.fail(f"char data stored as {data.dtype}")
-        self.budget.charge(8 * data.size, self.where)  # code units, then the text
+        self.budget.expand(8 * data.size, self.where)  # code units, then the text
         units = data.astype("<u2").tobytes(order="F")
         chars = units.decode("utf-16-le", "replace")
         if len(chars) != data.size:
             raise self.fail(f"char array of size {data.shape} holds {len(chars)} characters")
         if data.ndim == 2 and data.shape[0] == 1:
             return chars
-        self.budget.charge(data.size * ELEMENT_COST, self.where)
+        self.budget.expand(data.size * ELEMENT_COST, self.where)
         return np.array(list(chars), dtype="<U1").reshape(data.shape, order="F")
 
     def cells(self, ds: h5py.h5d.DatasetID, depth: int) -> np.ndarray:
         refs = self.read(ds)
-        self.budget.charge(refs.size * ELEMENT_COST, self.where)
+        self.budget.expand(refs.size * ELEMENT_COST, self.where)
         out = np.empty(refs.size, dtype=object)
         for i, ref in enumerate(refs.ravel(order="F")):
             out[i] = self.deref(ref, depth)
@@ -275,7 +275,7 @@ class _Reader:
         if cls == "cell":
             return np.empty(dims, dtype=object)
         if cls == "struct":  # no fields; a struct with dims (1,1) reads as an empty Struct
-            self.budget.charge(count * ELEMENT_COST, self.where)
+            self.budget.expand(count * ELEMENT_COST, self.where)
             if dims == (1, 1):
                 return Struct()
             return StructArray(dims, self.field_names(fields), [Struct() for _ in range(count)])
@@ -312,7 +312,7 @@ class _Reader:
         dims = columns[0][1].shape
         if any(refs.shape != dims for _, refs in columns):
             raise self.fail("struct array fields have different sizes")
-        self.budget.charge(_prod(dims) * len(columns) * ELEMENT_COST, self.where)
+        self.budget.expand(_prod(dims) * len(columns) * ELEMENT_COST, self.where)
         flat = [(n, refs.ravel(order="F")) for n, refs in columns]
         elements = [Struct((n, self.deref(refs[k], depth)) for n, refs in flat)
                     for k in range(_prod(dims))]
@@ -343,7 +343,7 @@ class _Reader:
         nnz = int(jc[-1])
         if not 0 <= nnz <= ir.size or (data is not None and data.size < nnz):
             raise self.fail("sparse array index data is inconsistent")
-        self.budget.charge(32 * nnz + 8 * jc.size, self.where)
+        self.budget.expand(32 * nnz + 8 * jc.size, self.where)
         if data is None:
             values = np.zeros(0, bool if cls == "logical" else np.float64)
         elif data.dtype.names:
