@@ -78,6 +78,11 @@ def field_name_length_nan(tmp: Path) -> Path:
                                                element(1, b"a" + b"\0" * 7))))
 
 
+def field_names_nan(tmp: Path) -> Path:
+    return write_v7(tmp, compressed(raw_matrix(int_flags(2), int_dims(1, 1), b"s", int_dims(8),
+                                               doubles(NAN))))
+
+
 def sparse_indices_nan(tmp: Path) -> Path:
     flags = element(6, struct.pack("<II", 5, 1))
     return write_v7(tmp, compressed(raw_matrix(flags, int_dims(2, 1), b"sp", doubles(0),
@@ -193,6 +198,7 @@ CASES: dict[Callable[[Path], Path], str] = {
     too_many_dims: f"{MAX_DIMS + 1} dimensions",
     name_with_newline: r"array of size \(2, 2\) holds 1 values \(at variable at byte 128 > x\\ny\)",
     field_name_length_nan: "field-name length stored as float64",
+    field_names_nan: "struct field names stored as float64",
     sparse_indices_nan: "sparse row indices stored as float64",
     sparse_indices_negative: "sparse array index data is inconsistent",
     table_rows_nan: "malformed table",

@@ -372,7 +372,7 @@ class _Reader:
         if flen_arr.size != 1 or not 0 < int(flen_arr[0]) <= 4096:
             raise self.fail("invalid struct field-name length", where)
         flen = int(flen_arr[0])
-        names_arr, pos = self.array(buf, pos, end, where)
+        names_arr, pos = self.integers(buf, pos, end, "struct field names", where)
         raw = names_arr.astype(np.uint8, copy=False).tobytes()
         if len(raw) % flen:
             raise self.fail("struct field names do not fill whole slots", where)
