@@ -126,7 +126,8 @@ def test_cli_logs_what_the_library_logs(tmp_path) -> None:
 
     shown = convert(out="a.pt")
     assert shown.returncode == 0, shown.stderr
-    assert shown.stderr.startswith("matport convert: ") and "chose net (SeriesNetwork)" in shown.stderr
+    assert shown.stderr.startswith("matport convert: ")
+    assert "chose net (SeriesNetwork)" in shown.stderr
     quiet = convert("-q", out="b.pt")
     assert quiet.returncode == 0 and quiet.stderr == ""
 

@@ -7,57 +7,75 @@ from typing import Any
 
 from matport.errors import MatFileError
 from matport.mat import v5
+from matport.mat.format import (
+    ENDIAN_OFFSET,
+    HDF5_SIGNATURE,
+    HEADER_BYTES,
+    MCOS_TYPE_SYSTEM,
+    V73_MARK,
+)
+from matport.mat.limits import Budget
 from matport.mat.mcos import Subsystem
 from matport.mat.values import MatFile
 
-V73_MARK = b"MATLAB 7.3 MAT-file"
 
-
-def read(path: str | os.PathLike[str]) -> MatFile:
+def read(path: str | os.PathLike[str], *, max_bytes: int | str | None = None) -> MatFile:
     """Read every variable of a MATLAB v7 or v7.3 file, class objects included.
 
     Args:
         path: a ``.mat`` file saved by MATLAB (``save``; v7 or v7.3, compressed or not).
+        max_bytes: the most memory reading may take for what the file declares (bytes, or text
+            such as ``"64G"``); None: the environment variable ``MATPORT_MAX_READ_BYTES``, else
+            a limit proportional to the file's size (see :mod:`matport.mat.limits`).
 
     Returns:
         A :class:`~matport.mat.values.MatFile`: a mapping from variable name to value (numpy
-        arrays, ``Struct``, ``MatObject``, ... see ``matport.mat.values``), with ``format``,
-        ``header``, ``walk()`` and ``object_counts``.
+        arrays, ``Struct``, ``MatObject``, ... see ``matport.mat.values``), in stored order, with
+        ``format``, ``header``, ``walk()`` and ``object_counts``.
 
     Raises:
-        MatFileError: the file cannot be read, is not a MAT-file, or is truncated, corrupt or
-            hostile; the message names the file and where.
+        MatFileError: the file cannot be read, is not a MAT-file, or is truncated, corrupt,
+            hostile or beyond the memory limit; the message names the file and where.
     """
     spath = os.fspath(path)
     try:
         with open(spath, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            head = f.read(128)
-            if head.startswith(V73_MARK) or head[:8] == b"\x89HDF\r\n\x1a\n":
+            budget = Budget(spath, size, max_bytes)
+            head = f.read(HEADER_BYTES)
+            if head.startswith(V73_MARK) or head.startswith(HDF5_SIGNATURE):
                 f.close()
-                return _read_v73(spath)
-            if len(head) < 128 or head[126:128] not in (b"IM", b"MI"):
+                return _read_v73(spath, budget)
+            if len(head) < HEADER_BYTES or head[ENDIAN_OFFSET:HEADER_BYTES] not in (b"IM", b"MI"):
                 raise MatFileError(spath, "not a MATLAB v7/v7.3 MAT-file (no MAT-file header "
                                    "found)")
             f.seek(0)
-            contents = v5.parse(f, size, spath)
+            contents = v5.parse(f, size, spath, budget)
     except OSError as exc:
         raise MatFileError(spath, f"cannot read file ({exc.strerror or exc})") from None
     cells = None
     if contents.subsystem is not None:
-        cells = _filewrapper_cells(v5.parse_subsystem(contents.subsystem, spath), spath)
-    sub = Subsystem(cells, spath)
-    variables = {k: sub.resolve(v) for k, v in contents.variables.items()}
-    return MatFile(spath, "v7", contents.header, variables, sub.object_counts())
+        value = v5.parse_subsystem(contents.subsystem, spath, budget)
+        cells = _filewrapper_cells(value, spath)
+    return _resolve(spath, "v7", contents.header, contents.variables, cells)
 
 
-def _read_v73(path: str) -> MatFile:
+def _read_v73(path: str, budget: Budget) -> MatFile:
     from matport.mat import v73
 
-    contents = v73.parse(path)
-    sub = Subsystem(contents.subsystem, path)
-    variables = {k: sub.resolve(v) for k, v in contents.variables.items()}
-    return MatFile(path, "v7.3", contents.header, variables, sub.object_counts())
+    contents = v73.parse(path, budget)
+    return _resolve(path, "v7.3", contents.header, contents.variables, contents.subsystem)
+
+
+def _resolve(path: str, fmt: str, header: str, raw: dict[str, Any],
+             cells: list[Any] | None) -> MatFile:
+    """Resolve the object references in every variable through the MCOS subsystem."""
+    sub = Subsystem(cells, path)
+    try:
+        variables = {k: sub.resolve(v) for k, v in raw.items()}
+    except RecursionError:  # a safety net: the depth limits are meant to stop nesting first
+        raise MatFileError(path, "values nested too deeply to read", "MCOS subsystem") from None
+    return MatFile(path, fmt, header, variables, sub.object_counts())
 
 
 def _filewrapper_cells(value: Any, path: str) -> list[Any] | None:
@@ -67,7 +85,7 @@ def _filewrapper_cells(value: Any, path: str) -> list[Any] | None:
 
     if not isinstance(value, Struct):
         raise MatFileError(path, "subsystem data is not a struct", "MCOS subsystem")
-    cells = value.get("MCOS")
+    cells = value.get(MCOS_TYPE_SYSTEM)
     if cells is None:
         return None
     if not isinstance(cells, np.ndarray) or cells.dtype != object:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from matport.errors import MatFileError
+from matport.mat.raw import one_line
 from matport.mat.values import Categorical, MatObject, Struct, Table
 
 MISSING_STRING = 0xFFFFFFFFFFFFFFFF
@@ -21,8 +22,8 @@ def convert_builtin(obj: MatObject, path: str) -> Any:
         return obj
     try:
         return convert(obj)
-    except (KeyError, IndexError, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise MatFileError(path, f"malformed {obj.class_name} object ({exc})",
+    except (KeyError, IndexError, ValueError, TypeError, OverflowError, UnicodeDecodeError) as exc:
+        raise MatFileError(path, one_line(f"malformed {obj.class_name} object ({exc})"),
                            "MCOS subsystem") from None
 
 

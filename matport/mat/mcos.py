@@ -13,7 +13,15 @@ import numpy as np
 
 from matport.errors import MatFileError
 from matport.mat.builtins import convert_builtin
-from matport.mat.raw import MAX_DEPTH, ObjectRef
+from matport.mat.format import (
+    ENUMERATION_TAG,
+    FILEWRAPPER_VERSIONS,
+    PROPERTY_CELL,
+    PROPERTY_INTEGER,
+    PROPERTY_NAME,
+    REFERENCE_MAGIC,
+)
+from matport.mat.raw import MAX_DEPTH, ObjectRef, one_line
 from matport.mat.values import (
     Enumeration,
     FunctionHandle,
@@ -23,7 +31,6 @@ from matport.mat.values import (
     StructArray,
 )
 
-MAGIC = 0xDD000000
 _REGION_NAMES = ("class table", "saveobj records", "object table", "property records",
                  "dynamic properties")
 
@@ -36,11 +43,18 @@ def is_reference(value: Any) -> bool:
         and value.ndim == 2
         and value.shape[1] == 1
         and value.shape[0] >= 3
-        and int(value[0, 0]) == MAGIC
+        and int(value[0, 0]) == REFERENCE_MAGIC
         and 2 <= int(value[1, 0]) <= 32
         and value.shape[0] == 3 + int(value[1, 0]) + int(np.prod(value[2 : 2 + int(value[1, 0]), 0],
                                                                   dtype=np.int64))
     )
+
+
+def is_reference_tag(value: Any) -> bool:
+    """True for the uint32 ``0xDD000000`` that marks an enumeration's struct (a struct that only
+    has a field of that name is a struct)."""
+    return (isinstance(value, np.ndarray) and value.dtype == np.uint32 and value.size == 1
+            and int(value.ravel()[0]) == REFERENCE_MAGIC)
 
 
 class Subsystem:
@@ -49,7 +63,8 @@ class Subsystem:
     def __init__(self, cells: list[Any] | None, path: str) -> None:
         self.path = path
         self.cache: dict[int, MatObject | None] = {}
-        self.depth = 0
+        self.depth = 0  # values being resolved, one inside the other
+        self.object_depth = 0  # objects among them
         if cells is None:
             self.names: list[str] = []
             self.classes: list[tuple[int, int]] = []
@@ -59,15 +74,19 @@ class Subsystem:
             self.props: list[Any] = []
             self.defaults: list[Any] = []
             return
-        if len(cells) < 4:
-            raise self.fail(f"FileWrapper__ holds {len(cells)} cells, at least 4 expected")
+        if not cells:
+            raise self.fail("FileWrapper__ holds no cells")
         meta = cells[0]
         if not isinstance(meta, np.ndarray) or meta.dtype != np.uint8:
             raise self.fail("FileWrapper__ metadata is not a uint8 array")
         self.parse_metadata(meta.tobytes(order="F"))
-        tail = {2: 1, 3: 2, 4: 3}[self.version]
+        # cells: metadata, an empty cell, the property cells, then the trailing cells: version 2
+        # keeps the class defaults only (files of about 2014 hold just 3 cells), version 3 adds
+        # the class aliases, version 4 one more before those
+        tail = self.version - 1
         if len(cells) < 2 + tail:
-            raise self.fail(f"FileWrapper__ version {self.version} needs at least {2 + tail} cells")
+            raise self.fail(f"FileWrapper__ version {self.version} holds {len(cells)} cells, at "
+                            f"least {2 + tail} expected")
         self.props = list(cells[2 : len(cells) - tail])
         defaults = cells[-1]
         self.defaults = list(defaults.ravel(order="F")) if isinstance(defaults, np.ndarray) else []
@@ -81,14 +100,14 @@ class Subsystem:
         return counts
 
     def fail(self, message: str) -> MatFileError:
-        return MatFileError(self.path, message, "MCOS subsystem")
+        return MatFileError(self.path, one_line(message), "MCOS subsystem")
 
     def parse_metadata(self, blob: bytes) -> None:
         if len(blob) < 40:
             raise self.fail("metadata is truncated")
         words = np.frombuffer(blob[: len(blob) // 4 * 4], "<u4")
         self.version = int(words[0])
-        if self.version not in (2, 3, 4):
+        if self.version not in FILEWRAPPER_VERSIONS:
             raise self.fail(f"unsupported FileWrapper__ version {self.version}")
         nnames = int(words[1])
         offsets = [int(x) for x in words[2:10]]
@@ -156,9 +175,12 @@ class Subsystem:
                 return self.objects_from_ref(value)
             return value
         if isinstance(value, Struct):
-            if "EnumerationInstanceTag" in value:
+            if is_reference_tag(value.get(ENUMERATION_TAG)):
                 return self.enumeration(value)
-            return Struct((k, self.nested(v)) for k, v in value.items())
+            resolved = Struct()
+            for k, v in value.items():  # a loop, not a generator: one frame less per level
+                resolved[k] = self.nested(v)
+            return resolved
         if isinstance(value, StructArray):
             return StructArray(value.shape, value.fields,
                                [self.resolve(e) for e in value.elements])
@@ -172,14 +194,14 @@ class Subsystem:
         self.depth += 1
         try:
             if self.depth > 4 * MAX_DEPTH:
-                raise self.fail(f"objects nested deeper than {4 * MAX_DEPTH} levels")
+                raise self.fail(f"values nested deeper than {4 * MAX_DEPTH} levels")
             return self.resolve(value)
         finally:
             self.depth -= 1
 
     def objects_from_ref(self, ref: np.ndarray) -> Any:
         words = [int(w) for w in ref[:, 0]]
-        if len(words) < 3 or words[0] != MAGIC:
+        if len(words) < 3 or words[0] != REFERENCE_MAGIC:
             raise self.fail("malformed object reference")
         ndims = words[1]
         if not 2 <= ndims <= 32 or len(words) < 3 + ndims:
@@ -190,7 +212,9 @@ class Subsystem:
             raise self.fail(f"object reference of size {dims} has {len(words)} words")
         ids = words[2 + ndims : 2 + ndims + count]
         declared = self.class_name(words[-1])
-        elements = [self.object(i) for i in ids]
+        elements = []
+        for i in ids:  # a loop, not a comprehension: one frame less per level
+            elements.append(self.object(i))
         if dims == (1, 1) and elements[0] is not None:
             return elements[0]
         return ObjectArray(declared, dims, [e for e in elements if e is not None])
@@ -204,9 +228,12 @@ class Subsystem:
             raise self.fail(f"object id {object_id} is not in the object table")
         class_id, saveobj_id, normal_id, _ = self.objects[object_id]
         class_name = self.class_name(class_id)
+        if self.object_depth >= MAX_DEPTH:
+            raise self.fail(f"objects nested deeper than {MAX_DEPTH} levels")
         obj = MatObject(class_name, {}, saveobj=bool(saveobj_id))
         # Cached before its properties are read: handle objects may refer back to themselves.
         self.cache[object_id] = obj
+        self.object_depth += 1
         try:
             defaults = self.defaults[class_id] if class_id < len(self.defaults) else None
             if isinstance(defaults, Struct):
@@ -218,7 +245,7 @@ class Subsystem:
             for name_idx, kind, val in record:
                 obj.props[self.name(int(name_idx))] = self.property(class_name, name_idx, kind, val)
         finally:
-            pass
+            self.object_depth -= 1
         result = convert_builtin(obj, self.path)
         if result is not obj:
             if self.referenced_while_active(obj):
@@ -227,14 +254,14 @@ class Subsystem:
         return result
 
     def property(self, class_name: str, name_idx: int, kind: int, val: int) -> Any:
-        if kind == 1:
+        if kind == PROPERTY_CELL:
             if not 0 <= val < len(self.props):
                 raise self.fail(f"{class_name}.{self.name(int(name_idx))} points at missing "
                                 f"cell {val}")
             return self.nested(self.props[int(val)])
-        if kind == 2:
+        if kind == PROPERTY_INTEGER:
             return int(val)
-        if kind == 0:
+        if kind == PROPERTY_NAME:
             return self.name(int(val))
         raise self.fail(f"{class_name}.{self.name(int(name_idx))} has unknown property type {kind}")
 
@@ -254,6 +281,6 @@ class Subsystem:
             value_names = [self.name(int(i)) for i in np.asarray(s["ValueNames"]).ravel()]
             idx = np.asarray(s["ValueIndices"])
             names = np.array([value_names[int(i)] for i in idx.ravel(order="F")], dtype=object)
-        except (KeyError, IndexError, ValueError) as exc:
+        except (KeyError, IndexError, ValueError, TypeError, OverflowError) as exc:
             raise self.fail(f"malformed enumeration ({exc})") from None
         return Enumeration(class_name, names.reshape(idx.shape, order="F"))

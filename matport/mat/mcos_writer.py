@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse
 
 from matport.errors import WriteError
-from matport.mat.mcos import MAGIC
+from matport.mat.format import ENUMERATION_TAG, FILEWRAPPER_VERSION, PROPERTY_CELL, REFERENCE_MAGIC
 from matport.mat.values import (
     Categorical,
     Enumeration,
@@ -27,9 +27,6 @@ from matport.mat.values import (
     StructArray,
     Table,
 )
-
-FILEWRAPPER_VERSION = 4
-PROPERTY_CELL = 1
 
 
 @dataclass(eq=False)
@@ -294,7 +291,7 @@ class ObjectEncoder:
         objects = [self._encode(MatObject(value.class_name), f"{where}.{m}") for m in members]
         indices = np.array([members.index(n) for n in flat], dtype=np.uint32)
         encoded = Struct(
-            EnumerationInstanceTag=np.array([[MAGIC]], dtype=np.uint32),
+            **{ENUMERATION_TAG: np.array([[REFERENCE_MAGIC]], dtype=np.uint32)},
             ClassName=np.array([[class_id]], dtype=np.uint32),
             ValueNames=np.array(name_ids, dtype=np.uint32).reshape(-1, 1),
             Values=cell_array(objects, (len(objects), 1)),
@@ -418,7 +415,7 @@ class ObjectEncoder:
 
     @staticmethod
     def _ref_words(shape: tuple[int, ...], ids: list[int], class_id: int) -> np.ndarray:
-        words = [MAGIC, len(shape), *shape, *ids, class_id]
+        words = [REFERENCE_MAGIC, len(shape), *shape, *ids, class_id]
         return np.array(words, dtype=np.uint32).reshape(-1, 1)
 
     def _metadata_blob(self) -> bytes:

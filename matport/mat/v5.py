@@ -7,7 +7,6 @@ present before anything is allocated, inflation is capped, and nesting depth is 
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -15,30 +14,41 @@ import numpy as np
 import scipy.sparse
 
 from matport.errors import MatFileError
-from matport.mat.raw import MAX_DEPTH, ObjectRef
+from matport.mat import inflate
+from matport.mat.format import (
+    ENDIAN_OFFSET,
+    FILEWRAPPER,
+    FLAG_COMPLEX,
+    FLAG_LOGICAL,
+    HEADER_BYTES,
+    HEADER_TEXT_BYTES,
+    INFLATE_RATIO,
+    MAX_DIMS,
+    MCOS_TYPE_SYSTEM,
+    MI_COMPRESSED,
+    MI_DTYPES,
+    MI_INT8,
+    MI_MATRIX,
+    MI_UINT8,
+    MI_UINT16,
+    MI_UTF8,
+    MI_UTF16,
+    MI_UTF32,
+    MX_CELL,
+    MX_CHAR,
+    MX_FUNCTION,
+    MX_NUMERIC,
+    MX_OBJECT,
+    MX_OPAQUE,
+    MX_SPARSE,
+    MX_STRUCT,
+)
+from matport.mat.limits import ELEMENT_COST, Budget
+from matport.mat.raw import MAX_DEPTH, ObjectRef, one_line
 from matport.mat.values import FunctionHandle, MatObject, Struct, StructArray
 
-# Data element types
-MI_INT8, MI_UINT8, MI_INT16, MI_UINT16, MI_INT32, MI_UINT32 = 1, 2, 3, 4, 5, 6
-MI_SINGLE, MI_DOUBLE, MI_INT64, MI_UINT64 = 7, 9, 12, 13
-MI_MATRIX, MI_COMPRESSED, MI_UTF8, MI_UTF16, MI_UTF32 = 14, 15, 16, 17, 18
-
-MI_DTYPES = {
-    MI_INT8: "i1", MI_UINT8: "u1", MI_INT16: "i2", MI_UINT16: "u2", MI_INT32: "i4",
-    MI_UINT32: "u4", MI_SINGLE: "f4", MI_DOUBLE: "f8", MI_INT64: "i8", MI_UINT64: "u8",
-    MI_UTF8: "u1", MI_UTF16: "u2", MI_UTF32: "u4",
-}
-
-# Array classes
-MX_CELL, MX_STRUCT, MX_OBJECT, MX_CHAR, MX_SPARSE = 1, 2, 3, 4, 5
-MX_FUNCTION, MX_OPAQUE = 16, 17
-MX_NUMERIC = {6: "f8", 7: "f4", 8: "i1", 9: "u1", 10: "i2", 11: "u2", 12: "i4", 13: "u4",
-              14: "i8", 15: "u8"}
-
-FLAG_COMPLEX, FLAG_LOGICAL = 0x0800, 0x0200
 MAX_FIELDLESS = 1 << 16  # elements of a struct array without fields (they occupy no bytes)
-# zlib cannot inflate by more than ~1032:1; anything beyond that is not a zlib stream MATLAB wrote.
-MAX_INFLATE_RATIO = 1100
+MAX_TEXT = 4096  # bytes of a name (MATLAB's names have 63 characters, class names a few more)
 
 
 @dataclass
@@ -52,27 +62,27 @@ IN_CHUNK = 1 << 20
 OUT_CHUNK = 1 << 22
 
 
-def parse(f: BinaryIO, size: int, path: str) -> V5Contents:
+def parse(f: BinaryIO, size: int, path: str, budget: Budget) -> V5Contents:
     """Parse a v7 (or uncompressed v6) file, streaming one top-level element at a time so that
     peak memory stays near the largest inflated variable."""
-    head = f.read(128)
-    if len(head) < 128:
-        raise MatFileError(path, "truncated MAT header (file shorter than 128 bytes)")
-    endian_mark = head[126:128]
+    head = f.read(HEADER_BYTES)
+    if len(head) < HEADER_BYTES:
+        raise MatFileError(path, f"truncated MAT header (file shorter than {HEADER_BYTES} bytes)")
+    endian_mark = head[ENDIAN_OFFSET:HEADER_BYTES]
     if endian_mark == b"IM":
         order = "<"
     elif endian_mark == b"MI":
         order = ">"
     else:
         raise MatFileError(path, "not a MAT 5/7 file: no endian indicator at byte 126")
-    header = head[:116].decode("latin-1").rstrip(" \x00")
-    (subsys_offset,) = struct.unpack_from(order + "Q", head, 116)
-    if head[116:124] in (b"\x20" * 8, b"\x00" * 8):
+    header = head[:HEADER_TEXT_BYTES].decode("latin-1").rstrip(" \x00")
+    (subsys_offset,) = struct.unpack_from(order + "Q", head, HEADER_TEXT_BYTES)
+    if head[HEADER_TEXT_BYTES : HEADER_TEXT_BYTES + 8] in (b"\x20" * 8, b"\x00" * 8):
         subsys_offset = 0
-    reader = _Reader(path, order)
+    reader = _Reader(path, order, budget)
     variables: dict[str, Any] = {}
     subsystem: memoryview | None = None
-    pos = 128
+    pos = HEADER_BYTES
     while pos < size:
         start = pos
         where = f"variable at byte {start}"
@@ -88,6 +98,7 @@ def parse(f: BinaryIO, size: int, path: str) -> V5Contents:
             pos += 8 + nbytes
         elif mtype == MI_MATRIX:
             padded = min((nbytes + 7) & ~7, size - pos - 8)
+            budget.charge(padded, where)
             inner = memoryview(tag + f.read(padded))[: 8 + nbytes]
             pos += 8 + padded
         else:
@@ -105,7 +116,7 @@ def parse(f: BinaryIO, size: int, path: str) -> V5Contents:
     return V5Contents(header, variables, subsystem)
 
 
-def parse_subsystem(data: memoryview, path: str) -> Any:
+def parse_subsystem(data: memoryview, path: str, budget: Budget) -> Any:
     """Parse the subsystem variable's bytes: an 8-byte stream header, then one matrix (a struct
     whose field ``MCOS`` holds the FileWrapper__ object)."""
     buf = memoryview(data)
@@ -115,7 +126,7 @@ def parse_subsystem(data: memoryview, path: str) -> Any:
     order = "<" if mark == b"IM" else ">" if mark == b"MI" else None
     if order is None:
         raise MatFileError(path, "subsystem data has no endian indicator")
-    reader = _Reader(path, order)
+    reader = _Reader(path, order, budget)
     mtype, nbytes, dpos, _ = reader.tag(buf, 8, len(buf), "subsystem")
     if mtype != MI_MATRIX:
         raise MatFileError(path, f"subsystem holds element type {mtype}, not a matrix")
@@ -123,18 +134,19 @@ def parse_subsystem(data: memoryview, path: str) -> Any:
 
 
 class _Reader:
-    def __init__(self, path: str, order: str) -> None:
+    def __init__(self, path: str, order: str, budget: Budget) -> None:
         self.path = path
         self.order = order
+        self.budget = budget
         self.u4 = struct.Struct(order + "II")
 
     def fail(self, message: str, where: str) -> MatFileError:
-        return MatFileError(self.path, message, where)
+        return MatFileError(self.path, one_line(message), one_line(where))
 
     def inflate(self, f: BinaryIO, nbytes: int, where: str) -> memoryview:
         """Inflate a compressed element of ``nbytes`` read from ``f`` into one buffer sized by
         the element it holds; refuses output beyond what the element declares."""
-        d = zlib.decompressobj()
+        d = inflate.decompressobj()
         out: np.ndarray | None = None
         head = b""
         filled = 0
@@ -159,7 +171,7 @@ class _Reader:
                                         "declares", where)
                     out[filled : filled + len(piece)] = np.frombuffer(piece, np.uint8)
                     filled += len(piece)
-        except zlib.error as exc:
+        except inflate.ERRORS as exc:
             raise self.fail(f"corrupt compressed data ({exc})", where) from None
         if not d.eof:
             raise self.fail("compressed data is truncated", where)
@@ -175,9 +187,10 @@ class _Reader:
         if mtype >> 16:
             size = 0
         total = 8 + size
-        if total > MAX_INFLATE_RATIO * nbytes + 4096:
+        if total > INFLATE_RATIO * nbytes + 4096:
             raise self.fail(f"compressed element of {nbytes} bytes claims to inflate to "
                             f"{total} bytes (decompression bomb)", where)
+        self.budget.charge(total + 8, where)
         return np.empty(total + 8, dtype=np.uint8)
 
     def tag(self, buf: memoryview, pos: int, end: int, where: str) -> tuple[int, int, int, int]:
@@ -208,8 +221,20 @@ class _Reader:
             raise self.fail(f"{nbytes} bytes is not a whole number of {code} values", where)
         return np.frombuffer(buf, dt, nbytes // dt.itemsize, dpos), nxt
 
-    def text(self, buf: memoryview, pos: int, end: int, where: str) -> tuple[str, int]:
+    def integers(self, buf: memoryview, pos: int, end: int, what: str,
+                 where: str) -> tuple[np.ndarray, int]:
+        """An element MATLAB always stores as integers (flags, dimensions, lengths, indices)."""
         arr, nxt = self.array(buf, pos, end, where)
+        if arr.dtype.kind not in "iu":
+            raise self.fail(f"{what} stored as {arr.dtype} values instead of integers", where)
+        return arr, nxt
+
+    def text(self, buf: memoryview, pos: int, end: int, where: str) -> tuple[str, int]:
+        """A name: of a variable or field (MATLAB allows 63 characters), a class or a type
+        system."""
+        arr, nxt = self.array(buf, pos, end, where)
+        if arr.size > MAX_TEXT:
+            raise self.fail(f"a name of {arr.size} bytes (at most {MAX_TEXT} expected)", where)
         if arr.dtype.itemsize != 1:
             raise self.fail(f"a name stored as {arr.dtype} instead of bytes", where)
         return arr.tobytes().decode("latin-1"), nxt
@@ -221,7 +246,7 @@ class _Reader:
             raise self.fail(f"values nested deeper than {MAX_DEPTH} levels", where)
         if pos == end:  # an empty matrix element: MATLAB writes [] this way inside cells
             return "", np.zeros((0, 0))
-        flags, pos = self.array(buf, pos, end, where)
+        flags, pos = self.integers(buf, pos, end, "array flags", where)
         if flags.size < 2:
             raise self.fail("array flags element is too short", where)
         word = int(flags[0])
@@ -233,20 +258,24 @@ class _Reader:
             mtype, nbytes, dpos, _ = self.tag(buf, pos, end, where)
             if mtype != MI_MATRIX:
                 raise self.fail("opaque object without a data matrix", where)
-            _, content = self.matrix(buf, dpos, dpos + nbytes, depth + 1, f"{where} > {name}")
-            if system != "MCOS" or class_name == "FileWrapper__" or isinstance(content, Struct):
+            place = one_line(f"{where} > {name}")
+            _, content = self.matrix(buf, dpos, dpos + nbytes, depth + 1, place)
+            if (system != MCOS_TYPE_SYSTEM or class_name == FILEWRAPPER
+                    or isinstance(content, Struct)):
                 # FileWrapper__ payload, enumeration struct, or a java/handle-graphics object
-                return name, content if system == "MCOS" else MatObject(
+                return name, content if system == MCOS_TYPE_SYSTEM else MatObject(
                     class_name, {"TypeSystem": system, "Data": content}, legacy=True)
             if not isinstance(content, np.ndarray) or content.dtype.kind != "u":
                 raise self.fail(f"object reference for class {class_name} is malformed", where)
             return name, ObjectRef(class_name, content.astype(np.uint32, copy=False))
-        dims_arr, pos = self.array(buf, pos, end, where)
+        dims_arr, pos = self.integers(buf, pos, end, "dimensions", where)
+        if not 2 <= dims_arr.size <= MAX_DIMS:
+            raise self.fail(f"{dims_arr.size} dimensions (2 to {MAX_DIMS} expected)", where)
         dims = tuple(int(d) for d in dims_arr)
-        if len(dims) < 2 or min(dims) < 0:
+        if min(dims) < 0:
             raise self.fail(f"invalid dimensions {dims}", where)
         name, pos = self.text(buf, pos, end, where)
-        inner = f"{where} > {name}" if name else where
+        inner = one_line(f"{where} > {name}") if name else where  # one line, and short
         count = _prod(dims)
         if mclass in MX_NUMERIC:
             return name, self.numeric(buf, pos, end, mclass, word, dims, count, inner)
@@ -285,12 +314,15 @@ class _Reader:
         elif real.dtype.kind == "f" and target.kind != "f":
             # MATLAB stores values in a smaller type only when that is exact
             raise self.fail(f"{target} array stored as {real.dtype}", where)
+        if real.dtype != target.newbyteorder("="):
+            self.budget.expand(count * target.itemsize, where)
         values = real.astype(target.newbyteorder("="), copy=False)
         if word & FLAG_COMPLEX:
             imag, pos = self.array(buf, pos, end, where)
             if imag.size != count:
                 raise self.fail("complex array with mismatched imaginary part", where)
             ctype = np.complex64 if target == np.float32 else np.complex128
+            self.budget.expand(count * np.dtype(ctype).itemsize, where)
             complex_values = np.empty(count, dtype=ctype)
             complex_values.real = values
             complex_values.imag = imag
@@ -302,6 +334,7 @@ class _Reader:
         if count == 0:
             return ""
         mtype, nbytes, dpos, _ = self.tag(buf, pos, end, where)
+        self.budget.expand(5 * nbytes, where)  # the bytes, then up to 4 per character
         raw = bytes(buf[dpos : dpos + nbytes])
         if mtype == MI_UTF8:
             chars = raw.decode("utf-8", errors="replace")
@@ -317,12 +350,14 @@ class _Reader:
             raise self.fail(f"char array of size {dims} holds {len(chars)} characters", where)
         if len(dims) == 2 and dims[0] == 1:
             return chars
+        self.budget.expand(count * ELEMENT_COST, where)
         return np.array(list(chars), dtype="<U1").reshape(dims, order="F")
 
     def cell(self, buf: memoryview, pos: int, end: int, dims: tuple[int, ...], count: int,
              depth: int, where: str) -> np.ndarray:
         if count * 8 > end - pos:
             raise self.fail(f"cell array of size {dims} cannot fit in its element", where)
+        self.budget.expand(count * ELEMENT_COST, where)
         out = np.empty(count, dtype=object)
         for i in range(count):
             mtype, nbytes, dpos, pos = self.tag(buf, pos, end, where)
@@ -333,11 +368,11 @@ class _Reader:
 
     def struct(self, buf: memoryview, pos: int, end: int, dims: tuple[int, ...], count: int,
                depth: int, where: str) -> Struct | StructArray:
-        flen_arr, pos = self.array(buf, pos, end, where)
+        flen_arr, pos = self.integers(buf, pos, end, "struct field-name length", where)
         if flen_arr.size != 1 or not 0 < int(flen_arr[0]) <= 4096:
             raise self.fail("invalid struct field-name length", where)
         flen = int(flen_arr[0])
-        names_arr, pos = self.array(buf, pos, end, where)
+        names_arr, pos = self.integers(buf, pos, end, "struct field names", where)
         raw = names_arr.astype(np.uint8, copy=False).tobytes()
         if len(raw) % flen:
             raise self.fail("struct field names do not fill whole slots", where)
@@ -345,14 +380,16 @@ class _Reader:
                        for i in range(0, len(raw), flen))
         if count * max(len(fields), 1) * 8 > end - pos + (0 if fields else MAX_FIELDLESS * 8):
             raise self.fail(f"struct array of size {dims} cannot fit in its element", where)
+        self.budget.expand(count * max(len(fields), 1) * ELEMENT_COST, where)
+        places = [one_line(f"{where}.{fname}") for fname in fields]
         elements = []
         for _ in range(count):
             s = Struct()
-            for fname in fields:
+            for fname, place in zip(fields, places, strict=True):
                 mtype, nbytes, dpos, pos = self.tag(buf, pos, end, where)
                 if mtype != MI_MATRIX:
                     raise self.fail(f"struct field {fname} is not a matrix", where)
-                s[fname] = self.matrix(buf, dpos, dpos + nbytes, depth + 1, f"{where}.{fname}")[1]
+                s[fname] = self.matrix(buf, dpos, dpos + nbytes, depth + 1, place)[1]
             elements.append(s)
         if dims == (1, 1):
             return elements[0]
@@ -362,12 +399,13 @@ class _Reader:
                flags: np.ndarray, where: str) -> Any:
         if len(dims) != 2:
             raise self.fail("sparse arrays must be 2-D", where)
-        ir, pos = self.array(buf, pos, end, where)
-        jc, pos = self.array(buf, pos, end, where)
+        ir, pos = self.integers(buf, pos, end, "sparse row indices", where)
+        jc, pos = self.integers(buf, pos, end, "sparse column indices", where)
         pr, pos = self.array(buf, pos, end, where)
         nnz = int(jc[-1]) if jc.size else 0
-        if jc.size != dims[1] + 1 or nnz > ir.size or (pr.size and pr.size < nnz):
+        if jc.size != dims[1] + 1 or not 0 <= nnz <= ir.size or (pr.size and pr.size < nnz):
             raise self.fail("sparse array index data is inconsistent", where)
+        self.budget.expand(32 * nnz + 8 * jc.size, where)
         data = pr[:nnz].astype(bool if word & FLAG_LOGICAL else np.float64)
         if word & FLAG_COMPLEX:
             pi, pos = self.array(buf, pos, end, where)

@@ -13,6 +13,33 @@ from typing import Any, BinaryIO
 import numpy as np
 import scipy.sparse
 
+from matport.mat.format import (
+    COMPLEX_PARTS,
+    FILEWRAPPER,
+    FLAG_COMPLEX,
+    FLAG_LOGICAL,
+    HEADER_TEXT_BYTES,
+    MAX_NAME,
+    MCOS_TYPE_SYSTEM,
+    MI_COMPRESSED,
+    MI_DOUBLE,
+    MI_INT8,
+    MI_INT32,
+    MI_MATRIX,
+    MI_UINT8,
+    MI_UINT32,
+    MI_UTF8,
+    MI_UTF16,
+    MX_CELL,
+    MX_CHAR,
+    MX_FUNCTION,
+    MX_OBJECT,
+    MX_OPAQUE,
+    MX_SPARSE,
+    MX_STRUCT,
+    NUMERIC_TYPES,
+    SUBSYSTEM_STREAM_HEAD,
+)
 from matport.mat.mcos_writer import (
     CanonicalEmpty,
     CharArray,
@@ -23,21 +50,8 @@ from matport.mat.mcos_writer import (
 )
 from matport.mat.values import Struct, StructArray
 
-MI_INT8, MI_UINT8, MI_INT32, MI_UINT32, MI_DOUBLE = 1, 2, 5, 6, 9
-MI_MATRIX, MI_COMPRESSED, MI_UTF8, MI_UTF16 = 14, 15, 16, 17
-MX_CELL, MX_STRUCT, MX_OBJECT, MX_CHAR, MX_SPARSE, MX_FUNCTION, MX_OPAQUE = 1, 2, 3, 4, 5, 16, 17
-FLAG_COMPLEX, FLAG_GLOBAL, FLAG_LOGICAL = 0x800, 0x400, 0x200
-MAX_NAME = 63
 MAX_ELEMENT = 2**31 - 1
 DEFLATE_SLICE = 1 << 24
-
-NUMERIC_TYPES: dict[str, tuple[int, int]] = {
-    # dtype.str[1:] -> (mxClass, miType)
-    "f8": (6, 9), "f4": (7, 7), "i1": (8, 1), "u1": (9, 2), "i2": (10, 3), "u2": (11, 4),
-    "i4": (12, 5), "u4": (13, 6), "i8": (14, 12), "u8": (15, 13), "b1": (9, 2),
-}
-COMPLEX_PARTS = {"c16": "f8", "c8": "f4"}
-SUBSYSTEM_STREAM_HEAD = b"\x00\x01IM\x00\x00\x00\x00"
 
 Chunks = list[bytes | memoryview]
 
@@ -52,7 +66,7 @@ def write_v7(out: BinaryIO, header_text: bytes, variables: dict[str, Any],
     if filewrapper is not None:
         offset = out.tell()
         _write_element(out, subsystem_element(filewrapper), compress, level)
-        out.seek(116)
+        out.seek(HEADER_TEXT_BYTES)
         out.write(struct.pack("<Q", offset))
 
 
@@ -63,7 +77,7 @@ def subsystem_element(filewrapper: list[Any]) -> Chunks:
     cells = np.empty((len(filewrapper), 1), dtype=object)
     cells[:, 0] = filewrapper
     tail = SUBSYSTEM_STREAM_HEAD + _join(matrix(Struct(MCOS=CanonicalEmpty()), ""))
-    stream = [SUBSYSTEM_STREAM_HEAD, *matrix(Struct(MCOS=TopObject("FileWrapper__", cells)), ""),
+    stream = [SUBSYSTEM_STREAM_HEAD, *matrix(Struct(MCOS=TopObject(FILEWRAPPER, cells)), ""),
               *matrix(np.frombuffer(tail, dtype=np.uint8).reshape(1, -1), "")]
     n = _size(stream)
     body = (_header(NUMERIC_TYPES["u1"][0], 0, (1, n), "")
@@ -141,7 +155,7 @@ def matrix(value: Any, name: str) -> Chunks:
     if isinstance(value, TopObject):
         body = (data_element(MI_UINT32, struct.pack("<II", MX_OPAQUE, 0))
                 + data_element(MI_INT8, name.encode("ascii"))
-                + data_element(MI_INT8, b"MCOS")
+                + data_element(MI_INT8, MCOS_TYPE_SYSTEM.encode("ascii"))
                 + data_element(MI_INT8, value.class_name.encode("ascii"))
                 + matrix(value.words, ""))
         return _wrap(body)

@@ -9,7 +9,6 @@ followed with cycle detection, and nesting depth is limited.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,18 +17,33 @@ import numpy as np
 import scipy.sparse
 
 from matport.errors import MatFileError
-from matport.mat.raw import MAX_DEPTH, ObjectRef
-from matport.mat.v5 import MAX_INFLATE_RATIO
+from matport.mat.format import (
+    DECODE_FUNCTION,
+    DECODE_LEGACY,
+    DECODE_OBJECT,
+    FILEWRAPPER,
+    HEADER_TEXT_BYTES,
+    INFLATE_RATIO,
+    MAX_DIMS,
+    NUMERIC_CLASSES,
+    USER_BLOCK,
+)
+from matport.mat.h5safe import (
+    attr_int,
+    attr_text,
+    check_storage,
+    key_of,
+    member_name,
+    name_of,
+    open_member,
+    read_attributes,
+    text,
+)
+from matport.mat.limits import ELEMENT_COST, VLEN_HEADROOM, Budget, capped_address_space
+from matport.mat.raw import MAX_DEPTH, ObjectRef, one_line
 from matport.mat.values import FunctionHandle, MatObject, Struct, StructArray
 
-USER_BLOCK = 512
-TEXT_BYTES = 116  # the header text; the rest of the user block holds version and endian marks
-NUMERIC = {
-    "double": "f8", "single": "f4", "int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2",
-    "int32": "i4", "uint32": "u4", "int64": "i8", "uint64": "u8", "logical": "?",
-}
-# MATLAB_object_decode: 1 function handle, 2 old-style class object, 3 class object (MCOS etc.)
-DECODE_FUNCTION, DECODE_LEGACY, DECODE_OBJECT = 1, 2, 3
+UNSTORED_SLACK = 1 << 16  # bytes a dataset may declare beyond INFLATE_RATIO x what it stores
 SKIPPED = ("#refs#", "#subsystem#")
 
 
@@ -40,25 +54,25 @@ class V73Contents:
     subsystem: list[Any] | None
 
 
-def parse(path: str) -> V73Contents:
+def parse(path: str, budget: Budget) -> V73Contents:
     """Read every variable of a v7.3 file as raw values (object references not yet resolved)."""
     try:
-        size = os.path.getsize(path)
         with open(path, "rb") as fh:
             block = fh.read(USER_BLOCK)
         f = h5py.File(path, "r")
     except (OSError, ValueError) as exc:
         raise MatFileError(path, f"not a readable HDF5 (v7.3) file ({exc})") from None
-    text = block[:TEXT_BYTES].split(b"\0", 1)[0] if block.startswith(b"MATLAB") else b""
-    header = text.decode("latin-1").strip()
+    mark = block[:HEADER_TEXT_BYTES].split(b"\0", 1)[0] if block.startswith(b"MATLAB") else b""
+    header = mark.decode("latin-1").strip()
     with f:
-        reader = _Reader(f, path, MAX_INFLATE_RATIO * size + 2**20)
+        reader = _Reader(f, path, budget)
         try:
-            variables = {_text(name): reader.top(name) for name in reader.variable_names()}
-            cells = reader.top("#subsystem#/MCOS") if "#subsystem#/MCOS" in f else None
+            variables = {text(name): reader.top(name) for name in reader.variable_names()}
+            cells = reader.subsystem()
         except MatFileError:
             raise
-        except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+        except (OSError, KeyError, ValueError, RuntimeError, TypeError, OverflowError,
+                MemoryError) as exc:
             raise MatFileError(path, f"corrupt HDF5 data ({exc})", reader.where()) from None
     subsystem = None
     if cells is not None:
@@ -74,33 +88,51 @@ class _Reader:
     Group and Dataset wrappers cost more per object than reading most of MATLAB's small
     datasets does."""
 
-    def __init__(self, f: h5py.File, path: str, limit: int) -> None:
+    def __init__(self, f: h5py.File, path: str, budget: Budget) -> None:
         self.f = f
         self.path = path
-        self.limit = limit  # largest number of bytes one dataset may inflate to
+        self.budget = budget
         self.cache: dict[int, Any] = {}
         self.active: set[int] = set()
         self.variable = "/"
         self.current: Any = "/"  # a path, or the HDF5 object being read
 
     def fail(self, message: str) -> MatFileError:
-        return MatFileError(self.path, message, self.where())
+        return MatFileError(self.path, one_line(message), self.where())
 
     def where(self) -> str:
         """The top-level variable being read and, when deeper, the HDF5 object inside it."""
-        current = self.current if isinstance(self.current, str) else _name(self.current)
-        return current if current == self.variable else f"{self.variable} > {current}"
+        current = self.current if isinstance(self.current, str) else name_of(self.current)
+        return one_line(current if current == self.variable else f"{self.variable} > {current}")
 
     def variable_names(self) -> list[str | bytes]:
         """Top-level names in the order their object headers lie in the file (MATLAB writes
         variables in save order; HDF5 itself only keeps them sorted by name)."""
         names = [n for n in self.f if n not in SKIPPED]
-        return sorted(names, key=lambda n: h5py.h5o.get_info(self.f[n].id).addr)
+        addr = {n: h5py.h5o.get_info(self.member(self.f.id, key_of(n))).addr for n in names}
+        return sorted(names, key=addr.__getitem__)
 
     def top(self, name: str | bytes) -> Any:
         """Read one top-level object."""
-        self.variable = self.current = "/" + _text(name)
-        return self.value(self.f[name].id, 0)
+        self.variable = self.current = "/" + text(name)
+        return self.value(self.member(self.f.id, key_of(name)), 0)
+
+    def subsystem(self) -> Any:
+        """The ``FileWrapper__`` cells at ``/#subsystem#/MCOS`` (None: no subsystem)."""
+        root = self.f.id
+        if not root.links.exists(b"#subsystem#"):
+            return None
+        group = self.member(root, b"#subsystem#")
+        if not isinstance(group, h5py.h5g.GroupID) or not group.links.exists(b"MCOS"):
+            return None
+        self.variable = self.current = "/#subsystem#/MCOS"
+        return self.value(self.member(group, b"MCOS"), 0)
+
+    def member(self, g: h5py.h5g.GroupID, key: bytes) -> Any:
+        return open_member(g, key, self.fail)
+
+    def attrs(self, obj: Any, count: int) -> dict[str, Any]:
+        return read_attributes(obj, count, self.budget, self.where, self.fail)
 
     def value(self, obj: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
@@ -111,14 +143,14 @@ class _Reader:
             hit = self.cache[addr]
             return hit.view() if isinstance(hit, np.ndarray) else hit
         if addr in self.active:
-            raise self.fail(f"{_name(obj)} contains itself (reference cycle)")
+            raise self.fail(f"{name_of(obj)} contains itself (reference cycle)")
         self.active.add(addr)
         outer, self.current = self.current, obj  # its name is slow to get: only on failure
         try:
             if isinstance(obj, h5py.h5g.GroupID):
-                out = self.group(obj, _attrs(obj, info.num_attrs), depth)
+                out = self.group(obj, self.attrs(obj, info.num_attrs), depth)
             elif isinstance(obj, h5py.h5d.DatasetID):
-                out = self.dataset(obj, _attrs(obj, info.num_attrs), depth)
+                out = self.dataset(obj, self.attrs(obj, info.num_attrs), depth)
             else:
                 raise self.fail("is neither a group nor a dataset")
         finally:
@@ -131,32 +163,42 @@ class _Reader:
 
     def read(self, ds: h5py.h5d.DatasetID) -> np.ndarray:
         """The dataset's data in MATLAB's shape (h5py's dims reversed, at least 2-D)."""
+        check_storage(ds, self.fail)
         space = ds.get_space()
         if space.get_simple_extent_type() == h5py.h5s.NULL:
             raise self.fail("has a null dataspace (no data at all)")
         shape = space.get_simple_extent_dims()
+        if len(shape) > MAX_DIMS:
+            raise self.fail(f"has {len(shape)} dimensions (at most {MAX_DIMS} expected)")
         dtype = ds.dtype
         nbytes = _prod(shape) * dtype.itemsize
-        if nbytes > self.limit:
-            raise self.fail(f"declares {nbytes} bytes of data, far beyond what the file holds")
+        stored = ds.get_storage_size()
+        if nbytes > INFLATE_RATIO * stored + UNSTORED_SLACK:
+            # fill values only, or more than deflate can give: MATLAB writes every array's data
+            raise self.fail(f"declares {nbytes} bytes but stores only {stored}")
+        self.budget.charge(nbytes, self.where)
         data = np.empty(shape, dtype=dtype)
         if data.size:  # the low-level read: h5py's indexing costs more than small reads do
-            ds.read(h5py.h5s.ALL, h5py.h5s.ALL, data)
+            if h5py.check_dtype(vlen=dtype) is None and dtype.kind != "O":
+                ds.read(h5py.h5s.ALL, h5py.h5s.ALL, data)
+            else:
+                with capped_address_space(min(VLEN_HEADROOM, self.budget.remaining())):
+                    ds.read(h5py.h5s.ALL, h5py.h5s.ALL, data)
         if data.ndim < 2:
             return data.reshape((-1, 1) if data.ndim else (1, 1))
         return data.T
 
     def dataset(self, ds: h5py.h5d.DatasetID, attrs: dict[str, Any], depth: int) -> Any:
-        cls = _attr_text(attrs, "MATLAB_class")
-        decode = int(attrs.get("MATLAB_object_decode", 0))
-        if attrs.get("MATLAB_empty", 0):
+        cls = attr_text(attrs, "MATLAB_class")
+        decode = attr_int(attrs, "MATLAB_object_decode")
+        if attr_int(attrs, "MATLAB_empty"):
             return self.empty(ds, cls, attrs.get("MATLAB_fields"))
         is_ref = h5py.check_dtype(ref=ds.dtype) is not None
         if cls == "char":
             return self.char(self.read(ds))
         if is_ref:
             cells = self.cells(ds, depth)
-            if decode == DECODE_OBJECT and cls != "FileWrapper__":
+            if decode == DECODE_OBJECT and cls != FILEWRAPPER:
                 return MatObject(cls, {"TypeSystem": "handle", "Data": cells}, legacy=True)
             return cells
         data = self.read(ds)
@@ -167,7 +209,7 @@ class _Reader:
         return self.numeric(data, cls)
 
     def numeric(self, data: np.ndarray, cls: str) -> np.ndarray:
-        code = NUMERIC.get(cls)
+        code = NUMERIC_CLASSES.get(cls)
         if code is None:
             raise self.fail(f"unsupported MATLAB class {cls!r}")
         target = np.dtype(code)
@@ -175,26 +217,32 @@ class _Reader:
             if "real" not in data.dtype.names or "imag" not in data.dtype.names:
                 raise self.fail(f"compound data with fields {data.dtype.names}")
             ctype = np.complex64 if target == np.float32 else np.complex128
+            self.budget.expand(data.size * np.dtype(ctype).itemsize, self.where)
             out = np.empty(data.shape, ctype, order="F")
             out.real, out.imag = data["real"], data["imag"]
             return out
         if data.dtype.kind not in "biuf" or (data.dtype != target and target.kind != "b"):
             raise self.fail(f"{cls} data stored as {data.dtype}")
+        if data.dtype != target:
+            self.budget.expand(data.size * target.itemsize, self.where)
         return data.astype(target, copy=False)
 
     def char(self, data: np.ndarray) -> Any:
         if data.dtype.kind not in "ui":
             raise self.fail(f"char data stored as {data.dtype}")
+        self.budget.expand(8 * data.size, self.where)  # code units, then the text
         units = data.astype("<u2").tobytes(order="F")
         chars = units.decode("utf-16-le", "replace")
         if len(chars) != data.size:
             raise self.fail(f"char array of size {data.shape} holds {len(chars)} characters")
         if data.ndim == 2 and data.shape[0] == 1:
             return chars
+        self.budget.expand(data.size * ELEMENT_COST, self.where)
         return np.array(list(chars), dtype="<U1").reshape(data.shape, order="F")
 
     def cells(self, ds: h5py.h5d.DatasetID, depth: int) -> np.ndarray:
         refs = self.read(ds)
+        self.budget.expand(refs.size * ELEMENT_COST, self.where)
         out = np.empty(refs.size, dtype=object)
         for i, ref in enumerate(refs.ravel(order="F")):
             out[i] = self.deref(ref, depth)
@@ -213,9 +261,12 @@ class _Reader:
         return obj
 
     def empty(self, ds: h5py.h5d.DatasetID, cls: str, fields: Any) -> Any:
-        dims = tuple(int(d) for d in self.read(ds).ravel())
+        stored = self.read(ds).ravel()
+        if stored.dtype.kind not in "iu":
+            raise self.fail(f"empty {cls} value with dimensions stored as {stored.dtype}")
+        dims = tuple(int(d) for d in stored)
         count = _prod(dims)
-        if not 2 <= len(dims) <= 32 or min(dims) < 0 or (count and cls != "struct"):
+        if not 2 <= len(dims) <= MAX_DIMS or min(dims) < 0 or (count and cls != "struct"):
             raise self.fail(f"empty {cls} value with invalid dimensions {dims}")
         if cls == "canonical empty":
             return np.zeros((0, 0))
@@ -224,22 +275,21 @@ class _Reader:
         if cls == "cell":
             return np.empty(dims, dtype=object)
         if cls == "struct":  # no fields; a struct with dims (1,1) reads as an empty Struct
-            if count * 8 > self.limit:
-                raise self.fail(f"struct array of size {dims} is beyond what the file holds")
+            self.budget.expand(count * ELEMENT_COST, self.where)
             if dims == (1, 1):
                 return Struct()
             return StructArray(dims, self.field_names(fields), [Struct() for _ in range(count)])
-        if cls in NUMERIC:
-            return np.zeros(dims, dtype=NUMERIC[cls])
+        if cls in NUMERIC_CLASSES:
+            return np.zeros(dims, dtype=NUMERIC_CLASSES[cls])
         raise self.fail(f"unsupported empty value of class {cls!r}")
 
     # -- groups --------------------------------------------------------------------------------
 
     def group(self, g: h5py.h5g.GroupID, attrs: dict[str, Any], depth: int) -> Any:
-        cls = _attr_text(attrs, "MATLAB_class")
+        cls = attr_text(attrs, "MATLAB_class")
         if "MATLAB_sparse" in attrs:
-            return self.sparse(g, int(attrs["MATLAB_sparse"]), cls)
-        decode = int(attrs.get("MATLAB_object_decode", 0))
+            return self.sparse(g, attr_int(attrs, "MATLAB_sparse"), cls)
+        decode = attr_int(attrs, "MATLAB_object_decode")
         value = self.struct(g, attrs.get("MATLAB_fields"), depth)
         if decode == DECODE_FUNCTION or cls == "function_handle":
             return FunctionHandle(value)
@@ -251,8 +301,8 @@ class _Reader:
     def struct(self, g: h5py.h5g.GroupID, fields: Any, depth: int) -> Struct | StructArray:
         """The group's members, those MATLAB_fields lists first and in its order."""
         order = {n: i for i, n in enumerate(self.field_names(fields))}
-        names = sorted((_member_name(key) for key in g), key=lambda n: order.get(n, len(order)))
-        members = [(n, h5py.h5o.open(g, n.encode("utf-8", "surrogateescape"))) for n in names]
+        names = sorted((member_name(key) for key in g), key=lambda n: order.get(n, len(order)))
+        members = [(n, self.member(g, key_of(n))) for n in names]
         if members and all(_is_struct_array_field(m) for _, m in members):
             return self.struct_array(members, depth)
         return Struct((n, self.value(m, depth + 1)) for n, m in members)
@@ -262,6 +312,7 @@ class _Reader:
         dims = columns[0][1].shape
         if any(refs.shape != dims for _, refs in columns):
             raise self.fail("struct array fields have different sizes")
+        self.budget.expand(_prod(dims) * len(columns) * ELEMENT_COST, self.where)
         flat = [(n, refs.ravel(order="F")) for n, refs in columns]
         elements = [Struct((n, self.deref(refs[k], depth)) for n, refs in flat)
                     for k in range(_prod(dims))]
@@ -286,10 +337,13 @@ class _Reader:
         if jc is None or jc.size == 0:
             raise self.fail("sparse array without column indices")
         ir, data = self.part(g, "ir"), self.part(g, "data")
-        nnz = int(jc[-1])
         ir = np.zeros(0, np.int64) if ir is None else ir
-        if nnz > ir.size or (data is not None and data.size < nnz):
+        if jc.dtype.kind not in "iu" or ir.dtype.kind not in "iu":
+            raise self.fail("sparse array indices stored as non-integers")
+        nnz = int(jc[-1])
+        if not 0 <= nnz <= ir.size or (data is not None and data.size < nnz):
             raise self.fail("sparse array index data is inconsistent")
+        self.budget.expand(32 * nnz + 8 * jc.size, self.where)
         if data is None:
             values = np.zeros(0, bool if cls == "logical" else np.float64)
         elif data.dtype.names:
@@ -304,9 +358,9 @@ class _Reader:
 
     def part(self, g: h5py.h5g.GroupID, name: str) -> np.ndarray | None:
         key = name.encode()
-        if key not in g:
+        if not g.links.exists(key):
             return None
-        ds = h5py.h5o.open(g, key)
+        ds = self.member(g, key)
         if not isinstance(ds, h5py.h5d.DatasetID):
             raise self.fail(f"sparse part {name} is not a dataset")
         return self.read(ds).ravel(order="F")
@@ -316,70 +370,6 @@ def _is_struct_array_field(obj: Any) -> bool:
     """Fields of a struct array are bare reference datasets (no MATLAB_class of their own)."""
     return (isinstance(obj, h5py.h5d.DatasetID) and not h5py.h5a.exists(obj, b"MATLAB_class")
             and h5py.check_dtype(ref=obj.dtype) is not None)
-
-
-_ATTRIBUTES = ("MATLAB_class", "MATLAB_empty", "MATLAB_object_decode", "MATLAB_sparse",
-               "MATLAB_fields")
-
-
-MAX_ATTRIBUTE_BYTES = 1 << 20  # MATLAB's attributes are a class name, a flag or field names
-
-
-def _attrs(obj: Any, count: int) -> dict[str, Any]:
-    """The MATLAB attributes among the ``count`` an HDF5 object has. Asks HDF5 which exist
-    first (looking up an absent attribute through h5py raises and is slow; iterating a corrupt
-    attribute list may never end) and how big each is before reading it."""
-    out: dict[str, Any] = {}
-    for name in _ATTRIBUTES:
-        if len(out) == count:  # all found: the rest cannot exist
-            break
-        key = name.encode()
-        if not h5py.h5a.exists(obj, key):
-            continue
-        attr = h5py.h5a.open(obj, key)
-        size = attr.get_storage_size()
-        if size > MAX_ATTRIBUTE_BYTES:
-            raise ValueError(f"attribute {name} declares {size} bytes")
-        out[name] = _attr_value(obj, attr, name)
-    return out
-
-
-def _attr_value(obj: Any, attr: h5py.h5a.AttrID, name: str) -> Any:
-    """An attribute's value (its size already checked); a fixed-size string, as MATLAB's class
-    names are, is read in its stored type, sparing h5py's type translations."""
-    stored = attr.get_type()
-    if (isinstance(stored, h5py.h5t.TypeStringID) and not stored.is_variable_str()
-            and attr.get_space().get_simple_extent_npoints() == 1):  # a class name, as stored
-        text = np.empty((), f"S{stored.get_size()}")
-        attr.read(text, mtype=stored)
-        return text[()]
-    dtype = stored.dtype
-    if dtype.kind in "SiufO":  # read directly (h5py's indexing is slow); O: field names
-        value = np.empty(attr.shape, dtype)
-        attr.read(value)
-        return value[()] if value.ndim == 0 else value
-    high = h5py.Group(obj) if isinstance(obj, h5py.h5g.GroupID) else h5py.Dataset(obj)
-    return high.attrs[name]
-
-
-def _attr_text(attrs: dict[str, Any], name: str) -> str:
-    value = attrs.get(name, b"")
-    if isinstance(value, np.ndarray):
-        value = value.ravel()[0] if value.size else b""
-    return _text(value)
-
-
-def _name(obj: Any) -> str:
-    """An HDF5 object's path (HDF5 finds one even for an object reached by reference)."""
-    return _text(h5py.h5i.get_name(obj) or b"(unnamed)")
-
-
-def _member_name(key: bytes) -> str:
-    return key.decode("utf-8", "surrogateescape")
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _prod(dims: tuple[int, ...]) -> int:

@@ -18,6 +18,14 @@ import h5py
 import numpy as np
 import scipy.sparse
 
+from matport.mat.format import (
+    DECODE_FUNCTION,
+    DECODE_LEGACY,
+    DECODE_OBJECT,
+    FILEWRAPPER,
+    MATLAB_CLASS,
+    USER_BLOCK,
+)
 from matport.mat.mcos_writer import (
     CanonicalEmpty,
     CharArray,
@@ -28,17 +36,10 @@ from matport.mat.mcos_writer import (
 )
 from matport.mat.values import Struct, StructArray
 
-USER_BLOCK = 512
 REF_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 COMPRESS_ABOVE = 4096  # bytes; MATLAB leaves small datasets unfiltered
 MAX_FIELDS_ATTRIBUTE = 60_000  # bytes of field names an object header can hold
 PLACEHOLDER = "#placeholder#"
-DECODE_FUNCTION, DECODE_LEGACY, DECODE_OBJECT = 1, 2, 3
-MATLAB_CLASS = {
-    "f8": "double", "f4": "single", "i1": "int8", "u1": "uint8", "i2": "int16", "u2": "uint16",
-    "i4": "int32", "u4": "uint32", "i8": "int64", "u8": "uint64", "b1": "logical",
-    "c16": "double", "c8": "single",
-}
 
 
 def user_block(header_text: bytes) -> bytes:
@@ -256,7 +257,7 @@ class _Writer:
             self._fill_struct(node, value)
         elif isinstance(value, _Subsystem):
             mcos = self._refs_dataset(node, "MCOS", value.cells.shape, {
-                "MATLAB_class": "FileWrapper__", "MATLAB_object_decode": DECODE_OBJECT})
+                "MATLAB_class": FILEWRAPPER, "MATLAB_object_decode": DECODE_OBJECT})
             self._fill_refs(mcos, value.cells)
         elif scipy.sparse.issparse(value):
             self._fill_sparse(node, value)

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from matport.mat.format import MATLAB_CLASS
+
 
 class Struct(dict[str, Any]):
     """A 1x1 MATLAB struct: field name -> value, in the stored field order."""
@@ -213,8 +215,4 @@ def _dims(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
 
 
-_MATLAB_CLASS = {
-    "f8": "double", "f4": "single", "i1": "int8", "u1": "uint8", "i2": "int16", "u2": "uint16",
-    "i4": "int32", "u4": "uint32", "i8": "int64", "u8": "uint64", "b1": "logical",
-    "c16": "double (complex)", "c8": "single (complex)",
-}
+_MATLAB_CLASS = {**MATLAB_CLASS, "c16": "double (complex)", "c8": "single (complex)"}

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from matport.errors import MatFileError
+from matport.mat.format import HEADER_TEXT_BYTES
 from matport.mat.mcos_writer import ObjectEncoder, String, WriteError
 from matport.mat.v5_writer import write_v7
 from matport.mat.v73_writer import write_v73
@@ -37,7 +38,7 @@ def header_text(fmt: Literal["v7", "v7.3"], created: dt.datetime | None = None) 
     text = f"MATLAB {version} MAT-file, Platform: {PLATFORM}, Created on: {when}"
     if fmt == "v7.3":
         text += " HDF5 schema 1.00 ."
-    return text.encode("ascii").ljust(116, b" ")
+    return text.encode("ascii").ljust(HEADER_TEXT_BYTES, b" ")
 
 
 def write(

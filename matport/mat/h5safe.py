@@ -1,0 +1,138 @@
+"""What the v7.3 reader lets HDF5 do, and nothing more.
+
+A MAT-file is self-contained, but HDF5 can point outside the file: soft and external links,
+virtual datasets, external raw storage, filters loaded as plugins. MATLAB writes none of them, so
+each is refused before any byte of it is read. Attributes are read only after their size is checked
+and charged to the file's memory budget; variable-length ones under a capped address space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import h5py
+import numpy as np
+
+from matport.errors import MatFileError
+from matport.mat.limits import VLEN_HEADROOM, Budget, capped_address_space
+
+Fail = Callable[[str], MatFileError]
+
+# deflate, and the built-in shuffle and checksum filters; any other (szip, n-bit, scale-offset, a
+# plugin loaded from HDF5_PLUGIN_PATH) is refused
+ALLOWED_FILTERS = (h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32)
+ATTRIBUTES = ("MATLAB_class", "MATLAB_empty", "MATLAB_object_decode", "MATLAB_sparse",
+              "MATLAB_fields")
+MAX_ATTRIBUTE_BYTES = 1 << 20  # MATLAB's attributes are a class name, a flag or field names
+_LINK_KINDS = {h5py.h5l.TYPE_SOFT: "a soft link", h5py.h5l.TYPE_EXTERNAL: "an external link"}
+
+
+def open_member(g: h5py.h5g.GroupID, key: bytes, fail: Fail) -> Any:
+    """Open a group member, only through a hard link: MATLAB writes no other kind, and a soft or
+    external link can lead out of the file (to any file on the machine)."""
+    kind = g.links.get_info(key).type
+    if kind != h5py.h5l.TYPE_HARD:
+        what = _LINK_KINDS.get(kind, f"a link of type {kind}")
+        raise fail(f"{name_of(g).rstrip('/')}/{member_name(key)} is {what} (MATLAB writes none; "
+                   "a MAT-file must not point outside itself)")
+    return h5py.h5o.open(g, key)
+
+
+def check_storage(ds: h5py.h5d.DatasetID, fail: Fail) -> None:
+    """Refuse a dataset whose data would come from outside the file, or through a filter MATLAB
+    never uses (a plugin filter is code loaded from elsewhere), before reading it."""
+    plist = ds.get_create_plist()
+    if plist.get_layout() == h5py.h5d.VIRTUAL:
+        raise fail(f"{name_of(ds)} is a virtual dataset (its data lives in other files; MATLAB "
+                   "writes none)")
+    if plist.get_external_count():
+        raise fail(f"{name_of(ds)} keeps its data in an external file (MATLAB never does)")
+    for i in range(plist.get_nfilters()):
+        code = plist.get_filter(i)[0]
+        if code not in ALLOWED_FILTERS:
+            raise fail(f"{name_of(ds)} uses HDF5 filter {code} (MATLAB uses only deflate)")
+
+
+def read_attributes(obj: Any, count: int, budget: Budget, where: Callable[[], str], fail: Fail
+                    ) -> dict[str, Any]:
+    """The MATLAB attributes among the ``count`` an HDF5 object has. Asks HDF5 which exist
+    first (looking up an absent attribute through h5py raises and is slow; iterating a corrupt
+    attribute list may never end) and how big each is before reading it."""
+    out: dict[str, Any] = {}
+    for name in ATTRIBUTES:
+        if len(out) == count:  # all found: the rest cannot exist
+            break
+        key = name.encode()
+        if not h5py.h5a.exists(obj, key):
+            continue
+        attr = h5py.h5a.open(obj, key)
+        size = attr.get_storage_size()
+        if size > MAX_ATTRIBUTE_BYTES:
+            raise fail(f"attribute {name} declares {size} bytes (at most {MAX_ATTRIBUTE_BYTES} "
+                       "expected)")
+        budget.charge(size, where)
+        out[name] = _attr_value(obj, attr, name, budget, fail)
+    return out
+
+
+def _attr_value(obj: Any, attr: h5py.h5a.AttrID, name: str, budget: Budget,
+                fail: Fail) -> Any:
+    """An attribute's value (its size already checked); a fixed-size string, as MATLAB's class
+    names are, is read in its stored type, sparing h5py's type translations."""
+    stored = attr.get_type()
+    if (isinstance(stored, h5py.h5t.TypeStringID) and not stored.is_variable_str()
+            and attr.get_space().get_simple_extent_npoints() == 1):  # a class name, as stored
+        value = np.empty((), f"S{stored.get_size()}")
+        attr.read(value, mtype=stored)
+        return value[()]
+    dtype = stored.dtype
+    if dtype.kind in "Siuf":  # read directly (h5py's indexing is slow)
+        value = np.empty(attr.shape, dtype)
+        attr.read(value)
+        return value[()] if value.ndim == 0 else value
+    # variable-length (MATLAB_fields) or anything else: HDF5 allocates what the data declares
+    headroom = min(VLEN_HEADROOM, budget.remaining())
+    try:
+        with capped_address_space(headroom):
+            if dtype.kind == "O":
+                value = np.empty(attr.shape, dtype)
+                attr.read(value)
+                return value[()] if value.ndim == 0 else value
+            high = h5py.Group(obj) if isinstance(obj, h5py.h5g.GroupID) else h5py.Dataset(obj)
+            return high.attrs[name]
+    except (OSError, ValueError, MemoryError) as exc:
+        raise fail(f"attribute {name} cannot be read within {headroom:,} bytes of memory, the "
+                   f"limit for one attribute ({exc})") from None
+
+
+def attr_text(attrs: dict[str, Any], name: str) -> str:
+    value = attrs.get(name, b"")
+    if isinstance(value, np.ndarray):
+        value = value.ravel()[0] if value.size else b""
+    return text(value)
+
+
+def attr_int(attrs: dict[str, Any], name: str) -> int:
+    """An integer attribute (0 when absent); ValueError when it holds anything else."""
+    value = np.asarray(attrs.get(name, 0))
+    if value.dtype.kind not in "iub" or value.size != 1:
+        raise ValueError(f"attribute {name} holds {value.dtype} {value.shape}, not an integer")
+    return int(value.ravel()[0])
+
+
+def name_of(obj: Any) -> str:
+    """An HDF5 object's path (HDF5 finds one even for an object reached by reference)."""
+    return text(h5py.h5i.get_name(obj) or b"(unnamed)")
+
+
+def member_name(key: bytes) -> str:
+    return key.decode("utf-8", "surrogateescape")
+
+
+def key_of(name: str | bytes) -> bytes:
+    return name if isinstance(name, bytes) else name.encode("utf-8", "surrogateescape")
+
+
+def text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
