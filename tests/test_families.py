@@ -96,7 +96,7 @@ def test_reduced_size_matches_reference(family, reduced):
     check_family(family, reduced[family], images(CASES[family][1]))
 
 
-@pytest.mark.slow
+@pytest.mark.full_size
 @pytest.mark.parametrize("family", sorted(CASES))
 def test_full_size_matches_reference(family):
     size = CASES[family][2]
@@ -251,7 +251,7 @@ def test_vgg_refuses_other_input_sizes():
     assert err.value.layers[0][0] == "pool5"
 
 
-@pytest.mark.slow
+@pytest.mark.full_size
 @pytest.mark.parametrize("family", ["vgg16", "vgg19"])
 def test_vgg_full_size(family):
     """The numpy reference takes minutes per 224 x 224 VGG image: 2 images against it, 32 against
