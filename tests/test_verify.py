@@ -146,7 +146,7 @@ class SmallModel(torch.nn.Module):
         self.matport = ModelInfo(
             class_names=net.class_names, input_size=(9, 9, 3), layout="NCHW",
             normalization=net.layer("in").normalization,
-            layer_map={n: n for n in names},
+            layer_map={n: n for n in names}, postprocess="softmax",  # it returns logits
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -333,6 +333,10 @@ def test_instrumented_session_only_when_outputs_differ_or_asked(small, monkeypat
 
 class ProbabilitiesModel(SmallModel):
     """`SmallModel` returning MATLAB's probabilities (its softmax inside the model)."""
+
+    def __init__(self, net: Network) -> None:
+        super().__init__(net)
+        self.matport.postprocess = None  # nothing left to apply after the model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(super().forward(x), dim=1)

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from matport.network import layout
 from matport.network.model import Network
+from matport.network.specs import LAYER_PACKAGE, spec_of
 from matport.verify import onnx_run
 from matport.verify.onnx_run import OnnxExport
 from matport.verify.report import WeightEntry, WeightsCertificate
@@ -129,7 +131,7 @@ def _match(
             return None
     best: tuple[int, float, _Initializer, str] | None = None
     for init in pool:
-        for layout, cand in _onnx_layouts(init.layer_type, init.array):
+        for arrangement, cand in _onnx_layouts(init.layer_type, init.array):
             if cand.size != flat.size:
                 continue
             delta = np.abs(cand.reshape(-1).astype(np.float32) - flat)
@@ -138,7 +140,7 @@ def _match(
                 return None
             closeness = (unequal, float(np.nanmax(delta, initial=0)))
             if best is None or closeness < best[:2]:
-                best = (*closeness, init, layout)
+                best = (*closeness, init, arrangement)
     entry = WeightEntry(layer=layer, tensor=key, shape=[int(s) for s in tensor.shape])
     if best is not None:  # the closest: fewest unequal values, then the smallest difference
         _, entry.max_abs_diff, init, entry.layout = best
@@ -162,11 +164,6 @@ def _folded_bn_means(export: OnnxExport) -> dict[str, np.ndarray]:
     return folded
 
 
-# MATLAB gate order [i; f; c(g); o] -> ONNX LSTM (i, o, f, c); [r; z; h] -> ONNX GRU (z, r, h).
-# PyTorch's nn.LSTM / nn.GRU keep MATLAB's order.
-_GATE_ORDER = {"LSTMLayer": (0, 3, 1, 2), "BiLSTMLayer": (0, 3, 1, 2), "GRULayer": (1, 0, 2)}
-
-
 def _onnx_layouts(layer_type: str | None, a: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
     """The arrangements of the ONNX initializer ``a`` (of a layer of ``layer_type``) a PyTorch
     tensor may hold; they are compared flattened."""
@@ -175,21 +172,15 @@ def _onnx_layouts(layer_type: str | None, a: np.ndarray) -> Iterator[tuple[str, 
         yield "transposed (MatMul)", a.T
     if a.ndim == 4:
         yield "H and W swapped (MATLAB's flatten order)", a.transpose(0, 1, 3, 2)
-    gates = _GATE_ORDER.get(layer_type or "")
-    if gates is None or a.ndim < 2:
+    spec = spec_of(f"{LAYER_PACKAGE}{layer_type}") if layer_type else None
+    if spec is None or spec.gate_order is None or a.ndim < 2:
         return
+    # ONNX stores the gates in spec.gate_order; PyTorch's nn.LSTM / nn.GRU keep MATLAB's order
+    gates = tuple(int(g) for g in np.argsort(spec.gate_order))
     for d, block in enumerate(a):  # ONNX W, R: [dirs, G*H, ...]; B: [dirs, 2*G*H] = [Wb, Rb]
         if block.ndim == 1 and block.size % (2 * len(gates)) == 0:
             for half, part in zip(("input", "recurrent"), np.split(block, 2), strict=True):
-                yield f"direction {d}, {half} bias, gates in MATLAB order", _unordered(part, gates)
+                yield (f"direction {d}, {half} bias, gates in MATLAB order",
+                       layout.reorder_gates(part, gates))
         elif block.ndim > 1 and block.shape[0] % len(gates) == 0:
-            yield f"direction {d}, gates in MATLAB order", _unordered(block, gates)
-
-
-def _unordered(block: np.ndarray, gates: tuple[int, ...]) -> np.ndarray:
-    """ONNX-ordered gate blocks (first axis) back in MATLAB's order."""
-    parts = np.split(block, len(gates))
-    matlab = [parts[0]] * len(gates)
-    for k, g in enumerate(gates):
-        matlab[g] = parts[k]
-    return np.concatenate(matlab)
+            yield f"direction {d}, gates in MATLAB order", layout.reorder_gates(block, gates)
