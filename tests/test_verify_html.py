@@ -155,3 +155,24 @@ def test_the_command_prints_one_line_never_a_traceback(tmp_path: Path) -> None:
     assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
     assert run.stderr.startswith("matport verify: error: cannot write ")
 
+
+
+def test_migrate_html_report_shows_the_verification(pair, tmp_path: Path) -> None:
+    """The migration's HTML page carries each checked network's verification: for one whose
+    outputs differ, the layer graph and the per-layer error plot (in a real headless Chromium)."""
+    from matport.migrate import migrate
+    from matport.migrate.html import REPORT_HTML
+
+    browser = chromium()
+    mat, _, bad = pair
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(mat, src / "small.mat")
+    shutil.copy(bad, src / "small.onnx")  # an export whose conv_b weight was changed
+    report = migrate(src, tmp_path / "out", progress=False)
+    assert [f.outcome for f in report.files] == ["failed"]
+    page = tmp_path / "out" / REPORT_HTML
+    dom = headless(browser, tmp_path, "--dump-dom", page.as_uri()).stdout
+    assert "matport migration report" in dom
+    assert 'id="error-plot"' in dom and 'id="layer-graph"' in dom
+    assert 'class="first-divergence"' in dom

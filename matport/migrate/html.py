@@ -5,7 +5,11 @@ with outcome, family, verification status and links to the artifact files."""
 from __future__ import annotations
 
 import html
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from matport.verify.html import report_section
 
 if TYPE_CHECKING:
     from matport.migrate.report import FileResult, MigrationReport, NetworkResult
@@ -33,7 +37,7 @@ def report_html(report: MigrationReport) -> str:
         The page, self-contained.
     """
     counts = ", ".join(f"{v} {k}" for k, v in report.counts().items())
-    rows = "\n".join(_rows(f) for f in report.files)
+    rows = "\n".join(_rows(f, Path(report.out)) for f in report.files)
     title = "matport migration report"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -52,39 +56,46 @@ family {_e(report.family)}, {report.jobs} job(s))<br>{len(report.files)} files i
 """
 
 
-def _rows(f: FileResult) -> str:
+def _rows(f: FileResult, out: Path) -> str:
     if not f.networks:
         return (f'<tr class="{f.outcome}"><td>{_e(f.relative)}</td><td>{f.outcome}</td>'
                 f'<td></td><td></td><td></td><td></td><td class="reason">{_e(f.reason)}</td>'
                 "<td></td></tr>")
-    out = []
+    rows = []
     for n in f.networks:
         v = n.verification or {}  # none: the network failed before its check
         check = {"none": "no ONNX export", "error": "could not verify"}.get(
             v.get("status", ""), v.get("status", ""))
         link = f'<a href="{_e(n.metadata)}">{_e(n.weights)}</a>' if n.metadata else ""
         reason = n.reason or v.get("reason")
-        out.append(f'<tr class="{n.outcome}"><td>{_e(f.relative)}</td><td>{n.outcome}</td>'
-                   f"<td>{_e(n.variable)} ({_e(n.class_name)})</td><td>{_e(n.family)}</td>"
-                   f"<td>{_e(check)}</td><td>{link}</td>"
-                   f'<td class="reason">{_e(reason)}</td><td>{network_details(n)}</td></tr>')
-    return "\n".join(out)
+        rows.append(f'<tr class="{n.outcome}"><td>{_e(f.relative)}</td><td>{n.outcome}</td>'
+                    f"<td>{_e(n.variable)} ({_e(n.class_name)})</td><td>{_e(n.family)}</td>"
+                    f"<td>{_e(check)}</td><td>{link}</td>"
+                    f'<td class="reason">{_e(reason)}</td><td>{network_details(n, out)}</td></tr>')
+    return "\n".join(rows)
 
 
-def network_details(network: NetworkResult) -> str:
-    """The details cell of a network's row: where ``matport.verify.html``'s per-network layer
-    graph and per-layer error plot go once it exists (read from the artifact's metadata, whose
-    ``verification.report`` holds the comparison).
+def network_details(network: NetworkResult, out: Path) -> str:
+    """The details cell of a network's row: its verification (summary, layer graph and
+    per-layer error plot, from :func:`matport.verify.html.report_section`), folded.
 
     Args:
         network: the network's result.
+        out: the migration's output folder (the artifact metadata holds the verification).
 
     Returns:
-        HTML for the cell (for now, a link to the metadata holding the full verification).
+        HTML for the cell; empty when the network was not checked against an ONNX export.
     """
     if not network.metadata or (network.verification or {}).get("status", "none") == "none":
         return ""
-    return f'<a href="{_e(network.metadata)}">verification report</a>'
+    try:
+        meta = json.loads((out / network.metadata).read_text(encoding="utf-8"))
+        report = meta["verification"]["report"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f'<a href="{_e(network.metadata)}">verification (in the metadata)</a>'
+    if not isinstance(report, dict):
+        return ""
+    return f"<details><summary>verification</summary>{report_section(report)}</details>"
 
 
 def _e(text: object) -> str:
