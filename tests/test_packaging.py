@@ -21,10 +21,6 @@ import matport
 from matport.cli import COMMANDS, main
 from tests.support.paths import ROOT
 
-#: Public names whose docstrings belong to other parts of the project (not yet in Args/Returns
-#: form): they are checked for a docstring only.
-OTHERS_DOCSTRINGS = {"load_resnet50"}
-
 
 def _setup() -> configparser.ConfigParser:
     cfg = configparser.ConfigParser()
@@ -65,7 +61,7 @@ def test_public_names_are_documented(name: str) -> None:
     obj = getattr(matport, name)
     doc = inspect.getdoc(obj)
     assert doc, f"matport.{name} has no docstring"
-    if inspect.isfunction(obj) and name not in OTHERS_DOCSTRINGS:
+    if inspect.isfunction(obj):
         assert "\nArgs:\n" in doc and "\nReturns:\n" in doc, f"matport.{name}"
         documented = set(re.findall(r"^    (\w+):", doc.split("Args:")[1].split("\n\n")[0],
                                     flags=re.M))
