@@ -1,6 +1,6 @@
 """Benchmark matport.load_resnet50 against the floors set in issue 3, all in one run.
 
-Generates full-size MATLAB ResNet-50 files (tests/resnet50_fixture.py: the Designer parameters
+Generates full-size MATLAB ResNet-50 files (matport.synth.resnet50: the Designer parameters
 struct with scipy; DAGNetwork v7 / v7.3 with the project's writer when it exists), then measures:
 
 - load_resnet50 on each file vs its baseline (params struct: scipy.io.loadmat of the same file;

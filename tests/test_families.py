@@ -370,7 +370,7 @@ def test_refusals_are_recognised_from_the_graph():
     for net, name in ((googlenet, "googlenet"), (mobilenet, "mobilenetv2")):
         with pytest.raises(ConversionError, match=f"a MATLAB {name}, .*matport.load"):
             matport.load_torchvision(net)
-    matport.load(mobilenet)  # what the message points to (LRN has no converter yet: googlenet)
+    matport.load(mobilenet)  # what the message points to
 
 
 def test_load_torchvision_reads_files(reduced, tmp_path):

@@ -178,6 +178,7 @@ def _specs() -> list[LayerSpec]:
         *(LayerSpec(kind, keeps_size=True, plain=True) for kind in (
             "ELULayer", "TanhLayer", "SigmoidLayer", "SwishLayer", "GELULayer")),
         LayerSpec("LeakyReLULayer", keeps_size=True, not_learnable=frozenset({"Scale"})),
+        LayerSpec("CrossChannelNormalizationLayer", keeps_size=True),
         LayerSpec("SoftmaxLayer", keeps_size=True, version=4),
         LayerSpec("MaxPooling2DLayer", output_ports=_pooling_outputs, version=3),
         LayerSpec("AveragePooling2DLayer"),

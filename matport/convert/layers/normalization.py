@@ -69,3 +69,16 @@ def _layer_norm(layer: Layer, context: ConversionContext) -> nn.Module:
     else:
         norm = on_meta(nn.LayerNorm, channels, eps=eps)
     return assign(norm, {"weight": scale, "bias": _channels(layer, "Offset")})
+
+
+@converts("CrossChannelNormalizationLayer")
+def _cross_channel_normalization(layer: Layer, context: ConversionContext) -> nn.Module:
+    """MATLAB's ``y = x / (K + Alpha * ss / WindowChannelSize) ^ Beta``, ``ss`` the sum of squares
+    over the window of channels centred on each one: ``nn.LocalResponseNorm`` exactly, for the
+    odd window sizes where the centre is defined."""
+    size = int(number(layer, "WindowChannelSize", 5))
+    if size < 1 or size % 2 == 0:
+        raise LayerNotConvertible(f"WindowChannelSize {size}: only odd window sizes are converted "
+                                  "(the window of an even one is not centred)")
+    return nn.LocalResponseNorm(size, alpha=number(layer, "Alpha", 1e-4),
+                                beta=number(layer, "Beta", 0.75), k=number(layer, "K", 2.0))
