@@ -8,10 +8,12 @@ import argparse
 import configparser
 import importlib
 import inspect
+import json
 import re
 import subprocess
 import sys
 from importlib.metadata import version as installed_version
+from pathlib import Path
 
 import pytest
 from packaging.specifiers import SpecifierSet
@@ -143,3 +145,17 @@ def test_subcommands_share_option_names() -> None:
     for name in ("convert", "verify", "migrate"):
         assert tuple(options[name]["--family"].choices) == FAMILIES, name
     assert options["convert"]["--format"].choices == options["migrate"]["--format"].choices
+
+
+@pytest.mark.parametrize("argv", [["inspect", "--json", "{missing}"],
+                                  ["migrate", "--json", "{missing}", "--out", "{out}"],
+                                  ["inspect", "--json", "{not_a_mat}"]])
+def test_errors_with_json_keep_stdout_a_json_document(argv: list[str], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    paths = {"missing": str(tmp_path / "missing.mat"), "out": str(tmp_path / "out"),
+             "not_a_mat": str(ROOT / "fixtures" / "not_a_mat_file.mat")}
+    assert main([a.format(**paths) for a in argv]) == 2
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert document["command"] == argv[0] and document["error"]
+    assert len(captured.err.strip().splitlines()) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import sys
@@ -53,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(modules[args.command].run(args))
     except MatportError as exc:
         print(f"matport {args.command}: error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):  # --json: stdout stays a JSON document
+            print(json.dumps({"schema": "matport.error/1", "command": args.command,
+                              "error": str(exc), "kind": type(exc).__name__}))
         return 2
     except KeyboardInterrupt:
         print(f"matport {args.command}: interrupted", file=sys.stderr)
