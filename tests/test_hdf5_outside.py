@@ -130,7 +130,7 @@ def test_inspect_never_prints_the_secret(tmp_path: Path, secret: Path,
 def test_a_corrupt_variable_length_attribute_does_not_crash() -> None:
     """Found by scripts/fuzz.py: a mutant of fixtures/series_net_v73.mat whose MATLAB_fields
     attribute makes HDF5 itself segfault, with h5py alone as with matport."""
-    path = ROOT / "fixtures" / "corrupt_vlen_heap_v73.mat"
+    path = ROOT / "fixtures" / "crashes" / "corrupt_vlen_heap_v73.mat"
     done = subprocess.run([sys.executable, "-c", "import sys, matport\ntry:\n"
                            "    matport.read(sys.argv[1])\nexcept matport.MatFileError:\n"
                            "    sys.exit(2)\n", str(path)],

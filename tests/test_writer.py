@@ -489,14 +489,8 @@ def test_fixture_networks_read(suffix: str) -> None:
     assert set(matport.mat.read(FIXTURES / f"plain_{suffix}.mat")) >= {"matrix", "records"}
 
 
-# HDF5 itself segfaults on corrupt_vlen_heap_v73.mat: tests/test_hdf5_outside.py reads it in a
-# child process (a strict xfail until the reader parses that attribute without HDF5's vlen code)
-IN_PROCESS_CRASH = {"corrupt_vlen_heap_v73.mat"}
-
-
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.mat")
-                                        if p.name.startswith(("corrupt_", "not_a_mat"))
-                                        and p.name not in IN_PROCESS_CRASH))
+                                        if p.name.startswith(("corrupt_", "not_a_mat"))))
 def test_corrupt_fixtures_raise_a_matport_error(name: str) -> None:
     with pytest.raises(MatportError, match=re.escape(str(FIXTURES / name))):
         matport.mat.read(FIXTURES / name)
