@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from torch import nn
 
     from matport.convert.layers import Converter
-    from matport.migrate.runner import Family
     from matport.network.find import NetworkRef
     from matport.network.model import Network
+    from matport.options import FamilyChoice
 
 #: the weights file of an artifact
 WeightsFormat = Literal["pt", "safetensors"]
@@ -58,7 +58,7 @@ class FileTask:
     size: int
     onnx: str | None
     format: WeightsFormat
-    family: Family
+    family: FamilyChoice
     sha256: str | None = None
     onnx_sha256: str | None = None
     signature: tuple[int, ...] | None = None  # source_signature() when sha256 was taken

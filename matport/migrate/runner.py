@@ -38,7 +38,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal, get_args
+from typing import get_args
 
 from matport.errors import ArgumentError, MigrationError
 from matport.files import write_atomic
@@ -55,13 +55,10 @@ from matport.migrate.report import REPORT_JSON, REPORT_MARKDOWN, MigrationReport
 from matport.migrate.schedule import Executor, schedule
 from matport.migrate.sources import DEFAULT_ONNX_PATTERN, OnnxPairing, find_sources
 from matport.migrate.state import MigrationState
-from matport.options import FAMILIES
+from matport.options import FAMILIES, FamilyChoice
 
 log = logging.getLogger("matport.migrate")
 
-#: how each network becomes a module (see :func:`matport.convert.api.convert_network`); checked
-#: at run time against :data:`matport.options.FAMILIES`, the one list of them
-Family = Literal["auto", "resnet50", "graph"]
 LOCK_FILE = ".migration.lock"
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_MB = 4096
@@ -73,7 +70,7 @@ def migrate(
     *,
     jobs: int = 1,
     format: WeightsFormat = "pt",
-    family: Family = "auto",
+    family: FamilyChoice = "auto",
     onnx_pattern: str = DEFAULT_ONNX_PATTERN,
     onnx_map: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
@@ -139,7 +136,7 @@ def migrate(
 
 def _run(src_list: list[str | os.PathLike[str]], out_dir: Path, found: list[tuple[Path, str]],
          pairing: OnnxPairing, started: float, *, jobs: int, format: WeightsFormat,
-         family: Family, progress: bool | None, timeout: float | None,
+         family: FamilyChoice, progress: bool | None, timeout: float | None,
          memory_mb: int | None, cluster: str | None) -> MigrationReport:
     if out_dir.exists() and not out_dir.is_dir():
         raise MigrationError(f"{out_dir}: the output must be a folder, and this is a file")
