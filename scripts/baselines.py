@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import statistics
 import struct
+import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 
 def inflate_v7(path: str | Path) -> int:
@@ -34,3 +37,20 @@ def h5_read_all(path: str | Path) -> int:
     with h5py.File(path, "r") as f:
         f.visititems(visit)
     return total
+
+
+def interleaved_inference(ours: Any, stock: Any, x: Any, repeat: int) -> tuple[float, float]:
+    """Median seconds of ``ours(x)`` and ``stock(x)``, one warm-up call each, then ``repeat``
+    rounds alternating the two (so that machine noise hits both alike)."""
+    import torch
+
+    times: dict[str, list[float]] = {"ours": [], "stock": []}
+    with torch.inference_mode():
+        for m in (ours, stock):
+            m(x)
+        for _ in range(repeat):
+            for name, m in (("ours", ours), ("stock", stock)):
+                t = time.perf_counter()
+                m(x)
+                times[name].append(time.perf_counter() - t)
+    return statistics.median(times["ours"]), statistics.median(times["stock"])

@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from baselines import inflate_v7
+from baselines import inflate_v7, interleaved_inference
 
 SIZES = {"resnet18": 224, "resnet101": 224, "squeezenet1_1": 227, "vgg16": 224, "vgg19": 224,
          "densenet201": 224, "inception_v3": 299}
@@ -75,16 +74,7 @@ def inference(family: str, path: Path, repeat: int) -> tuple[float, float]:
     stock = getattr(torchvision.models, family)(num_classes=ours.matport.num_classes).eval()
     size = SIZES[family]
     x = torch.randn(8, 3, size, size, generator=torch.Generator().manual_seed(0))
-    times: dict[str, list[float]] = {"ours": [], "stock": []}
-    with torch.inference_mode():
-        for m in (ours, stock):
-            m(x)
-        for _ in range(repeat):
-            for name, m in (("ours", ours), ("stock", stock)):
-                t = time.perf_counter()
-                m(x)
-                times[name].append(time.perf_counter() - t)
-    return statistics.median(times["ours"]), statistics.median(times["stock"])
+    return interleaved_inference(ours, stock, x, repeat)
 
 
 def main() -> None:

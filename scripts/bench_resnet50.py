@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from baselines import h5_read_all, inflate_v7
+from baselines import h5_read_all, inflate_v7, interleaved_inference
 
 
 def loadmat(path: str) -> object:
@@ -93,16 +92,7 @@ def inference(threads: int, repeat: int) -> tuple[float, float]:
     ours = load_resnet50(fixture.pretrained_like())
     stock = torchvision.models.resnet50().eval()
     x = torch.from_numpy(np.random.default_rng(0).normal(size=(8, 3, 224, 224)).astype("f4"))
-    times: dict[str, list[float]] = {"ours": [], "stock": []}
-    with torch.inference_mode():
-        for m in (ours, stock):
-            m(x)
-        for _ in range(repeat):
-            for name, m in (("ours", ours), ("stock", stock)):
-                t = time.perf_counter()
-                m(x)
-                times[name].append(time.perf_counter() - t)
-    return statistics.median(times["ours"]), statistics.median(times["stock"])
+    return interleaved_inference(ours, stock, x, repeat)
 
 
 def main() -> None:
