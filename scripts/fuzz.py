@@ -49,6 +49,7 @@ HARD_TIMEOUT_S = 600.0  # wall seconds, however starved the machine is
 MEMORY_LIMIT = 2 << 30  # address space a child may add to what it holds after its imports
 ALLOWANCE = 64 << 20  # peak growth allowed whatever the file declares (interpreter, torch)
 MAX_SEED_BYTES = 400_000
+RESNET50_SHARE = 0.2  # of the load_resnet50 cases mutate the full-size ResNet-50 seed
 
 
 def seed_files(corpus: Path, generated: Path) -> list[Path]:
@@ -128,6 +129,18 @@ def declared_bytes(path: Path) -> int:
     return total
 
 
+def resnet50_seed(folder: Path) -> Path:
+    """A full-size MATLAB ResNet-50 (DAGNetwork, v7) for ``load_resnet50``, stored uncompressed
+    (96 MB), so that the mutators change its element tree rather than break a deflate stream."""
+    from matport.mat.writer import write
+    from matport.network.encode import encode_network
+    from matport.synth.resnet50 import finetuned
+
+    path = folder / "resnet50_v7.mat"
+    write(path, {"net": encode_network(finetuned())}, format="v7", compress=False)
+    return path
+
+
 def networks_first(seeds: list[Path]) -> list[Path]:
     """The seeds that hold a network (mutants of those reach the converters)."""
     import matport
@@ -145,15 +158,20 @@ def networks_first(seeds: list[Path]) -> list[Path]:
 class Seeds:
     files: list[Path]
     networks: list[Path]  # those of the files that hold a network
+    resnet50: Path | None = None  # a full-size ResNet-50 (not among the files)
 
 
 def make_case(seed: int, index: int, seeds: Seeds) -> tuple[Path, str, str, bytes]:
     """Case ``index``: its seed file, target, mutator and mutant. Network targets take a file
-    holding a network 4 times in 5."""
+    holding a network 4 times in 5; ``load_resnet50`` takes the ResNet-50 seed, when there is
+    one, RESNET50_SHARE of the time (drawn apart, so that other cases keep their mutants)."""
     rng = random.Random(f"{seed}:{index}")
     target = rng.choice(TARGETS)
     networks = target in NETWORK_TARGETS and rng.random() < 0.8
     source = rng.choice(seeds.networks if networks and seeds.networks else seeds.files)
+    if (target == "load_resnet50" and seeds.resnet50
+            and random.Random(f"{seed}:{index}:resnet50").random() < RESNET50_SHARE):
+        source = seeds.resnet50
     mutator, data = fuzz_mutators.mutate(source.read_bytes(), rng)
     return source, target, mutator, data
 
@@ -365,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="matport-fuzz-") as folder:
         files = seed_files(args.corpus, Path(folder))
-        seeds = Seeds(files, networks_first(files))
+        seeds = Seeds(files, networks_first(files), resnet50_seed(Path(folder)))
         if args.case is not None:
             source, target, mutator, data = make_case(args.seed, args.case, seeds)
             keep = args.keep or Path(folder) / "mutant.mat"

@@ -2,8 +2,11 @@
 
 A MAT-file is self-contained, but HDF5 can point outside the file: soft and external links,
 virtual datasets, external raw storage, filters loaded as plugins. MATLAB writes none of them, so
-each is refused before any byte of it is read. Attributes are read only after their size is checked
-and charged to the file's memory budget; variable-length ones under a capped address space.
+each is refused before any byte of it is read. So is every stored type MATLAB never writes (region
+references, variable-length data of anything but characters, nested compounds): h5py's converters
+trust the file, and a corrupt region reference inside a variable-length attribute crashes the
+process. Attributes are read only after their type and size are checked and charged to the file's
+memory budget; variable-length ones under a capped address space.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ ALLOWED_FILTERS = (h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FI
 ATTRIBUTES = ("MATLAB_class", "MATLAB_empty", "MATLAB_object_decode", "MATLAB_sparse",
               "MATLAB_fields")
 MAX_ATTRIBUTE_BYTES = 1 << 20  # MATLAB's attributes are a class name, a flag or field names
+_NUMBER_CLASSES = (h5py.h5t.INTEGER, h5py.h5t.FLOAT)
+_NUMBER_SIZES = (1, 2, 4, 8)
 _LINK_KINDS = {h5py.h5l.TYPE_SOFT: "a soft link", h5py.h5l.TYPE_EXTERNAL: "an external link"}
 
 
@@ -54,6 +59,39 @@ def check_storage(ds: h5py.h5d.DatasetID, fail: Fail) -> None:
             raise fail(f"{name_of(ds)} uses HDF5 filter {code} (MATLAB uses only deflate)")
 
 
+def check_type(stored: h5py.h5t.TypeID, what: Callable[[], str], fail: Fail) -> None:
+    """Refuse a stored type MATLAB never writes, before HDF5 or h5py converts a byte of it.
+    MATLAB writes numbers, fixed-length text, complex numbers as a compound of two numbers,
+    object references, and field names as variable-length sequences of one-byte characters."""
+    problem = _type_problem(stored)
+    if problem:
+        raise fail(f"{what()} is stored as {problem} (MATLAB writes no such data)")
+
+
+def _type_problem(stored: h5py.h5t.TypeID) -> str | None:
+    """Why a stored type is not one MATLAB writes (None: it is)."""
+    kind, size = stored.get_class(), stored.get_size()
+    if kind in _NUMBER_CLASSES:
+        return None if size in _NUMBER_SIZES else f"a {size}-byte number"
+    if kind == h5py.h5t.STRING:
+        return "variable-length text" if stored.is_variable_str() else None
+    if kind == h5py.h5t.REFERENCE:
+        return None if stored.equal(h5py.h5t.STD_REF_OBJ) else "a region or new-style reference"
+    if kind == h5py.h5t.COMPOUND:
+        members = [stored.get_member_type(i) for i in range(stored.get_nmembers())]
+        if len(members) == 2 and all(m.get_class() in _NUMBER_CLASSES
+                                     and m.get_size() in _NUMBER_SIZES for m in members):
+            return None
+        return f"a compound of {len(members)} members, not a complex number's two numbers"
+    if kind == h5py.h5t.VLEN and isinstance(stored, h5py.h5t.TypeVlenID):
+        base = stored.get_super()
+        if base.get_size() == 1 and (base.get_class() == h5py.h5t.INTEGER or (
+                base.get_class() == h5py.h5t.STRING and not base.is_variable_str())):
+            return None
+        return "variable-length data of something other than characters"
+    return f"HDF5 type class {kind}"
+
+
 def read_attributes(obj: Any, count: int, budget: Budget, where: Callable[[], str], fail: Fail
                     ) -> dict[str, Any]:
     """The MATLAB attributes among the ``count`` an HDF5 object has. Asks HDF5 which exist
@@ -81,6 +119,7 @@ def _attr_value(obj: Any, attr: h5py.h5a.AttrID, name: str, budget: Budget,
     """An attribute's value (its size already checked); a fixed-size string, as MATLAB's class
     names are, is read in its stored type, sparing h5py's type translations."""
     stored = attr.get_type()
+    check_type(stored, lambda: f"attribute {name}", fail)
     if (isinstance(stored, h5py.h5t.TypeStringID) and not stored.is_variable_str()
             and attr.get_space().get_simple_extent_npoints() == 1):  # a class name, as stored
         value = np.empty((), f"S{stored.get_size()}")

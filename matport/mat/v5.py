@@ -42,6 +42,7 @@ from matport.mat.format import (
     MX_OPAQUE,
     MX_SPARSE,
     MX_STRUCT,
+    MX_UINT8,
 )
 from matport.mat.limits import ELEMENT_COST, Budget
 from matport.mat.raw import MAX_DEPTH, ObjectRef, one_line
@@ -106,6 +107,10 @@ def parse(f: BinaryIO, size: int, path: str, budget: Budget) -> V5Contents:
         itype, inbytes, idpos, _ = reader.tag(inner, 0, len(inner), where)
         if itype != MI_MATRIX:
             raise MatFileError(path, f"element holds type {itype}, not a matrix", where)
+        if start == subsys_offset:  # uint8 bytes: refused before any other class is built
+            flags, _ = reader.integers(inner, idpos, idpos + inbytes, "array flags", where)
+            if flags.size < 2 or int(flags[0]) & 0xFF != MX_UINT8:
+                raise MatFileError(path, "subsystem data is not a uint8 array", where)
         name, value = reader.matrix(inner, idpos, idpos + inbytes, 0, where)
         if start == subsys_offset:
             if not (isinstance(value, np.ndarray) and value.dtype == np.uint8):

@@ -28,10 +28,12 @@ from matport.mat.format import (
     NUMERIC_CLASSES,
     USER_BLOCK,
 )
+from matport.mat.h5heap import corrupt_heap
 from matport.mat.h5safe import (
     attr_int,
     attr_text,
     check_storage,
+    check_type,
     key_of,
     member_name,
     name_of,
@@ -67,6 +69,9 @@ def parse(path: str, budget: Budget) -> V73Contents:
     with f:
         reader = _Reader(f, path, budget)
         try:
+            heap = corrupt_heap(f, path)
+            if heap:
+                raise MatFileError(path, heap)
             variables = {text(name): reader.top(name) for name in reader.variable_names()}
             cells = reader.subsystem()
         except MatFileError:
@@ -164,6 +169,7 @@ class _Reader:
     def read(self, ds: h5py.h5d.DatasetID) -> np.ndarray:
         """The dataset's data in MATLAB's shape (h5py's dims reversed, at least 2-D)."""
         check_storage(ds, self.fail)
+        check_type(ds.get_type(), lambda: name_of(ds), self.fail)
         space = ds.get_space()
         if space.get_simple_extent_type() == h5py.h5s.NULL:
             raise self.fail("has a null dataspace (no data at all)")
