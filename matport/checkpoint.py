@@ -23,13 +23,18 @@ class names or the input normalization. A matport checkpoint holds all of it:
 Loading a file (``.pt`` or ``.safetensors``, told apart by content) is bounded by what the file
 holds: every tensor must be backed by its own bytes, the architecture's arrays cannot add up to
 more elements than the tensors present, and the rest is plain values of bounded size; anything
-else is a :class:`~matport.errors.CheckpointError`.
+else is a :class:`~matport.errors.CheckpointError`. Both formats are mapped copy-on-write, as
+``safetensors.torch.load_file`` maps its files: a tensor's bytes are read when first used, each
+tensor holds exactly its own bytes, and changing the model never writes the file (a ``.pt`` named
+``*.safetensors`` is read whole).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import mmap
 import os
 import pickle
 import zipfile
@@ -216,9 +221,8 @@ def _read_pt(p: Path, map_location: Any) -> tuple[ModelInfo, dict[str, torch.Ten
     if any(m.compress_type != zipfile.ZIP_STORED for m in members) or sum(
             m.file_size for m in members) > p.stat().st_size:
         raise CheckpointError(f"{p}: not a matport checkpoint (compressed members)")
-    try:  # a file object: torch.load hands a path ending in .safetensors to safetensors
-        with open(p, "rb") as f:
-            data = torch.load(f, map_location=map_location, weights_only=True)
+    try:
+        data = _torch_load(p, map_location)
     except (OSError, pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
         raise CheckpointError(f"{p}: cannot read as a matport checkpoint ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -228,6 +232,19 @@ def _read_pt(p: Path, map_location: Any) -> tuple[ModelInfo, dict[str, torch.Ten
         raise CheckpointError(f"{p}: malformed checkpoint (no state_dict)")
     _check_plain(data.get("info"), p, tensors_allowed=True)
     return _info(data["info"], p), state
+
+
+def _torch_load(p: Path, map_location: Any) -> Any:
+    """``torch.load(weights_only=True)`` of ``p``, mapped copy-on-write as safetensors maps its
+    files (no storage is read before it is used, nor written back); a name ending in
+    ``.safetensors``, which torch.load hands to safetensors, is read from a file object."""
+    if p.name.endswith(".safetensors"):
+        with open(p, "rb") as f:
+            return torch.load(f, map_location=map_location, weights_only=True)
+    private = (contextlib.nullcontext() if os.name == "nt"  # always private there, not settable
+               else torch.serialization.set_default_mmap_options(mmap.MAP_PRIVATE))
+    with private:
+        return torch.load(p, map_location=map_location, weights_only=True, mmap=True)
 
 
 def _read_safetensors(p: Path) -> tuple[ModelInfo, dict[str, torch.Tensor]]:

@@ -7,7 +7,11 @@ struct with scipy; DAGNetwork v7 / v7.3 with the project's writer when it exists
   v7: reading the file and inflating its compressed elements; v7.3: h5py reading every dataset):
   --repeat fresh subprocesses of each, alternating, each timing 2 runs; best time, peak RSS;
 - inference time of the transplanted model vs a stock torchvision resnet50 (same input, same
-  threads, interleaved runs, median).
+  threads, interleaved runs, median);
+- optional rows, when installed (not dependencies of matport): onnx2torch (the opset upgraded
+  from MATLAB's 8 to 13 with onnx.version_converter: it converts no BatchNormalization before 9)
+  and onnx2pytorch converting the network's MATLAB-style ONNX export (matport.synth.onnx_export)
+  against load_resnet50 of the DAGNetwork v7 file, measured like the loads above.
 
 Prints a Markdown table (targets: load ratios <= 1.3, peak RSS < 600 MB, inference ratio <= 1.05).
 Usage: python scripts/bench_resnet50.py [--repeat 5] [--threads 1] [--dir DIR]
@@ -16,6 +20,7 @@ Usage: python scripts/bench_resnet50.py [--repeat 5] [--threads 1] [--dir DIR]
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -39,11 +44,31 @@ def load(path: str) -> object:
     return load_resnet50(path)
 
 
-CASES = {"loadmat": loadmat, "inflate": inflate_v7, "h5py": h5_read_all, "load_resnet50": load}
+def onnx2torch(path: str) -> object:
+    import onnx
+    from onnx import version_converter
+    from onnx2torch import convert
+
+    return convert(version_converter.convert_version(onnx.load(path), ONNX2TORCH_OPSET))
+
+
+def onnx2pytorch(path: str) -> object:
+    import onnx
+    from onnx2pytorch import ConvertModel
+
+    return ConvertModel(onnx.load(path))
+
+
+ONNX2TORCH_OPSET = 13
+CASES = {"loadmat": loadmat, "inflate": inflate_v7, "h5py": h5_read_all, "load_resnet50": load,
+         "onnx2torch": onnx2torch, "onnx2pytorch": onnx2pytorch}
+ONNX_CONVERTERS = ("onnx2torch", "onnx2pytorch")
+TORCH_CASES = ("load_resnet50", *ONNX_CONVERTERS)
 
 
 IMPORTS = {"loadmat": "scipy.io", "inflate": "zlib", "h5py": "h5py",
-           "load_resnet50": "matport.convert.families.resnet50"}
+           "load_resnet50": "matport.convert.families.resnet50", "onnx2torch": "onnx2torch",
+           "onnx2pytorch": "onnx2pytorch"}
 
 
 def _status_mb(key: str) -> float:
@@ -56,10 +81,8 @@ def _status_mb(key: str) -> float:
 def child(case: str, path: str, repeat: int, threads: int) -> None:
     """One measurement in this (fresh) process: best time, RSS once the libraries are imported
     and peak RSS, as JSON."""
-    import importlib
-
     importlib.import_module(IMPORTS[case])
-    if case == "load_resnet50":
+    if case in TORCH_CASES:
         import torch
 
         torch.set_num_threads(threads)
@@ -78,6 +101,47 @@ def measure(case: str, path: str, repeat: int, threads: int) -> dict[str, float]
     out = subprocess.run([sys.executable, __file__, "--child", case, path, "--repeat", str(repeat),
                           "--threads", str(threads)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def alternate(paths: dict[str, str], repeat: int, threads: int) -> dict[str, dict[str, float]]:
+    """Each case's fastest run, with its highest peak RSS: ``repeat`` fresh processes of each,
+    alternating, so that all see the same load of a shared machine."""
+    runs: dict[str, list[dict[str, float]]] = {case: [] for case in paths}
+    for _ in range(repeat):
+        for case, path in paths.items():
+            runs[case].append(measure(case, path, 2, threads))
+    return {case: {**min(r, key=lambda x: x["best_s"]),
+                   "peak_rss_mb": max(x["peak_rss_mb"] for x in r)} for case, r in runs.items()}
+
+
+def onnx_rows(net: object, v7: Path | None, workdir: Path, repeat: int,
+              threads: int) -> list[str]:
+    """The optional rows: each installed ONNX converter on the network's MATLAB-style export
+    against load_resnet50 on its DAGNetwork v7 file; a note for each one not installed."""
+    rows = ["", "| optional: MATLAB-style ONNX export to torch | .onnx MB | converter s "
+            "| load_resnet50 s (DAGNetwork v7) | converter / load_resnet50 | converter peak RSS MB "
+            "| load_resnet50 peak RSS MB | of which imports (converter) |",
+            "|---|---|---|---|---|---|---|---|"]
+    installed = [c for c in ONNX_CONVERTERS if importlib.util.find_spec(c) is not None]
+    if v7 is None or not installed:
+        why = "no DAGNetwork v7 file" if v7 is None else "not installed"
+        return rows + [f"| {c} | skipped: {why} | | | | | | |" for c in ONNX_CONVERTERS]
+    from matport.synth.onnx_export import export
+
+    onnx_file = export(net, workdir / "resnet50.onnx")  # type: ignore[arg-type]
+    best = alternate({"load_resnet50": str(v7), **{c: str(onnx_file) for c in installed}},
+                     repeat, threads)
+    ours = best["load_resnet50"]
+    for c in ONNX_CONVERTERS:
+        if c not in best:
+            rows.append(f"| {c} | skipped: not installed | | | | | | |")
+            continue
+        r = best[c]
+        rows.append(f"| {c} | {onnx_file.stat().st_size / 1e6:.0f} | {r['best_s']:.3f} "
+                    f"| {ours['best_s']:.3f} | {r['best_s'] / ours['best_s']:.2f} "
+                    f"| {r['peak_rss_mb']:.0f} | {ours['peak_rss_mb']:.0f} "
+                    f"| {r['imported_mb']:.0f} |")
+    return rows
 
 
 def inference(threads: int, repeat: int) -> tuple[float, float]:
@@ -122,18 +186,15 @@ def main() -> None:
             "| peak RSS MB (< 600) | of which imports (torch, torchvision) |",
             "|---|---|---|---|---|---|---|---|"]
     for form, (path, baseline) in files.items():
-        # alternate the two, so that both see the same load of a shared machine
-        runs: dict[str, list[dict[str, float]]] = {baseline: [], "load_resnet50": []}
-        for _ in range(args.repeat):
-            for case in runs:
-                runs[case].append(measure(case, str(path), 2, args.threads))
-        base = min(runs[baseline], key=lambda r: r["best_s"])
-        ours = min(runs["load_resnet50"], key=lambda r: r["best_s"])
-        ours["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs["load_resnet50"])
+        best = alternate({baseline: str(path), "load_resnet50": str(path)}, args.repeat,
+                         args.threads)
+        base, ours = best[baseline], best["load_resnet50"]
         rows.append(f"| {form} | {os.path.getsize(path) / 1e6:.0f} | {baseline} "
                     f"| {base['best_s']:.3f} | {ours['best_s']:.3f} "
                     f"| {ours['best_s'] / base['best_s']:.2f} | {ours['peak_rss_mb']:.0f} "
                     f"| {ours['imported_mb']:.0f} |")
+    v7 = files.get("dagnetwork-v7")
+    rows += onnx_rows(net, v7[0] if v7 else None, workdir, args.repeat, args.threads)
     t_ours, t_stock = inference(args.threads, args.repeat)
     rows += ["", "| inference, batch 8 x 3 x 224 x 224 | transplanted s | stock torchvision s "
              "| ratio (<= 1.05) |", "|---|---|---|---|",

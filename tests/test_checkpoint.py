@@ -5,6 +5,7 @@ tensors they hold."""
 from __future__ import annotations
 
 import json
+import mmap
 import zipfile
 from pathlib import Path
 
@@ -109,6 +110,25 @@ def test_format_by_argument_or_extension(models, tmp_path: Path) -> None:
         np.testing.assert_array_equal(outputs(load_checkpoint(p), raw), outputs(model, raw))
     with pytest.raises(CheckpointError, match="unknown checkpoint format 'onnx'"):
         save(model, tmp_path / "x.onnx", format="onnx")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_loaded_tensors_hold_their_own_bytes_and_leave_the_file_alone(models, fmt: str,
+                                                                      tmp_path: Path) -> None:
+    # both formats map their file copy-on-write: even under torch's MAP_SHARED default, changing
+    # the model never writes the checkpoint
+    path = tmp_path / f"m.{fmt}"
+    save(models["dag"], path)
+    before = path.read_bytes()
+    with torch.serialization.set_default_mmap_options(mmap.MAP_SHARED):
+        back = load_checkpoint(path)
+    for name, t in back.state_dict().items():
+        assert t.untyped_storage().nbytes() == t.numel() * t.element_size(), name
+    with torch.no_grad():
+        for p in back.parameters():
+            p.add_(1)
+    del back
+    assert path.read_bytes() == before
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
