@@ -9,7 +9,9 @@ interleaved (A B A B ...), the median of ``--repeat`` rounds:
   same weights, batch 1, one thread (per-call overhead shows there);
 - compiled: ``torch.compile(model, fullgraph=True)`` (with ``model.matport.preprocess``, as
   MATLAB's export normalizes inside its graph) / onnxruntime on MATLAB's own ONNX export
-  (corpus pairs), batch 1, one thread.
+  (corpus pairs) or, for the recurrent corpus networks, which come without one, on a MATLAB-style
+  export written by ``matport.synth.onnx_export`` (``SEQ_STEPS`` time steps), batch 1, one
+  thread, under ``torch.inference_mode``.
 Run: ``python scripts/bench_generic.py [--repeat N] [--markdown BENCHMARKS.md] [--no-compile]``.
 """
 
@@ -43,7 +45,8 @@ CNNS = [  # (file, variable)
     ("HarkiratG__Neural-Net-Face-Recognition/convnet.mat", None),
     ("igreen1__digit_learning/trainedNet.mat", "trainedNet"),
 ]
-RNNS = ["AgoroAkorede__LSTM/net.mat", "AgoroAkorede__LSTM/lstm_ph_model.mat"]
+RNNS = ["AgoroAkorede__LSTM/net.mat", "AgoroAkorede__LSTM/lstm_ph_model.mat",
+        "AgoroAkorede__LSTM/gru_ph_model.mat"]
 ONNX_PAIRS = [
     ("ccnmaastricht__Object_recognition/net.mat", "ccnmaastricht__Object_recognition/net.onnx"),
     ("JaumeSanCol__Computer_Vision-RAG_for_recycling/CV__ModeloReciclarIA_Entrenado.mat",
@@ -90,11 +93,15 @@ def synthetic_cnn() -> Any:
 
 
 class _SequenceOutput(nn.Module):
-    """A stock ``nn.LSTM`` / ``nn.GRU`` returning its output sequence (zero initial state)."""
+    """A stock ``nn.LSTM`` / ``nn.GRU`` holding the weights of ``rnn`` (matport's stand-in),
+    returning its output sequence (zero initial state)."""
 
-    def __init__(self, rnn: nn.Module) -> None:
+    def __init__(self, rnn: nn.RNNBase) -> None:
         super().__init__()
-        self.rnn = rnn
+        stock = nn.LSTM if rnn.mode == "LSTM" else nn.GRU
+        self.rnn = stock(rnn.input_size, rnn.hidden_size, batch_first=True,
+                         bidirectional=rnn.bidirectional)
+        self.rnn.load_state_dict(rnn.state_dict())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.rnn(x)[0]
@@ -197,24 +204,34 @@ def _once(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def compiled_rows(repeat: int) -> list[tuple[str, float, float, float, float]]:
-    return [_compiled_row(mat, onnx_file, repeat) for mat, onnx_file in ONNX_PAIRS
-            if (CORPUS / mat).exists()]
+def compiled_rows(repeat: int, tmp: Path) -> list[tuple[str, float, float, float, float]]:
+    from matport.network import read_network
+    from matport.synth.onnx_export import export
+
+    pairs = [(mat, CORPUS / onnx_file, mat.split("__")[0]) for mat, onnx_file in ONNX_PAIRS
+             if (CORPUS / mat).exists()]
+    for i, mat in enumerate(f for f in RNNS if (CORPUS / f).exists()):
+        onnx_file = export(read_network(CORPUS / mat), tmp / f"rnn{i}.onnx", SEQ_STEPS)
+        pairs.append((mat, onnx_file, f"{mat.split('__')[0]}/{mat.split('/')[-1]} "
+                                      "(MATLAB-style export by matport.synth)"))
+    return [_compiled_row(mat, onnx_file, label, repeat) for mat, onnx_file, label in pairs]
 
 
-def _compiled_row(mat: str, onnx_file: str,
+def _compiled_row(mat: str, onnx_file: Path, label: str,
                   repeat: int) -> tuple[str, float, float, float, float]:
     import onnxruntime as ort
 
     import matport
 
     model = matport.load(CORPUS / mat, output="probabilities")
-    raw = example_input(model).uniform_(0, 255)  # MATLAB's export normalizes inside the graph
+    raw = example_input(model)
+    if model.matport.layout == "NCHW":
+        raw.uniform_(0, 255)  # MATLAB's export normalizes inside the graph
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(CORPUS / onnx_file), options,
-                                   providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: raw.numpy()}
+    session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+    onnx_raw = raw.transpose(0, 1) if model.matport.layout == "NTC" else raw  # ONNX: T x N x C
+    feed = {session.get_inputs()[0].name: onnx_raw.contiguous().numpy()}
     compiled = torch.compile(model, fullgraph=True)
     preprocess = model.matport.preprocess
     with torch.inference_mode():
@@ -226,7 +243,7 @@ def _compiled_row(mat: str, onnx_file: str,
                                  lambda: session.run(None, feed), repeat, calls)
         _, _, eager = paired(lambda: model(preprocess(raw)), lambda: session.run(None, feed),
                              repeat, calls)
-    return mat.split("__")[0], t_ort, ratio, eager, compile_s
+    return label, t_ort, ratio, eager, compile_s
 
 
 def main() -> int:
@@ -239,8 +256,8 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         loads = load_rows(args.repeat, Path(tmp))
-    infer = inference_rows(args.repeat)
-    compiled = [] if args.no_compile else compiled_rows(args.repeat)
+        infer = inference_rows(args.repeat)
+        compiled = [] if args.no_compile else compiled_rows(args.repeat, Path(tmp))
     load_after = os.getloadavg()[0]
     lines = [
         "## Generic `matport.load`: loading, inference, compile (`scripts/bench_generic.py`)",
@@ -260,7 +277,7 @@ def main() -> int:
     if compiled:
         lines += [
             "",
-            "| MATLAB ONNX export, batch 1 | onnxruntime s | `torch.compile(fullgraph=True)` / "
+            "| ONNX export, batch 1 | onnxruntime s | `torch.compile(fullgraph=True)` / "
             "onnxruntime | eager / onnxruntime | compile s |",
             "|---|---|---|---|---|",
             *[f"| {label} | {t * 1e3:.3f} ms | {r:.3f} | {e:.3f} | {c:.1f} |"

@@ -67,18 +67,43 @@ def test_corpus_tensors_own_exactly_their_memory(relative: str, no_initialisers:
     _assert_owns_exactly_its_memory(load(corpus_file(relative)))
 
 
+RECURRENT = ["lstm_sequence", "lstm_last", "lstm_stacked_zero_state", "bilstm_sequence",
+             "bilstm_last", "gru_sequence", "gru_last", "gru_recurrent_bias",
+             "lstm_projected_last"]
 COMPILED = ["conv_same_stride2", "conv_pad_reflect", "addition_concat_gap_fc",
             "fc_after_spatial_4d_weights", "batchnorm_image", "max_unpooling_padded",
-            "layernorm_sequence", "transformer_causal"]
+            "layernorm_sequence", "transformer_causal", *RECURRENT]
+
+
+def _inputs(case: str) -> tuple[nn.Module, list[torch.Tensor]]:
+    network = CASES[case]()
+    model = load(network)
+    return model, [model.matport.preprocess(torch.from_numpy(to_torch_layout(
+        _matlab_input(lay, 2))).float()) for lay in network.input_layers]
 
 
 @pytest.mark.parametrize("case", COMPILED)
 def test_torch_compile_fullgraph(case: str) -> None:
-    network = CASES[case]()
-    model = load(network)
-    inputs = [model.matport.preprocess(torch.from_numpy(to_torch_layout(_matlab_input(lay, 2)))
-                                       .float()) for lay in network.input_layers]
+    model, inputs = _inputs(case)
     torch._dynamo.reset()
-    compiled = torch.compile(model, fullgraph=True, backend="eager")  # fails on a graph break
+    # fails on a graph break; aot_eager traces through AOT autograd as inductor does
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
     with torch.no_grad():
         torch.testing.assert_close(compiled(*inputs), model(*inputs))
+
+
+@pytest.mark.parametrize("case", RECURRENT)
+def test_torch_compile_fullgraph_trains(case: str) -> None:
+    """With autograd recording, the compiled recurrence (the cell equations unrolled) gives the
+    eager model's outputs (torch's fused kernel) and gradients."""
+    model, inputs = _inputs(case)
+    inputs = [x.requires_grad_() for x in inputs]
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    got, want = compiled(*inputs), model(*inputs)
+    torch.testing.assert_close(got, want)
+    weights = torch.randn_like(want)  # a loss that weighs every output differently
+    tensors = [*inputs, *model.parameters()]
+    for g, w in zip(torch.autograd.grad((got * weights).sum(), tensors),
+                    torch.autograd.grad((want * weights).sum(), tensors), strict=True):
+        torch.testing.assert_close(g, w)

@@ -19,6 +19,7 @@ from matport.convert.api import load
 from matport.errors import VerificationError
 from matport.network.model import Connection, Layer, Network, Normalization
 from matport.synth import onnx_export as matlab_onnx_export
+from matport.synth.layer_cases import CASES
 from matport.verify import REPORT_SCHEMA, VerifyReport, onnx_run, verify
 from matport.verify.export import export_onnx
 from tests.support.paths import corpus_file
@@ -537,6 +538,21 @@ def test_sequence_network_with_onnx_lstm_layout(tmp_path: Path) -> None:
     [entry] = report.weights.differing
     assert (entry.layer, entry.max_abs_diff) == ("lstm", 0.5)
     assert entry.tensor.endswith("rnn.bias_hh_l0") and "recurrent bias" in (entry.layout or "")
+
+
+@pytest.mark.parametrize("case", ["lstm_sequence", "gru_sequence", "gru_last",
+                                  "gru_recurrent_bias"])
+def test_recurrent_networks_match_their_matlab_style_export(case: str, tmp_path: Path) -> None:
+    """GRU layers (ONNX ``GRU``, gates z, r, h) and FC layers on a sequence (``MatMul`` +
+    ``Add``) in the MATLAB-style export: onnxruntime agrees with the converted model and every
+    array of the export is found among its tensors."""
+    net = CASES[case]()
+    path = matlab_onnx_export.export(net, tmp_path / "rnn.onnx", sequence_length=6)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert ("GRU" if case.startswith("gru") else "LSTM") in ops
+    report = verify(load(net), path, network=net, num_random=3)
+    assert report.passed, report.summary()
+    assert report.weights is not None and report.weights.identical == report.weights.checked
 
 
 def test_export_onnx_of_a_sequence_model(tmp_path: Path) -> None:

@@ -13,12 +13,16 @@ is written independently of matport's transplant code:
 - conv weights H x W x C x F -> F x C x H x W, asymmetric pads as ONNX pads, 'same' padding
   computed from the input size (extra row/column at the bottom/right, like MATLAB);
 - additions are ``Sum``, depth concatenation ``Concat`` on axis 1, the FC layer a ``Conv`` with a
-  full-size kernel after spatial input and a ``Gemm`` (weights O x I) after features, the softmax
-  a ``Flatten`` (``<softmax>_Flatten``) + ``Softmax``;
+  full-size kernel after spatial input, a ``Gemm`` (weights O x I) after features and a
+  ``MatMul`` (weights I x O, ``<layer>_MatMul``) + ``Add`` on a sequence, the softmax a
+  ``Flatten`` (``<softmax>_Flatten``) + ``Softmax``;
 - feature input ``[1, C]``; sequence input ``[T, 1, C]`` with a fixed length (ONNX LSTM layout,
   as MATLAB's SequenceInputLayer converter declares it); an LSTM layer is the ONNX ``LSTM``
   with gates reordered to (i, o, f, c), ``B = [Bias, 0]``, the stored states as ``initial_h`` /
-  ``initial_c``, and its 'last' output squeezed to ``[1, H]`` (``<layer>_Squeeze``);
+  ``initial_c``, and its 'last' output squeezed to ``[1, H]`` (``<layer>_Squeeze``); a GRU layer
+  the ONNX ``GRU`` with gates reordered to (z, r, h), ``linear_before_reset`` for MATLAB's
+  'after-multiplication' reset modes, ``B = [Bias, 0]`` (``[input bias, recurrent bias]`` with
+  'recurrent-bias-after-multiplication'), the stored state as ``initial_h``, squeezed alike;
 - output layers emit nothing.
 """
 
@@ -33,6 +37,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from matport.network.model import Layer, Network
+from matport.network.specs import returns_sequence
 
 PRODUCER = "MATLAB Deep Learning Toolbox Converter for ONNX Model Format"
 PRODUCER_VERSION = "19.1.5"
@@ -171,7 +176,40 @@ class _Builder:
         ]
         outs = [f"{name}_Y", f"{name}_Y_h", f"{name}_Y_c"]
         self.nodes.append(helper.make_node("LSTM", ins, outs, name=name, hidden_size=hidden))
-        if layer.params.get("OutputMode", "sequence") == "last":
+        return self._recurrent_output(layer, name, outs, hidden)
+
+    def _GRULayer(self, layer: Layer, name: str) -> str:
+        (src,) = self.sources(layer)
+        w = np.asarray(layer.learnables["InputWeights"], np.float32)
+        r = np.asarray(layer.learnables["RecurrentWeights"], np.float32)
+        bias = np.asarray(layer.learnables["Bias"], np.float32).reshape(-1)
+        hidden = r.shape[1]
+        mode = layer.params.get("ResetGateMode", "after-multiplication")
+        if mode != "recurrent-bias-after-multiplication":
+            bias = np.concatenate([bias, np.zeros_like(bias)])
+
+        def onnx_gates(a: np.ndarray) -> np.ndarray:  # MATLAB [r; z; h] -> ONNX [z; r; h]
+            reset, update, candidate = np.split(a, 3)
+            return np.concatenate([update, reset, candidate])
+
+        b = np.concatenate([onnx_gates(part) for part in np.split(bias, 2)])  # [Wb, Rb]
+        ins = [
+            src,
+            self.init(f"{name}_W", onnx_gates(w)[None]),
+            self.init(f"{name}_R", onnx_gates(r)[None]),
+            self.init(f"{name}_B", b[None]),
+            "",
+            self.init(f"{name}_initial_h", np.reshape(layer.state["HiddenState"], (1, 1, -1))),
+        ]
+        outs = [f"{name}_Y", f"{name}_Y_h"]
+        self.nodes.append(helper.make_node(
+            "GRU", ins, outs, name=name, hidden_size=hidden,
+            linear_before_reset=int(mode != "before-multiplication")))
+        return self._recurrent_output(layer, name, outs, hidden)
+
+    def _recurrent_output(self, layer: Layer, name: str, outs: list[str], hidden: int) -> str:
+        """The sequence ``Y`` as ``[T, 1, H]``, or in 'last' mode ``Y_h`` as ``[1, H]``."""
+        if not returns_sequence(layer):
             return self.node("Squeeze", f"{name}_Squeeze", [outs[1]], (1, hidden), axes=[0])
         return self.node("Squeeze", f"{name}_Squeeze", [outs[0]], (self.steps, 1, hidden),
                          axes=[1])
@@ -281,6 +319,13 @@ class _Builder:
             b_name = self.init(f"{name}_B", np.asarray(layer.learnables["Bias"]).reshape(-1))
             return self.node("Gemm", name, [src, w_name, b_name], (1, weights.shape[0]),
                              transB=1)
+        if len(self.shapes[src]) == 3:  # a sequence T x 1 x I: MatMul with I x O weights, Add
+            t, n, _ = self.shapes[src]
+            w_name = self.init(f"{name}_W", weights.T)
+            b_name = self.init(f"{name}_B", np.asarray(layer.learnables["Bias"]).reshape(-1))
+            product = self.node("MatMul", f"{name}_MatMul", [src, w_name],
+                                (t, n, weights.shape[0]))
+            return self.node("Add", name, [product, b_name], (t, n, weights.shape[0]))
         n, c, h, w = self.shapes[src]
         if weights.ndim == 4:  # H x W x C x O
             kernel = weights.transpose(3, 2, 0, 1)

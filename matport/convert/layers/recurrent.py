@@ -1,7 +1,8 @@
 """LSTM, projected LSTM, BiLSTM and GRU layers.
 
 PyTorch's gate order is MATLAB's (LSTM i, f, g, o; GRU r, z, n), so the weights are copied as they
-are; only ONNX reorders gates (see ``LayerSpec.gate_order``).
+are; only ONNX reorders gates (see ``LayerSpec.gate_order``). The recurrence is :mod:`.rnn`'s
+``nn.LSTM`` / ``nn.GRU`` stand-in, which ``torch.compile(fullgraph=True)`` traces.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from matport.convert.layers import rnn
 from matport.convert.layers.params import (
     array,
     assign,
@@ -29,7 +31,8 @@ from matport.network.specs import SEQUENCE, returns_sequence
 
 
 class _Recurrent(nn.Module):
-    """A batch-first ``nn.LSTM``/``nn.GRU`` (attribute ``rnn``) started from stored initial
+    """A batch-first LSTM / GRU (attribute ``rnn``: :class:`.rnn.LSTM` / :class:`.rnn.GRU`,
+    with ``nn.LSTM``'s / ``nn.GRU``'s parameters and call) started from stored initial
     states (buffers ``initial_hidden`` / ``initial_cell``, one row per direction), returning
     the whole sequence (``N x T x C``) or, in MATLAB's 'last' mode, the final hidden state of
     each direction (``N x C``): the last time step's output for a forward layer; for a BiLSTM
@@ -39,10 +42,10 @@ class _Recurrent(nn.Module):
     initial_hidden: torch.Tensor
     initial_cell: torch.Tensor | None
 
-    def __init__(self, rnn: nn.LSTM | nn.GRU, return_sequence: bool, initial_hidden: np.ndarray,
-                 initial_cell: np.ndarray | None) -> None:
+    def __init__(self, recurrence: rnn.LSTM | rnn.GRU, return_sequence: bool,
+                 initial_hidden: np.ndarray, initial_cell: np.ndarray | None) -> None:
         super().__init__()
-        self.rnn: nn.LSTM | nn.GRU = rnn
+        self.rnn: rnn.LSTM | rnn.GRU = recurrence
         self.return_sequence = return_sequence
         self.register_buffer("initial_hidden", tensor(initial_hidden)[:, None, :])
         if initial_cell is not None:
@@ -66,7 +69,7 @@ class _Recurrent(nn.Module):
 
 
 class LSTM(_Recurrent):
-    """MATLAB LSTMLayer / BiLSTMLayer as a batch-first ``nn.LSTM`` (attribute ``rnn``; gate order
+    """MATLAB LSTMLayer / BiLSTMLayer as a batch-first LSTM (attribute ``rnn``; gate order
     i, f, g, o as in MATLAB; MATLAB's single bias is ``bias_ih``, ``bias_hh`` is zero).
 
     A MATLAB LSTMProjectedLayer becomes this too: its recurrence sees the hidden state projected
@@ -76,7 +79,7 @@ class LSTM(_Recurrent):
 
 
 class GRU(_Recurrent):
-    """MATLAB GRULayer as a batch-first ``nn.GRU`` (attribute ``rnn``; gate order r, z, n as in
+    """MATLAB GRULayer as a batch-first GRU (attribute ``rnn``; gate order r, z, n as in
     MATLAB; ``bias_hh`` is zero, or MATLAB's recurrent bias with ResetGateMode
     'recurrent-bias-after-multiplication')."""
 
@@ -107,7 +110,7 @@ def _lstm(layer: Layer, context: ConversionContext) -> nn.Module:
     bidirectional = layer.type == "BiLSTMLayer"
     dirs = 2 if bidirectional else 1
     hidden = w_rec.shape[1]
-    lstm = on_meta(nn.LSTM, w_in.shape[1], hidden, batch_first=True, bidirectional=bidirectional)
+    lstm = on_meta(rnn.LSTM, w_in.shape[1], hidden, bidirectional=bidirectional)
     rows = 4 * hidden
     values: dict[str, np.ndarray] = {}
     for d, suffix in enumerate(["_l0", "_l0_reverse"][:dirs]):
@@ -131,7 +134,7 @@ def _gru(layer: Layer, context: ConversionContext) -> nn.Module:
     mode = text(layer, "ResetGateMode", "after-multiplication")
     if mode == "before-multiplication":
         raise LayerNotConvertible("ResetGateMode 'before-multiplication' has no nn.GRU equivalent")
-    gru = on_meta(nn.GRU, w_in.shape[1], hidden, batch_first=True)
+    gru = on_meta(rnn.GRU, w_in.shape[1], hidden)
     recurrent_bias = (bias[3 * hidden:] if mode == "recurrent-bias-after-multiplication"
                       else np.zeros(3 * hidden, np.float32))
     assign(gru, {"weight_ih_l0": w_in, "weight_hh_l0": w_rec, "bias_ih_l0": bias[: 3 * hidden],
