@@ -7,6 +7,7 @@ column arrays starting with ``0xDD000000`` (nested). See ``shared/docs/mat-forma
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -39,23 +40,19 @@ _UINT32 = np.dtype(np.uint32)
 
 def is_reference(value: Any) -> bool:
     """True for a uint32 column ``[0xDD000000, ndims, dims..., ids..., classId]``."""
-    return (
-        isinstance(value, np.ndarray)
-        and value.dtype == _UINT32
-        and value.ndim == 2
-        and value.shape[1] == 1
-        and value.shape[0] >= 3
-        and int(value[0, 0]) == REFERENCE_MAGIC
-        and 2 <= int(value[1, 0]) <= 32
-        and value.shape[0] == 3 + int(value[1, 0]) + int(np.prod(value[2 : 2 + int(value[1, 0]), 0],
-                                                                  dtype=np.int64))
-    )
+    if not (isinstance(value, np.ndarray) and value.dtype == _UINT32 and value.ndim == 2
+            and value.shape[1] == 1 and value.shape[0] >= 3
+            and int(value[0, 0]) == REFERENCE_MAGIC):
+        return False
+    ndims = int(value[1, 0])
+    return 2 <= ndims <= 32 and value.shape[0] == 3 + ndims + math.prod(
+        value[2 : 2 + ndims, 0].tolist())
 
 
 def is_reference_tag(value: Any) -> bool:
     """True for the uint32 ``0xDD000000`` that marks an enumeration's struct (a struct that only
     has a field of that name is a struct)."""
-    return (isinstance(value, np.ndarray) and value.dtype == np.uint32 and value.size == 1
+    return (isinstance(value, np.ndarray) and value.dtype == _UINT32 and value.size == 1
             and int(value.ravel()[0]) == REFERENCE_MAGIC)
 
 
@@ -198,15 +195,15 @@ class Subsystem:
         return value
 
     def objects_from_ref(self, ref: np.ndarray, depth: int) -> Any:
-        words = [int(w) for w in ref[:, 0]]
+        words: list[int] = ref[:, 0].tolist()
         if len(words) < 3 or words[0] != REFERENCE_MAGIC:
             raise self.fail("malformed object reference")
         ndims = words[1]
         if not 2 <= ndims <= 32 or len(words) < 3 + ndims:
             raise self.fail("object reference with invalid dimensions")
         dims = tuple(words[2 : 2 + ndims])
-        count = int(np.prod(dims, dtype=np.int64)) if all(d < 2**31 for d in dims) else -1
-        if count < 0 or len(words) != 2 + ndims + count + 1:
+        count = math.prod(dims)
+        if len(words) != 2 + ndims + count + 1:
             raise self.fail(f"object reference of size {dims} has {len(words)} words")
         ids = words[2 + ndims : 2 + ndims + count]
         declared = self.class_name(words[-1])

@@ -6,6 +6,7 @@ present before anything is allocated, inflation is capped, and nesting depth is 
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeAlias
@@ -162,8 +163,10 @@ class _Reader:
         # MATLAB's usual matrix header: array flags (type, size, flags word, class-specific),
         # two dimensions (type, size, rows, columns), then the name's tag
         self.head = struct.Struct(order + "IIIIIIiiII")
+        # a struct's field-name length (packed into its tag) then the names' tag
+        self.names_head = struct.Struct(order + "IiII")
         self.dtypes = DTYPES[order]
-        self.fields: dict[tuple[bytes, int], tuple[str, ...]] = {}  # see field_names
+        self.fields: dict[tuple[bytes, int], tuple[tuple[str, str], ...]] = {}  # field_names
 
     def fail(self, message: str, where: Place) -> MatFileError:
         return MatFileError(self.path, one_line(message), render(where))
@@ -317,7 +320,7 @@ class _Reader:
             return self.opaque(buf, pos, end, depth, where)
         mclass = word & 0xFF
         inner = (where, f" > {name}") if name else where
-        count = _prod(dims)
+        count = math.prod(dims)
         if mclass in MX_NUMERIC:
             return name, self.numeric(buf, pos, end, mclass, word, dims, count, inner)
         if mclass == MX_CHAR:
@@ -433,41 +436,52 @@ class _Reader:
 
     def struct(self, buf: memoryview, pos: int, end: int, dims: tuple[int, ...], count: int,
                depth: int, where: Place) -> Struct | StructArray:
-        flen_arr, pos = self.integers(buf, pos, end, "struct field-name length", where)
-        if flen_arr.size != 1 or not 0 < int(flen_arr[0]) <= 4096:
-            raise self.fail("invalid struct field-name length", where)
-        flen = int(flen_arr[0])
-        names_arr, pos = self.integers(buf, pos, end, "struct field names", where)
-        raw = names_arr.astype(np.uint8, copy=False).tobytes()
+        flen, raw, pos = self.field_block(buf, pos, end, where)
         if len(raw) % flen:
             raise self.fail("struct field names do not fill whole slots", where)
         fields = self.field_names(raw, flen)
         if count * max(len(fields), 1) * 8 > end - pos + (0 if fields else MAX_FIELDLESS * 8):
             raise self.fail(f"struct array of size {dims} cannot fit in its element", where)
         self.expand(count * max(len(fields), 1) * ELEMENT_COST, where)
-        places = [(fname, (where, "." + fname)) for fname in fields]
         tag, matrix = self.tag, self.matrix
         elements = []
         for _ in range(count):
             s = Struct()
-            for fname, place in places:
+            for fname, dotted in fields:
                 mtype, nbytes, dpos, pos = tag(buf, pos, end, where)
                 if mtype != MI_MATRIX:
                     raise self.fail(f"struct field {fname} is not a matrix", where)
-                s[fname] = matrix(buf, dpos, dpos + nbytes, depth + 1, place)[1]
+                s[fname] = matrix(buf, dpos, dpos + nbytes, depth + 1, (where, dotted))[1]
             elements.append(s)
         if dims == (1, 1):
             return elements[0]
-        return StructArray(dims, fields, elements)
+        return StructArray(dims, tuple(fname for fname, _ in fields), elements)
 
-    def field_names(self, raw: bytes, flen: int) -> tuple[str, ...]:
-        """A struct's field names from their ``flen``-byte slots; cached, since the structs of
-        one class repeat them."""
+    def field_block(self, buf: memoryview, pos: int, end: int,
+                    where: Place) -> tuple[int, bytes, int]:
+        """A struct's field-name length, the bytes of its names, and the position after them.
+        MATLAB's layout (an int32 length packed into its tag, int8 names) is read in one step."""
+        if pos + 16 <= end:
+            ltag, flen, ntag, nbytes = self.names_head.unpack_from(buf, pos)
+            if (ltag == 4 << 16 | MI_INT32 and 0 < flen <= 4096 and ntag == MI_INT8
+                    and nbytes <= end - pos - 16):
+                nxt = pos + 16 + ((nbytes + 7) & ~7)
+                return flen, bytes(buf[pos + 16 : pos + 16 + nbytes]), nxt if nxt < end else end
+        flen_arr, pos = self.integers(buf, pos, end, "struct field-name length", where)
+        if flen_arr.size != 1 or not 0 < int(flen_arr[0]) <= 4096:
+            raise self.fail("invalid struct field-name length", where)
+        names_arr, pos = self.integers(buf, pos, end, "struct field names", where)
+        return int(flen_arr[0]), names_arr.astype(np.uint8, copy=False).tobytes(), pos
+
+    def field_names(self, raw: bytes, flen: int) -> tuple[tuple[str, str], ...]:
+        """A struct's field names from their ``flen``-byte slots, each with its place (".name");
+        cached, since the structs of one class repeat them."""
         names = self.fields.get((raw, flen))
         if names is None:
             names = self.fields[raw, flen] = tuple(
-                raw[i : i + flen].split(b"\0", 1)[0].decode("latin-1")
-                for i in range(0, len(raw), flen))
+                (name, "." + name) for name in (
+                    raw[i : i + flen].split(b"\0", 1)[0].decode("latin-1")
+                    for i in range(0, len(raw), flen)))
         return names
 
     def sparse(self, buf: memoryview, pos: int, end: int, word: int, dims: tuple[int, ...],
@@ -491,9 +505,3 @@ class _Reader:
         except ValueError as exc:
             raise self.fail(f"invalid sparse array ({exc})", where) from None
 
-
-def _prod(dims: tuple[int, ...]) -> int:
-    n = 1
-    for d in dims:
-        n *= d
-    return n
