@@ -106,6 +106,24 @@ def _table(tmp: Path, nrows: float) -> Path:
     return path
 
 
+def _table_in_itself(tmp: Path, fmt: str) -> Path:
+    table = MatObject("table", {})
+    data = np.empty((1, 1), dtype=object)
+    data[0, 0] = table
+    table.props.update(data=data, varnames=np.array([["a"]], dtype=object))
+    path = tmp / f"self_{fmt}.mat"
+    write(path, {"t": table}, format=fmt)  # type: ignore[arg-type]
+    return path
+
+
+def table_in_itself_v7(tmp: Path) -> Path:
+    return _table_in_itself(tmp, "v7")
+
+
+def table_in_itself_v73(tmp: Path) -> Path:
+    return _table_in_itself(tmp, "v7.3")
+
+
 def table_rows_nan(tmp: Path) -> Path:
     return _table(tmp, NAN)
 
@@ -203,6 +221,8 @@ CASES: dict[Callable[[Path], Path], str] = {
     sparse_indices_negative: "sparse array index data is inconsistent",
     table_rows_nan: "malformed table",
     table_rows_inf: "malformed table",
+    table_in_itself_v7: "a table value contains itself",
+    table_in_itself_v73: "a table value contains itself",
     enumeration_struct: "malformed enumeration",
     nested_objects_v7: "objects nested deeper than 64 levels",
     nested_objects_v73: "objects nested deeper than 64 levels",

@@ -265,9 +265,11 @@ class Subsystem:
         raise self.fail(f"{class_name}.{self.name(int(name_idx))} has unknown property type {kind}")
 
     def referenced_while_active(self, obj: MatObject) -> bool:
+        """Whether ``obj`` is inside its own properties (each walked afresh: a walk from ``obj``
+        itself skips ``obj`` when it meets it again, as already seen)."""
         from matport.mat.values import walk
 
-        return any(v is obj for k, (_, v) in enumerate(walk(obj, "")) if k)
+        return any(v is obj for value in obj.props.values() for _, v in walk(value, ""))
 
     def record(self, records: list[np.ndarray], idx: int, class_name: str) -> np.ndarray:
         if not 0 < idx < len(records):
