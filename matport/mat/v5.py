@@ -25,6 +25,7 @@ from matport.mat.format import (
     HEADER_TEXT_BYTES,
     INFLATE_RATIO,
     MAX_DIMS,
+    MAX_ELEMENTS,
     MCOS_TYPE_SYSTEM,
     MI_COMPRESSED,
     MI_DTYPES,
@@ -305,6 +306,9 @@ class _Reader:
         dims = tuple(int(d) for d in dims_arr)
         if min(dims) < 0:
             raise self.fail(f"invalid dimensions {dims}", where)
+        if math.prod(d for d in dims if d) > MAX_ELEMENTS:  # numpy cannot shape even an empty one
+            raise self.fail(f"dimensions {dims} are beyond MATLAB's {MAX_ELEMENTS} elements",
+                            where)
         name, pos = self.text(buf, pos, end, where)
         return word, dims, name, pos
 
