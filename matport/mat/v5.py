@@ -281,15 +281,17 @@ class _Reader:
                where: Place) -> tuple[int, tuple[int, ...] | None, str, int]:
         """A matrix's array flags word, dimensions and name, and the position after them; an
         opaque object has no dimensions (None) and its name is read after. MATLAB's usual
-        layout (uint32 flags, two int32 dimensions, no name or one packed into its tag) is read
-        in one step."""
+        layout (uint32 flags, two int32 dimensions, an int8 name or one packed into its tag) is
+        read in one step."""
         if pos + 40 <= end:
             ftype, fbytes, word, _, dtag, dbytes, rows, cols, ntag, nbytes = (
                 self.head.unpack_from(buf, pos))
             if (ftype == MI_UINT32 and fbytes == 8 and dtag == MI_INT32 and dbytes == 8
                     and rows >= 0 and cols >= 0 and word & 0xFF != MX_OPAQUE):
-                if ntag == MI_INT8 and not nbytes:
-                    return word, (rows, cols), "", pos + 40
+                if ntag == MI_INT8 and nbytes <= MAX_TEXT and nbytes <= end - pos - 40:
+                    nxt = pos + 40 + ((nbytes + 7) & ~7)
+                    name = str(buf[pos + 40 : pos + 40 + nbytes], "latin-1")
+                    return word, (rows, cols), name, nxt if nxt < end else end
                 small = ntag >> 16
                 if 0 < small <= 4 and ntag & 0xFFFF in BYTE_TYPES:
                     name = str(buf[pos + 36 : pos + 36 + small], "latin-1")
