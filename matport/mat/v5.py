@@ -290,7 +290,7 @@ class _Reader:
                     and rows >= 0 and cols >= 0 and word & 0xFF != MX_OPAQUE):
                 if ntag == MI_INT8 and nbytes <= MAX_TEXT and nbytes <= end - pos - 40:
                     nxt = pos + 40 + ((nbytes + 7) & ~7)
-                    name = str(buf[pos + 40 : pos + 40 + nbytes], "latin-1")
+                    name = str(buf[pos + 40 : pos + 40 + nbytes], "latin-1") if nbytes else ""
                     return word, (rows, cols), name, nxt if nxt < end else end
                 small = ntag >> 16
                 if 0 < small <= 4 and ntag & 0xFFFF in BYTE_TYPES:
