@@ -167,7 +167,7 @@ class _Reader:
         # a struct's field-name length (packed into its tag) then the names' tag
         self.names_head = struct.Struct(order + "IiII")
         self.dtypes = DTYPES[order]
-        self.fields: dict[tuple[bytes, int], tuple[tuple[str, str], ...]] = {}  # field_names
+        self.fields: dict[tuple[bytes, int], tuple[str, ...]] = {}  # see field_names
 
     def fail(self, message: str, where: Place) -> MatFileError:
         return MatFileError(self.path, one_line(message), render(where))
@@ -445,7 +445,7 @@ class _Reader:
         flen, raw, pos = self.field_block(buf, pos, end, where)
         if len(raw) % flen:
             raise self.fail("struct field names do not fill whole slots", where)
-        fields = self.field_names(raw, flen)
+        fields = self.field_names(raw, flen, where)
         if count * max(len(fields), 1) * 8 > end - pos + (0 if fields else MAX_FIELDLESS * 8):
             raise self.fail(f"struct array of size {dims} cannot fit in its element", where)
         self.expand(count * max(len(fields), 1) * ELEMENT_COST, where)
@@ -453,15 +453,15 @@ class _Reader:
         elements = []
         for _ in range(count):
             s = Struct()
-            for fname, dotted in fields:
+            for fname in fields:
                 mtype, nbytes, dpos, pos = tag(buf, pos, end, where)
                 if mtype != MI_MATRIX:
                     raise self.fail(f"struct field {fname} is not a matrix", where)
-                s[fname] = matrix(buf, dpos, dpos + nbytes, depth + 1, (where, dotted))[1]
+                s[fname] = matrix(buf, dpos, dpos + nbytes, depth + 1, (where, "." + fname))[1]
             elements.append(s)
         if dims == (1, 1):
             return elements[0]
-        return StructArray(dims, tuple(fname for fname, _ in fields), elements)
+        return StructArray(dims, fields, elements)
 
     def field_block(self, buf: memoryview, pos: int, end: int,
                     where: Place) -> tuple[int, bytes, int]:
@@ -479,15 +479,16 @@ class _Reader:
         names_arr, pos = self.integers(buf, pos, end, "struct field names", where)
         return int(flen_arr[0]), names_arr.astype(np.uint8, copy=False).tobytes(), pos
 
-    def field_names(self, raw: bytes, flen: int) -> tuple[tuple[str, str], ...]:
-        """A struct's field names from their ``flen``-byte slots, each with its place (".name");
-        cached, since the structs of one class repeat them."""
+    def field_names(self, raw: bytes, flen: int, where: Place) -> tuple[str, ...]:
+        """A struct's field names from their ``flen``-byte slots; cached, since the structs of
+        one class repeat them. Each distinct name is charged as an element: names are the
+        file's bytes made Python objects, so a block of a million 1-byte slots costs."""
         names = self.fields.get((raw, flen))
         if names is None:
+            self.expand(len(raw) // flen * ELEMENT_COST, where)
             names = self.fields[raw, flen] = tuple(
-                (name, "." + name) for name in (
-                    raw[i : i + flen].split(b"\0", 1)[0].decode("latin-1")
-                    for i in range(0, len(raw), flen)))
+                raw[i : i + flen].split(b"\0", 1)[0].decode("latin-1")
+                for i in range(0, len(raw), flen))
         return names
 
     def sparse(self, buf: memoryview, pos: int, end: int, word: int, dims: tuple[int, ...],
