@@ -163,7 +163,8 @@ class Subsystem:
         if depth > 4 * MAX_DEPTH:
             raise self.fail(f"values nested deeper than {4 * MAX_DEPTH} levels")
         if isinstance(value, np.ndarray):
-            if value.dtype == _OBJECT:
+            dtype = value.dtype
+            if dtype == _OBJECT:
                 if value.size == 0:
                     return value
                 out = np.empty(value.shape, dtype=object)
@@ -171,7 +172,7 @@ class Subsystem:
                 for i, item in enumerate(flat_in):
                     flat_out[i] = self.resolve(item, depth + 1)
                 return out
-            if is_reference(value):
+            if dtype == _UINT32 and is_reference(value):  # most arrays: no call
                 return self.objects_from_ref(value, depth)
             return value
         if isinstance(value, Struct):
