@@ -8,7 +8,8 @@ Ratios against baselines measured in the same run, on the same file:
 - time against ``scipy.io.loadmat`` (issue 14): ``matport.read`` of the ResNet-50 Designer
   parameters struct (v7, written by scipy), and of every small v7 corpus file scipy reads, with
   the inflater matport uses (``isal`` when installed, else ``zlib``) named.
-Run: ``python scripts/bench_read.py [--repeat N] [--markdown BENCHMARKS.md]``.
+Run: ``python scripts/bench_read.py [--repeat N] [--markdown BENCHMARKS.md]``; ``--small-only``
+prints just the small-files row against scipy (no ResNet-50 files are written).
 """
 
 from __future__ import annotations
@@ -54,7 +55,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--markdown", type=Path, help="replace this script's section in the file")
+    ap.add_argument("--small-only", action="store_true",
+                    help="only the small corpus files against scipy.io.loadmat")
     args = ap.parse_args()
+    if args.small_only:
+        if args.markdown:
+            ap.error("--small-only measures part of the section; it cannot replace it")
+        print("\n".join(scipy_lines(None, args.repeat)))
+        return 0
 
     import matport
     from matport.network import read_network
@@ -107,8 +115,9 @@ def main() -> int:
     return 0
 
 
-def scipy_lines(net: object, repeat: int) -> list[str]:
-    """Rows of ``matport.read`` time over ``scipy.io.loadmat`` time, interleaved, medians."""
+def scipy_lines(net: object | None, repeat: int) -> list[str]:
+    """Rows of ``matport.read`` time over ``scipy.io.loadmat`` time, interleaved, medians: the
+    ResNet-50 Designer struct written from ``net`` (None: skipped), then the small files."""
     import warnings
 
     import scipy.io
@@ -118,8 +127,10 @@ def scipy_lines(net: object, repeat: int) -> list[str]:
     from matport.synth.resnet50 import write_form
 
     with tempfile.TemporaryDirectory() as tmp:
-        designer = write_form("designer-v7", net, Path(tmp) / "designer.mat")  # type: ignore[arg-type]
-        cases = [("ResNet-50 Designer struct (v7, 96 MB)", [designer])]
+        cases = []
+        if net is not None:
+            designer = write_form("designer-v7", net, Path(tmp) / "designer.mat")  # type: ignore[arg-type]
+            cases.append(("ResNet-50 Designer struct (v7, 96 MB)", [designer]))
         small = small_v7_files(ROOT.parent / "shared" / "corpus")
         if small:
             cases.append((f"{len(small)} small corpus v7 files, together", small))

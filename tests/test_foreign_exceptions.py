@@ -73,6 +73,17 @@ def too_many_dims(tmp: Path) -> Path:
     return write_v7(tmp, compressed(raw_matrix(int_flags(6), dims, b"x", doubles(1.0))))
 
 
+def empty_beyond_numpy(tmp: Path) -> Path:
+    """No values, but dimensions whose other extents multiply beyond what numpy can shape."""
+    dims = int_dims(2**31 - 1, 2**31 - 1, 0)
+    return write_v7(tmp, compressed(raw_matrix(int_flags(6), dims, b"x", element(9, b""))))
+
+
+def empty_cell_beyond_numpy(tmp: Path) -> Path:
+    return write_v7(tmp, compressed(raw_matrix(int_flags(1), int_dims(2**31 - 1, 2**31 - 1, 0),
+                                               b"c")))
+
+
 def field_name_length_nan(tmp: Path) -> Path:
     return write_v7(tmp, compressed(raw_matrix(int_flags(2), int_dims(1, 1), b"s", doubles(NAN),
                                                element(1, b"a" + b"\0" * 7))))
@@ -104,6 +115,24 @@ def _table(tmp: Path, nrows: float) -> Path:
     write(path, {"t": MatObject("table", {"data": data, "varnames": names,
                                           "nrows": np.array([[nrows]])})})
     return path
+
+
+def _table_in_itself(tmp: Path, fmt: str) -> Path:
+    table = MatObject("table", {})
+    data = np.empty((1, 1), dtype=object)
+    data[0, 0] = table
+    table.props.update(data=data, varnames=np.array([["a"]], dtype=object))
+    path = tmp / f"self_{fmt}.mat"
+    write(path, {"t": table}, format=fmt)  # type: ignore[arg-type]
+    return path
+
+
+def table_in_itself_v7(tmp: Path) -> Path:
+    return _table_in_itself(tmp, "v7")
+
+
+def table_in_itself_v73(tmp: Path) -> Path:
+    return _table_in_itself(tmp, "v7.3")
 
 
 def table_rows_nan(tmp: Path) -> Path:
@@ -196,6 +225,8 @@ CASES: dict[Callable[[Path], Path], str] = {
     dims_nan: "dimensions stored as float64",
     dims_inf: "dimensions stored as float64",
     too_many_dims: f"{MAX_DIMS + 1} dimensions",
+    empty_beyond_numpy: r"dimensions \(2147483647, 2147483647, 0\) are beyond",
+    empty_cell_beyond_numpy: r"dimensions \(2147483647, 2147483647, 0\) are beyond",
     name_with_newline: r"array of size \(2, 2\) holds 1 values \(at variable at byte 128 > x\\ny\)",
     field_name_length_nan: "field-name length stored as float64",
     field_names_nan: "struct field names stored as float64",
@@ -203,6 +234,8 @@ CASES: dict[Callable[[Path], Path], str] = {
     sparse_indices_negative: "sparse array index data is inconsistent",
     table_rows_nan: "malformed table",
     table_rows_inf: "malformed table",
+    table_in_itself_v7: "a table value contains itself",
+    table_in_itself_v73: "a table value contains itself",
     enumeration_struct: "malformed enumeration",
     nested_objects_v7: "objects nested deeper than 64 levels",
     nested_objects_v73: "objects nested deeper than 64 levels",

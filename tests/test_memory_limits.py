@@ -143,3 +143,14 @@ def test_names_longer_than_any_matlab_writes_are_refused(tmp_path: Path) -> None
     packed = zlib.compress(matrix(6, (1, 1), name, element(9, b"\0" * 8)), 9)
     path = write_v7(tmp_path, struct.pack("<II", 15, len(packed)) + packed)
     refused(lambda: matport.read(path), "a name of 20000000 bytes", max_mb=60)
+
+
+def test_struct_field_names_are_bounded(tmp_path: Path) -> None:
+    """An empty struct array whose field-name block holds a million 2-byte names (2 MB
+    inflated, 2 kB on disk) would become 150 MB of Python strings; refused before they are
+    built."""
+    names = element(5, struct.pack("<i", 2)) + element(1, b"ab" * 1_000_000)
+    packed = zlib.compress(matrix(2, (0, 0), b"s", names), 9)
+    path = write_v7(tmp_path, struct.pack("<II", 15, len(packed)) + packed)
+    refused(lambda: matport.read(path), "values built from the file would take more than 8 "
+            "times", max_mb=40)

@@ -43,6 +43,7 @@ COMPLEX_PARTS = {"c16": "f8", "c8": "f4"}  # complex dtype code -> dtype code of
 FLAG_COMPLEX, FLAG_GLOBAL, FLAG_LOGICAL = 0x0800, 0x0400, 0x0200
 MAX_NAME = 63  # MATLAB's namelengthmax: variable and field names
 MAX_DIMS = 64  # more dimensions than numpy supports is not a file MATLAB wrote
+MAX_ELEMENTS = 2**48 - 1  # MATLAB's most elements in one array (64-bit)
 # zlib cannot inflate by more than ~1032:1; anything beyond that is not a zlib stream MATLAB wrote.
 INFLATE_RATIO = 1100
 

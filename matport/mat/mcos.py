@@ -7,6 +7,7 @@ column arrays starting with ``0xDD000000`` (nested). See ``shared/docs/mat-forma
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -33,27 +34,25 @@ from matport.mat.values import (
 
 _REGION_NAMES = ("class table", "saveobj records", "object table", "property records",
                  "dynamic properties")
+_OBJECT = np.dtype(object)
+_UINT32 = np.dtype(np.uint32)
 
 
 def is_reference(value: Any) -> bool:
     """True for a uint32 column ``[0xDD000000, ndims, dims..., ids..., classId]``."""
-    return (
-        isinstance(value, np.ndarray)
-        and value.dtype == np.uint32
-        and value.ndim == 2
-        and value.shape[1] == 1
-        and value.shape[0] >= 3
-        and int(value[0, 0]) == REFERENCE_MAGIC
-        and 2 <= int(value[1, 0]) <= 32
-        and value.shape[0] == 3 + int(value[1, 0]) + int(np.prod(value[2 : 2 + int(value[1, 0]), 0],
-                                                                  dtype=np.int64))
-    )
+    if not (isinstance(value, np.ndarray) and value.dtype == _UINT32 and value.ndim == 2
+            and value.shape[1] == 1 and value.shape[0] >= 3
+            and int(value[0, 0]) == REFERENCE_MAGIC):
+        return False
+    ndims = int(value[1, 0])
+    return 2 <= ndims <= 32 and value.shape[0] == 3 + ndims + math.prod(
+        value[2 : 2 + ndims, 0].tolist())
 
 
 def is_reference_tag(value: Any) -> bool:
     """True for the uint32 ``0xDD000000`` that marks an enumeration's struct (a struct that only
     has a field of that name is a struct)."""
-    return (isinstance(value, np.ndarray) and value.dtype == np.uint32 and value.size == 1
+    return (isinstance(value, np.ndarray) and value.dtype == _UINT32 and value.size == 1
             and int(value.ravel()[0]) == REFERENCE_MAGIC)
 
 
@@ -63,8 +62,8 @@ class Subsystem:
     def __init__(self, cells: list[Any] | None, path: str) -> None:
         self.path = path
         self.cache: dict[int, MatObject | None] = {}
-        self.depth = 0  # values being resolved, one inside the other
-        self.object_depth = 0  # objects among them
+        self.revisits = 0  # objects found in the cache (so possibly inside themselves)
+        self.object_depth = 0  # objects being resolved, one inside the other
         if cells is None:
             self.names: list[str] = []
             self.classes: list[tuple[int, int]] = []
@@ -158,71 +157,69 @@ class Subsystem:
 
     # -- resolution --------------------------------------------------------------------------
 
-    def resolve(self, value: Any) -> Any:
-        """Return ``value`` with every object reference inside it replaced by its object."""
-        if isinstance(value, ObjectRef):
-            return self.objects_from_ref(value.ref.reshape(-1, 1))
+    def resolve(self, value: Any, depth: int = 0) -> Any:
+        """Return ``value`` with every object reference inside it replaced by its object;
+        ``depth`` counts the values it is nested in."""
+        if depth > 4 * MAX_DEPTH:
+            raise self.fail(f"values nested deeper than {4 * MAX_DEPTH} levels")
         if isinstance(value, np.ndarray):
-            if value.dtype == object:
+            dtype = value.dtype
+            if dtype == _OBJECT:
                 if value.size == 0:
                     return value
                 out = np.empty(value.shape, dtype=object)
                 flat_in, flat_out = value.reshape(-1), out.reshape(-1)
                 for i, item in enumerate(flat_in):
-                    flat_out[i] = self.nested(item)
+                    flat_out[i] = self.resolve(item, depth + 1)
                 return out
-            if is_reference(value):
-                return self.objects_from_ref(value)
+            if dtype == _UINT32 and is_reference(value):  # most arrays: no call
+                return self.objects_from_ref(value, depth)
             return value
         if isinstance(value, Struct):
             if is_reference_tag(value.get(ENUMERATION_TAG)):
                 return self.enumeration(value)
             resolved = Struct()
             for k, v in value.items():  # a loop, not a generator: one frame less per level
-                resolved[k] = self.nested(v)
+                resolved[k] = self.resolve(v, depth + 1)
             return resolved
+        if isinstance(value, str):
+            return value
+        if isinstance(value, ObjectRef):
+            return self.objects_from_ref(value.ref.reshape(-1, 1), depth)
         if isinstance(value, StructArray):
             return StructArray(value.shape, value.fields,
-                               [self.resolve(e) for e in value.elements])
+                               [self.resolve(e, depth) for e in value.elements])
         if isinstance(value, FunctionHandle):
-            return FunctionHandle(self.nested(value.raw))
+            return FunctionHandle(self.resolve(value.raw, depth + 1))
         if isinstance(value, MatObject) and value.legacy:
-            value.props = {k: self.nested(v) for k, v in value.props.items()}
+            value.props = {k: self.resolve(v, depth + 1) for k, v in value.props.items()}
         return value
 
-    def nested(self, value: Any) -> Any:
-        self.depth += 1
-        try:
-            if self.depth > 4 * MAX_DEPTH:
-                raise self.fail(f"values nested deeper than {4 * MAX_DEPTH} levels")
-            return self.resolve(value)
-        finally:
-            self.depth -= 1
-
-    def objects_from_ref(self, ref: np.ndarray) -> Any:
-        words = [int(w) for w in ref[:, 0]]
+    def objects_from_ref(self, ref: np.ndarray, depth: int) -> Any:
+        words: list[int] = ref[:, 0].tolist()
         if len(words) < 3 or words[0] != REFERENCE_MAGIC:
             raise self.fail("malformed object reference")
         ndims = words[1]
         if not 2 <= ndims <= 32 or len(words) < 3 + ndims:
             raise self.fail("object reference with invalid dimensions")
         dims = tuple(words[2 : 2 + ndims])
-        count = int(np.prod(dims, dtype=np.int64)) if all(d < 2**31 for d in dims) else -1
-        if count < 0 or len(words) != 2 + ndims + count + 1:
+        count = math.prod(dims)
+        if len(words) != 2 + ndims + count + 1:
             raise self.fail(f"object reference of size {dims} has {len(words)} words")
         ids = words[2 + ndims : 2 + ndims + count]
         declared = self.class_name(words[-1])
         elements = []
         for i in ids:  # a loop, not a comprehension: one frame less per level
-            elements.append(self.object(i))
+            elements.append(self.object(i, depth + 1))
         if dims == (1, 1) and elements[0] is not None:
             return elements[0]
         return ObjectArray(declared, dims, [e for e in elements if e is not None])
 
-    def object(self, object_id: int) -> Any:
+    def object(self, object_id: int, depth: int) -> Any:
         if object_id == 0:
             return None  # MATLAB's placeholder for a deleted handle
         if object_id in self.cache:
+            self.revisits += 1
             return self.cache[object_id]
         if not 0 < object_id < len(self.objects):
             raise self.fail(f"object id {object_id} is not in the object table")
@@ -233,32 +230,35 @@ class Subsystem:
         obj = MatObject(class_name, {}, saveobj=bool(saveobj_id))
         # Cached before its properties are read: handle objects may refer back to themselves.
         self.cache[object_id] = obj
+        revisits = self.revisits
         self.object_depth += 1
         try:
             defaults = self.defaults[class_id] if class_id < len(self.defaults) else None
             if isinstance(defaults, Struct):
-                obj.props.update((k, self.nested(v)) for k, v in defaults.items())
+                obj.props.update((k, self.resolve(v, depth)) for k, v in defaults.items())
             if saveobj_id:
                 record = self.record(self.saveobj_records, saveobj_id, class_name)
             else:
                 record = self.record(self.records, normal_id, class_name)
             for name_idx, kind, val in record:
-                obj.props[self.name(int(name_idx))] = self.property(class_name, name_idx, kind, val)
+                obj.props[self.name(int(name_idx))] = self.property(class_name, name_idx, kind,
+                                                                    val, depth)
         finally:
             self.object_depth -= 1
         result = convert_builtin(obj, self.path)
         if result is not obj:
-            if self.referenced_while_active(obj):
+            # obj can only be inside its own values if the cache handed it out meanwhile
+            if self.revisits != revisits and self.referenced_while_active(obj):
                 raise self.fail(f"a {class_name} value contains itself (reference cycle)")
             self.cache[object_id] = result
         return result
 
-    def property(self, class_name: str, name_idx: int, kind: int, val: int) -> Any:
+    def property(self, class_name: str, name_idx: int, kind: int, val: int, depth: int) -> Any:
         if kind == PROPERTY_CELL:
             if not 0 <= val < len(self.props):
                 raise self.fail(f"{class_name}.{self.name(int(name_idx))} points at missing "
                                 f"cell {val}")
-            return self.nested(self.props[int(val)])
+            return self.resolve(self.props[int(val)], depth)
         if kind == PROPERTY_INTEGER:
             return int(val)
         if kind == PROPERTY_NAME:
@@ -266,9 +266,11 @@ class Subsystem:
         raise self.fail(f"{class_name}.{self.name(int(name_idx))} has unknown property type {kind}")
 
     def referenced_while_active(self, obj: MatObject) -> bool:
+        """Whether ``obj`` is inside its own properties (each walked afresh: a walk from ``obj``
+        itself skips ``obj`` when it meets it again, as already seen)."""
         from matport.mat.values import walk
 
-        return any(v is obj for k, (_, v) in enumerate(walk(obj, "")) if k)
+        return any(v is obj for value in obj.props.values() for _, v in walk(value, ""))
 
     def record(self, records: list[np.ndarray], idx: int, class_name: str) -> np.ndarray:
         if not 0 < idx < len(records):

@@ -6,9 +6,10 @@ present before anything is allocated, inflation is capped, and nesting depth is 
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeAlias
 
 import numpy as np
 import scipy.sparse
@@ -24,13 +25,16 @@ from matport.mat.format import (
     HEADER_TEXT_BYTES,
     INFLATE_RATIO,
     MAX_DIMS,
+    MAX_ELEMENTS,
     MCOS_TYPE_SYSTEM,
     MI_COMPRESSED,
     MI_DTYPES,
     MI_INT8,
+    MI_INT32,
     MI_MATRIX,
     MI_UINT8,
     MI_UINT16,
+    MI_UINT32,
     MI_UTF8,
     MI_UTF16,
     MI_UTF32,
@@ -50,6 +54,24 @@ from matport.mat.values import FunctionHandle, MatObject, Struct, StructArray
 
 MAX_FIELDLESS = 1 << 16  # elements of a struct array without fields (they occupy no bytes)
 MAX_TEXT = 4096  # bytes of a name (MATLAB's names have 63 characters, class names a few more)
+BYTE_TYPES = frozenset(t for t, code in MI_DTYPES.items() if code[1] == "1")
+NATIVE = {mclass: np.dtype(code) for mclass, code in MX_NUMERIC.items()}
+LOGICAL = np.dtype(bool)
+DTYPES = {order: {t: np.dtype(order + code) for t, code in MI_DTYPES.items()} for order in "<>"}
+
+# Where an element is, for error messages: a string, or (parent, piece) where the piece is text
+# or a 0-based cell index. Built as tuples while parsing and rendered only when something fails.
+Place: TypeAlias = "str | tuple[Place, str | int]"
+
+
+def render(where: Place) -> str:
+    """The text of a place, kept to one line."""
+    pieces: list[str] = []
+    while isinstance(where, tuple):
+        where, piece = where
+        pieces.append(f"{{{piece + 1}}}" if isinstance(piece, int) else piece)
+    pieces.append(where)
+    return one_line("".join(reversed(pieces)))
 
 
 @dataclass
@@ -144,9 +166,19 @@ class _Reader:
         self.order = order
         self.budget = budget
         self.u4 = struct.Struct(order + "II")
+        # MATLAB's usual matrix header: array flags (type, size, flags word, class-specific),
+        # two dimensions (type, size, rows, columns), then the name's tag
+        self.head = struct.Struct(order + "IIIIIIiiII")
+        # a struct's field-name length (packed into its tag) then the names' tag
+        self.names_head = struct.Struct(order + "IiII")
+        self.dtypes = DTYPES[order]
+        self.fields: dict[tuple[bytes, int], tuple[str, ...]] = {}  # see field_names
 
-    def fail(self, message: str, where: str) -> MatFileError:
-        return MatFileError(self.path, one_line(message), one_line(where))
+    def fail(self, message: str, where: Place) -> MatFileError:
+        return MatFileError(self.path, one_line(message), render(where))
+
+    def expand(self, nbytes: int, where: Place) -> None:
+        self.budget.expand(nbytes, lambda: render(where))
 
     def inflate(self, f: BinaryIO, nbytes: int, where: str) -> memoryview:
         """Inflate a compressed element of ``nbytes`` read from ``f`` into one buffer sized by
@@ -198,90 +230,108 @@ class _Reader:
         self.budget.charge(total + 8, where)
         return np.empty(total + 8, dtype=np.uint8)
 
-    def tag(self, buf: memoryview, pos: int, end: int, where: str) -> tuple[int, int, int, int]:
+    def tag(self, buf: memoryview, pos: int, end: int, where: Place) -> tuple[int, int, int, int]:
         """Read a tag at ``pos``: returns (type, nbytes, data position, next element position)."""
         if pos + 8 > end:
-            raise self.fail("truncated data element tag", f"{where}, byte {pos}")
+            raise self.fail("truncated data element tag", (where, f", byte {pos}"))
         w0, w1 = self.u4.unpack_from(buf, pos)
         if w0 >> 16:  # small data element: data packed into the tag
             nbytes, mtype = w0 >> 16, w0 & 0xFFFF
             if nbytes > 4:
-                raise self.fail(f"small data element claims {nbytes} bytes", f"{where}, byte {pos}")
+                raise self.fail(f"small data element claims {nbytes} bytes",
+                                (where, f", byte {pos}"))
             return mtype, nbytes, pos + 4, pos + 8
         mtype, nbytes = w0, w1
         dpos = pos + 8
         if nbytes > end - dpos:
             raise self.fail(f"element declares {nbytes} bytes but only {end - dpos} remain",
-                            f"{where}, byte {pos}")
-        step = nbytes if mtype == MI_COMPRESSED else (nbytes + 7) & ~7
-        return mtype, nbytes, dpos, min(dpos + step, end)
+                            (where, f", byte {pos}"))
+        nxt = dpos + (nbytes if mtype == MI_COMPRESSED else (nbytes + 7) & ~7)
+        return mtype, nbytes, dpos, nxt if nxt < end else end
 
-    def array(self, buf: memoryview, pos: int, end: int, where: str) -> tuple[np.ndarray, int]:
+    def array(self, buf: memoryview, pos: int, end: int, where: Place) -> tuple[np.ndarray, int]:
         mtype, nbytes, dpos, nxt = self.tag(buf, pos, end, where)
-        code = MI_DTYPES.get(mtype)
-        if code is None:
-            raise self.fail(f"element type {mtype} where numeric data was expected", where)
-        dt = np.dtype(self.order + code)
-        if nbytes % dt.itemsize:
-            raise self.fail(f"{nbytes} bytes is not a whole number of {code} values", where)
+        dt = self.dtypes.get(mtype)
+        if dt is None or nbytes % dt.itemsize:
+            raise self.not_numeric(mtype, nbytes, where)
         return np.frombuffer(buf, dt, nbytes // dt.itemsize, dpos), nxt
 
+    def not_numeric(self, mtype: int, nbytes: int, where: Place) -> MatFileError:
+        """The error for an element that holds no whole number of numeric values."""
+        if mtype not in MI_DTYPES:
+            return self.fail(f"element type {mtype} where numeric data was expected", where)
+        return self.fail(f"{nbytes} bytes is not a whole number of {MI_DTYPES[mtype]} values",
+                         where)
+
     def integers(self, buf: memoryview, pos: int, end: int, what: str,
-                 where: str) -> tuple[np.ndarray, int]:
+                 where: Place) -> tuple[np.ndarray, int]:
         """An element MATLAB always stores as integers (flags, dimensions, lengths, indices)."""
         arr, nxt = self.array(buf, pos, end, where)
         if arr.dtype.kind not in "iu":
             raise self.fail(f"{what} stored as {arr.dtype} values instead of integers", where)
         return arr, nxt
 
-    def text(self, buf: memoryview, pos: int, end: int, where: str) -> tuple[str, int]:
+    def text(self, buf: memoryview, pos: int, end: int, where: Place) -> tuple[str, int]:
         """A name: of a variable or field (MATLAB allows 63 characters), a class or a type
         system."""
-        arr, nxt = self.array(buf, pos, end, where)
+        mtype, nbytes, dpos, nxt = self.tag(buf, pos, end, where)
+        if mtype in BYTE_TYPES and nbytes <= MAX_TEXT:
+            return str(buf[dpos : dpos + nbytes], "latin-1"), nxt
+        arr, _ = self.array(buf, pos, end, where)  # says why the element is no name
         if arr.size > MAX_TEXT:
             raise self.fail(f"a name of {arr.size} bytes (at most {MAX_TEXT} expected)", where)
-        if arr.dtype.itemsize != 1:
-            raise self.fail(f"a name stored as {arr.dtype} instead of bytes", where)
-        return arr.tobytes().decode("latin-1"), nxt
+        raise self.fail(f"a name stored as {arr.dtype} instead of bytes", where)
 
-    def matrix(self, buf: memoryview, pos: int, end: int, depth: int,
-               where: str) -> tuple[str, Any]:
-        """Parse the body of a miMATRIX element occupying ``buf[pos:end]``."""
-        if depth > MAX_DEPTH:
-            raise self.fail(f"values nested deeper than {MAX_DEPTH} levels", where)
-        if pos == end:  # an empty matrix element: MATLAB writes [] this way inside cells
-            return "", np.zeros((0, 0))
+    def header(self, buf: memoryview, pos: int, end: int,
+               where: Place) -> tuple[int, tuple[int, ...] | None, str, int]:
+        """A matrix's array flags word, dimensions and name, and the position after them; an
+        opaque object has no dimensions (None) and its name is read after. MATLAB's usual
+        layout (uint32 flags, two int32 dimensions, an int8 name or one packed into its tag) is
+        read in one step."""
+        if pos + 40 <= end:
+            ftype, fbytes, word, _, dtag, dbytes, rows, cols, ntag, nbytes = (
+                self.head.unpack_from(buf, pos))
+            if (ftype == MI_UINT32 and fbytes == 8 and dtag == MI_INT32 and dbytes == 8
+                    and rows >= 0 and cols >= 0 and word & 0xFF != MX_OPAQUE):
+                if ntag == MI_INT8 and nbytes <= MAX_TEXT and nbytes <= end - pos - 40:
+                    nxt = pos + 40 + ((nbytes + 7) & ~7)
+                    name = str(buf[pos + 40 : pos + 40 + nbytes], "latin-1") if nbytes else ""
+                    return word, (rows, cols), name, nxt if nxt < end else end
+                small = ntag >> 16
+                if 0 < small <= 4 and ntag & 0xFFFF in BYTE_TYPES:
+                    name = str(buf[pos + 36 : pos + 36 + small], "latin-1")
+                    return word, (rows, cols), name, pos + 40
         flags, pos = self.integers(buf, pos, end, "array flags", where)
         if flags.size < 2:
             raise self.fail("array flags element is too short", where)
         word = int(flags[0])
-        mclass = word & 0xFF
-        if mclass == MX_OPAQUE:
-            name, pos = self.text(buf, pos, end, where)
-            system, pos = self.text(buf, pos, end, where)
-            class_name, pos = self.text(buf, pos, end, where)
-            mtype, nbytes, dpos, _ = self.tag(buf, pos, end, where)
-            if mtype != MI_MATRIX:
-                raise self.fail("opaque object without a data matrix", where)
-            place = one_line(f"{where} > {name}")
-            _, content = self.matrix(buf, dpos, dpos + nbytes, depth + 1, place)
-            if (system != MCOS_TYPE_SYSTEM or class_name == FILEWRAPPER
-                    or isinstance(content, Struct)):
-                # FileWrapper__ payload, enumeration struct, or a java/handle-graphics object
-                return name, content if system == MCOS_TYPE_SYSTEM else MatObject(
-                    class_name, {"TypeSystem": system, "Data": content}, legacy=True)
-            if not isinstance(content, np.ndarray) or content.dtype.kind != "u":
-                raise self.fail(f"object reference for class {class_name} is malformed", where)
-            return name, ObjectRef(class_name, content.astype(np.uint32, copy=False))
+        if word & 0xFF == MX_OPAQUE:
+            return word, None, "", pos
         dims_arr, pos = self.integers(buf, pos, end, "dimensions", where)
         if not 2 <= dims_arr.size <= MAX_DIMS:
             raise self.fail(f"{dims_arr.size} dimensions (2 to {MAX_DIMS} expected)", where)
         dims = tuple(int(d) for d in dims_arr)
         if min(dims) < 0:
             raise self.fail(f"invalid dimensions {dims}", where)
+        if math.prod(d for d in dims if d) > MAX_ELEMENTS:  # numpy cannot shape even an empty one
+            raise self.fail(f"dimensions {dims} are beyond MATLAB's {MAX_ELEMENTS} elements",
+                            where)
         name, pos = self.text(buf, pos, end, where)
-        inner = one_line(f"{where} > {name}") if name else where  # one line, and short
-        count = _prod(dims)
+        return word, dims, name, pos
+
+    def matrix(self, buf: memoryview, pos: int, end: int, depth: int,
+               where: Place) -> tuple[str, Any]:
+        """Parse the body of a miMATRIX element occupying ``buf[pos:end]``."""
+        if depth > MAX_DEPTH:
+            raise self.fail(f"values nested deeper than {MAX_DEPTH} levels", where)
+        if pos == end:  # an empty matrix element: MATLAB writes [] this way inside cells
+            return "", np.zeros((0, 0))
+        word, dims, name, pos = self.header(buf, pos, end, where)
+        if dims is None:
+            return self.opaque(buf, pos, end, depth, where)
+        mclass = word & 0xFF
+        inner = (where, f" > {name}") if name else where
+        count = math.prod(dims)
         if mclass in MX_NUMERIC:
             return name, self.numeric(buf, pos, end, mclass, word, dims, count, inner)
         if mclass == MX_CHAR:
@@ -298,7 +348,7 @@ class _Reader:
                 return name, MatObject(class_name, dict(props), legacy=True)
             return name, value
         if mclass == MX_SPARSE:
-            return name, self.sparse(buf, pos, end, word, dims, flags, inner)
+            return name, self.sparse(buf, pos, end, word, dims, inner)
         if mclass == MX_FUNCTION:
             if pos >= end:
                 return name, FunctionHandle(None)
@@ -308,100 +358,146 @@ class _Reader:
             return name, FunctionHandle(self.matrix(buf, dpos, dpos + nbytes, depth + 1, inner)[1])
         raise self.fail(f"unsupported array class {mclass}", inner)
 
+    def opaque(self, buf: memoryview, pos: int, end: int, depth: int,
+               where: Place) -> tuple[str, Any]:
+        """An opaque object's name, type system, class and content (after its array flags)."""
+        name, pos = self.text(buf, pos, end, where)
+        system, pos = self.text(buf, pos, end, where)
+        class_name, pos = self.text(buf, pos, end, where)
+        mtype, nbytes, dpos, _ = self.tag(buf, pos, end, where)
+        if mtype != MI_MATRIX:
+            raise self.fail("opaque object without a data matrix", where)
+        _, content = self.matrix(buf, dpos, dpos + nbytes, depth + 1, (where, f" > {name}"))
+        if (system != MCOS_TYPE_SYSTEM or class_name == FILEWRAPPER
+                or isinstance(content, Struct)):
+            # FileWrapper__ payload, enumeration struct, or a java/handle-graphics object
+            return name, content if system == MCOS_TYPE_SYSTEM else MatObject(
+                class_name, {"TypeSystem": system, "Data": content}, legacy=True)
+        if not isinstance(content, np.ndarray) or content.dtype.kind != "u":
+            raise self.fail(f"object reference for class {class_name} is malformed", where)
+        return name, ObjectRef(class_name, content.astype(np.uint32, copy=False))
+
     def numeric(self, buf: memoryview, pos: int, end: int, mclass: int, word: int,
-                dims: tuple[int, ...], count: int, where: str) -> np.ndarray:
-        real, pos = self.array(buf, pos, end, where)
-        if real.size != count:
-            raise self.fail(f"array of size {dims} holds {real.size} values", where)
-        target = np.dtype(MX_NUMERIC[mclass])
-        if word & FLAG_LOGICAL:
-            target = np.dtype(bool)
-        elif real.dtype.kind == "f" and target.kind != "f":
+                dims: tuple[int, ...], count: int, where: Place) -> np.ndarray:
+        mtype, nbytes, dpos, nxt = self.tag(buf, pos, end, where)
+        dt = self.dtypes.get(mtype)
+        if dt is None or nbytes % dt.itemsize:
+            raise self.not_numeric(mtype, nbytes, where)
+        if nbytes != count * dt.itemsize:
+            raise self.fail(f"array of size {dims} holds {nbytes // dt.itemsize} values", where)
+        target = LOGICAL if word & FLAG_LOGICAL else NATIVE[mclass]
+        real = np.ndarray(dims, dt, buf, dpos, None, "F")  # a view of the file's bytes
+        if dt == target and not word & FLAG_COMPLEX:
+            return real
+        if not word & FLAG_LOGICAL and dt.kind == "f" and target.kind != "f":
             # MATLAB stores values in a smaller type only when that is exact
-            raise self.fail(f"{target} array stored as {real.dtype}", where)
-        if real.dtype != target.newbyteorder("="):
-            self.budget.expand(count * target.itemsize, where)
-        values = real.astype(target.newbyteorder("="), copy=False)
-        if word & FLAG_COMPLEX:
-            imag, pos = self.array(buf, pos, end, where)
-            if imag.size != count:
-                raise self.fail("complex array with mismatched imaginary part", where)
-            ctype = np.complex64 if target == np.float32 else np.complex128
-            self.budget.expand(count * np.dtype(ctype).itemsize, where)
-            complex_values = np.empty(count, dtype=ctype)
-            complex_values.real = values
-            complex_values.imag = imag
-            values = complex_values
-        return values.reshape(dims, order="F")
+            raise self.fail(f"{target} array stored as {dt}", where)
+        if dt != target:
+            self.expand(count * target.itemsize, where)
+        values = real.astype(target, order="F", copy=False)
+        if not word & FLAG_COMPLEX:
+            return values
+        imag, _ = self.array(buf, nxt, end, where)
+        if imag.size != count:
+            raise self.fail("complex array with mismatched imaginary part", where)
+        ctype = np.complex64 if target == np.float32 else np.complex128
+        self.expand(count * np.dtype(ctype).itemsize, where)
+        complex_values = np.empty(dims, dtype=ctype, order="F")
+        complex_values.real = values
+        complex_values.imag = imag.reshape(dims, order="F")
+        return complex_values
 
     def char(self, buf: memoryview, pos: int, end: int, dims: tuple[int, ...], count: int,
-             where: str) -> Any:
+             where: Place) -> Any:
         if count == 0:
             return ""
         mtype, nbytes, dpos, _ = self.tag(buf, pos, end, where)
-        self.budget.expand(5 * nbytes, where)  # the bytes, then up to 4 per character
-        raw = bytes(buf[dpos : dpos + nbytes])
+        self.expand(5 * nbytes, where)  # the bytes, then up to 4 per character
+        raw = buf[dpos : dpos + nbytes]
         if mtype == MI_UTF8:
-            chars = raw.decode("utf-8", errors="replace")
+            chars = str(raw, "utf-8", "replace")
         elif mtype in (MI_UINT16, MI_UTF16):
-            chars = raw.decode("utf-16-be" if self.order == ">" else "utf-16-le", "replace")
+            chars = str(raw, "utf-16-be" if self.order == ">" else "utf-16-le", "replace")
         elif mtype in (MI_UINT8, MI_INT8):
-            chars = raw.decode("latin-1")
+            chars = str(raw, "latin-1")
         elif mtype == MI_UTF32:
-            chars = raw.decode("utf-32-be" if self.order == ">" else "utf-32-le", "replace")
+            chars = str(raw, "utf-32-be" if self.order == ">" else "utf-32-le", "replace")
         else:
             raise self.fail(f"char data stored as element type {mtype}", where)
         if len(chars) != count:
             raise self.fail(f"char array of size {dims} holds {len(chars)} characters", where)
         if len(dims) == 2 and dims[0] == 1:
             return chars
-        self.budget.expand(count * ELEMENT_COST, where)
+        self.expand(count * ELEMENT_COST, where)
         return np.array(list(chars), dtype="<U1").reshape(dims, order="F")
 
     def cell(self, buf: memoryview, pos: int, end: int, dims: tuple[int, ...], count: int,
-             depth: int, where: str) -> np.ndarray:
+             depth: int, where: Place) -> np.ndarray:
         if count * 8 > end - pos:
             raise self.fail(f"cell array of size {dims} cannot fit in its element", where)
-        self.budget.expand(count * ELEMENT_COST, where)
+        self.expand(count * ELEMENT_COST, where)
         out = np.empty(count, dtype=object)
+        tag, matrix = self.tag, self.matrix
         for i in range(count):
-            mtype, nbytes, dpos, pos = self.tag(buf, pos, end, where)
+            mtype, nbytes, dpos, pos = tag(buf, pos, end, where)
             if mtype != MI_MATRIX:
                 raise self.fail(f"cell element {i + 1} is not a matrix", where)
-            out[i] = self.matrix(buf, dpos, dpos + nbytes, depth + 1, f"{where}{{{i + 1}}}")[1]
+            out[i] = matrix(buf, dpos, dpos + nbytes, depth + 1, (where, i))[1]
         return out.reshape(dims, order="F")
 
     def struct(self, buf: memoryview, pos: int, end: int, dims: tuple[int, ...], count: int,
-               depth: int, where: str) -> Struct | StructArray:
-        flen_arr, pos = self.integers(buf, pos, end, "struct field-name length", where)
-        if flen_arr.size != 1 or not 0 < int(flen_arr[0]) <= 4096:
-            raise self.fail("invalid struct field-name length", where)
-        flen = int(flen_arr[0])
-        names_arr, pos = self.integers(buf, pos, end, "struct field names", where)
-        raw = names_arr.astype(np.uint8, copy=False).tobytes()
+               depth: int, where: Place) -> Struct | StructArray:
+        flen, raw, pos = self.field_block(buf, pos, end, where)
         if len(raw) % flen:
             raise self.fail("struct field names do not fill whole slots", where)
-        fields = tuple(raw[i : i + flen].split(b"\0", 1)[0].decode("latin-1")
-                       for i in range(0, len(raw), flen))
+        fields = self.field_names(raw, flen, where)
         if count * max(len(fields), 1) * 8 > end - pos + (0 if fields else MAX_FIELDLESS * 8):
             raise self.fail(f"struct array of size {dims} cannot fit in its element", where)
-        self.budget.expand(count * max(len(fields), 1) * ELEMENT_COST, where)
-        places = [one_line(f"{where}.{fname}") for fname in fields]
+        self.expand(count * max(len(fields), 1) * ELEMENT_COST, where)
+        tag, matrix = self.tag, self.matrix
         elements = []
         for _ in range(count):
             s = Struct()
-            for fname, place in zip(fields, places, strict=True):
-                mtype, nbytes, dpos, pos = self.tag(buf, pos, end, where)
+            for fname in fields:
+                mtype, nbytes, dpos, pos = tag(buf, pos, end, where)
                 if mtype != MI_MATRIX:
                     raise self.fail(f"struct field {fname} is not a matrix", where)
-                s[fname] = self.matrix(buf, dpos, dpos + nbytes, depth + 1, place)[1]
+                s[fname] = matrix(buf, dpos, dpos + nbytes, depth + 1, (where, "." + fname))[1]
             elements.append(s)
         if dims == (1, 1):
             return elements[0]
         return StructArray(dims, fields, elements)
 
+    def field_block(self, buf: memoryview, pos: int, end: int,
+                    where: Place) -> tuple[int, bytes, int]:
+        """A struct's field-name length, the bytes of its names, and the position after them.
+        MATLAB's layout (an int32 length packed into its tag, int8 names) is read in one step."""
+        if pos + 16 <= end:
+            ltag, flen, ntag, nbytes = self.names_head.unpack_from(buf, pos)
+            if (ltag == 4 << 16 | MI_INT32 and 0 < flen <= 4096 and ntag == MI_INT8
+                    and nbytes <= end - pos - 16):
+                nxt = pos + 16 + ((nbytes + 7) & ~7)
+                return flen, bytes(buf[pos + 16 : pos + 16 + nbytes]), nxt if nxt < end else end
+        flen_arr, pos = self.integers(buf, pos, end, "struct field-name length", where)
+        if flen_arr.size != 1 or not 0 < int(flen_arr[0]) <= 4096:
+            raise self.fail("invalid struct field-name length", where)
+        names_arr, pos = self.integers(buf, pos, end, "struct field names", where)
+        return int(flen_arr[0]), names_arr.astype(np.uint8, copy=False).tobytes(), pos
+
+    def field_names(self, raw: bytes, flen: int, where: Place) -> tuple[str, ...]:
+        """A struct's field names from their ``flen``-byte slots; cached, since the structs of
+        one class repeat them. Each distinct name is charged as an element: names are the
+        file's bytes made Python objects, so a block of a million 1-byte slots costs."""
+        names = self.fields.get((raw, flen))
+        if names is None:
+            self.expand(len(raw) // flen * ELEMENT_COST, where)
+            names = self.fields[raw, flen] = tuple(
+                raw[i : i + flen].split(b"\0", 1)[0].decode("latin-1")
+                for i in range(0, len(raw), flen))
+        return names
+
     def sparse(self, buf: memoryview, pos: int, end: int, word: int, dims: tuple[int, ...],
-               flags: np.ndarray, where: str) -> Any:
+               where: Place) -> Any:
         if len(dims) != 2:
             raise self.fail("sparse arrays must be 2-D", where)
         ir, pos = self.integers(buf, pos, end, "sparse row indices", where)
@@ -410,7 +506,7 @@ class _Reader:
         nnz = int(jc[-1]) if jc.size else 0
         if jc.size != dims[1] + 1 or not 0 <= nnz <= ir.size or (pr.size and pr.size < nnz):
             raise self.fail("sparse array index data is inconsistent", where)
-        self.budget.expand(32 * nnz + 8 * jc.size, where)
+        self.expand(32 * nnz + 8 * jc.size, where)
         data = pr[:nnz].astype(bool if word & FLAG_LOGICAL else np.float64)
         if word & FLAG_COMPLEX:
             pi, pos = self.array(buf, pos, end, where)
@@ -421,9 +517,3 @@ class _Reader:
         except ValueError as exc:
             raise self.fail(f"invalid sparse array ({exc})", where) from None
 
-
-def _prod(dims: tuple[int, ...]) -> int:
-    n = 1
-    for d in dims:
-        n *= d
-    return n
