@@ -211,6 +211,14 @@ def v73_empty_dims_inf(tmp: Path) -> Path:
     return _h5(tmp, build)
 
 
+def v73_empty_beyond_numpy(tmp: Path) -> Path:
+    def build(f: h5py.File) -> None:
+        ds = f.create_dataset("e", data=np.array([2**31 - 1, 2**31 - 1, 0], dtype=np.uint64))
+        ds.attrs["MATLAB_class"] = np.bytes_("double")
+        ds.attrs["MATLAB_empty"] = np.uint8(1)
+    return _h5(tmp, build)
+
+
 def v73_decode_flag_nan(tmp: Path) -> Path:
     def build(f: h5py.File) -> None:
         ds = f.create_dataset("o", data=np.array([[1]], dtype=np.uint32))
@@ -242,6 +250,7 @@ CASES: dict[Callable[[Path], Path], str] = {
     v73_sparse_rows_nan: "MATLAB_sparse",
     v73_sparse_indices_inf: "sparse array indices stored as non-integers",
     v73_empty_dims_inf: "dimensions stored as float64",
+    v73_empty_beyond_numpy: r"dimensions \(2147483647, 2147483647, 0\), beyond MATLAB's",
     v73_decode_flag_nan: "MATLAB_object_decode",
 }
 

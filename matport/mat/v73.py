@@ -25,6 +25,7 @@ from matport.mat.format import (
     HEADER_TEXT_BYTES,
     INFLATE_RATIO,
     MAX_DIMS,
+    MAX_ELEMENTS,
     NUMERIC_CLASSES,
     USER_BLOCK,
 )
@@ -274,6 +275,9 @@ class _Reader:
         count = _prod(dims)
         if not 2 <= len(dims) <= MAX_DIMS or min(dims) < 0 or (count and cls != "struct"):
             raise self.fail(f"empty {cls} value with invalid dimensions {dims}")
+        if _prod(tuple(d for d in dims if d)) > MAX_ELEMENTS:  # numpy cannot shape even these
+            raise self.fail(f"empty {cls} value with dimensions {dims}, beyond MATLAB's "
+                            f"{MAX_ELEMENTS} elements")
         if cls == "canonical empty":
             return np.zeros((0, 0))
         if cls == "char":
