@@ -30,6 +30,8 @@ INTERESTING_WORDS = [0, 1, 2, 3, 7, 8, 31, 32, 33, 64, 65, 255, 4096, 0x7FFF, 0x
 INTERESTING_FLOATS = [float("nan"), float("inf"), float("-inf"), 1e300, -1.0, 0.5, 2.0**53,
                       2.0**63, 4.0e9]
 
+MAX_GROWN_LEAF = 64 << 20  # bytes a lengthened leaf may reach
+
 
 @dataclass
 class Node:
@@ -129,7 +131,9 @@ def _mutate_tree(nodes: list[Node], rng: random.Random) -> None:
         donor = _copy(rng.choice(parents))
         rng.choice(parents).kids.append(donor)  # type: ignore[union-attr]
     elif kind == 7 and node.kids is None:  # more dimensions / a longer array
-        node.data = node.data * rng.choice([2, 16, 65])
+        times = rng.choice([2, 16, 65])
+        if len(node.data) * times <= MAX_GROWN_LEAF:  # a ResNet-50's weights stay one copy
+            node.data = node.data * times
     else:  # flags: class byte and flag bits of a matrix's first child
         matrices = [n for n in everything if n.kids]
         if matrices and matrices[0].kids:
