@@ -228,16 +228,22 @@ def worker(conn: Connection, seed: int, seeds: Seeds, folder: str) -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     with open("/proc/self/statm") as f:
         held = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    resource.setrlimit(resource.RLIMIT_AS, (held + MEMORY_LIMIT, hard))
+    limit = (held + MEMORY_LIMIT, hard)
     path = os.path.join(folder, f"mutant-{os.getpid()}.mat")
     conn.send("ready")  # the parent's clock starts with the first case, not with the imports
     while True:
         index = conn.recv()
         if index is None:
             return
+        # the mutant is built without the limit (grafts of a ResNet-50's subtrees reach GBs)
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
         source, target, mutator, data = make_case(seed, index, seeds)
         with open(path, "wb") as f:
             f.write(data)
+        size = len(data)
+        del data
+        resource.setrlimit(resource.RLIMIT_AS, limit)
+        conn.send("built")  # the case's clocks start here, not with building the mutant
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset the peak resident size
         before = _rss("VmRSS")
@@ -259,7 +265,7 @@ def worker(conn: Connection, seed: int, seeds: Seeds, folder: str) -> None:
         conn.send({"case": index, "source": source.name, "target": target, "mutator": mutator,
                    "outcome": outcome, "seconds": round(took, 4), "cpu": round(cpu, 4),
                    "grown": grown,
-                   "size": len(data), "detail": detail})
+                   "size": size, "detail": detail})
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -312,7 +318,12 @@ class Pool:
                     continue
                 if conn.poll(0.01):
                     try:
-                        report(conn.recv())
+                        message = conn.recv()
+                        if message == "built":
+                            self.slots[k] = (proc, conn, busy, _cpu_seconds(proc.pid))
+                            self.given[k] = time.monotonic()
+                            continue
+                        report(message)
                         self.slots[k] = (proc, conn, None, 0.0)
                         continue
                     except EOFError:
