@@ -276,9 +276,10 @@ def analyze(network: Network) -> tuple[dict[tuple[str, int], Size], list[Problem
     """
     sizes: dict[tuple[str, int], Size] = {}
     problems: list[Problem] = []
-    for layer in network.topological_order():
-        ins = [sizes.get((c.source, output_index(network.layer(c.source), c.source_port)))
-               for c in network.inputs_of(layer)]
+    graph = network.index()
+    for layer in graph.topological_order():
+        ins = [sizes.get((c.source, output_index(graph.layers[c.source], c.source_port)))
+               for c in graph.inputs_of(layer)]
         ck = LayerCheck(layer, ins)
         for i, size in enumerate(_output_sizes(layer, ck)):
             sizes[(layer.name, i)] = size
