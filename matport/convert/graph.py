@@ -126,9 +126,12 @@ def _compile(source: str) -> Callable[..., Any]:
     return cast(Callable[..., Any], namespace["forward"])
 
 
+_NOT_WORD = re.compile(r"\W")
+
+
 def module_name(layer_name: str, taken: set[str]) -> str:
     """A valid, unused Python identifier for a MATLAB layer name."""
-    name = re.sub(r"\W", "_", layer_name) or "layer"
+    name = _NOT_WORD.sub("_", layer_name) or "layer"
     if name[0].isdigit():
         name = "layer_" + name
     if keyword.iskeyword(name) or hasattr(nn.Module, name) or name.startswith("_"):
@@ -242,12 +245,11 @@ def build_module(network: Network,
     steps: list[Step] = []
     problems: list[tuple[str, str, str]] = []
     losses: list[dict[str, Any]] = []
-    sizes, checked = analyze(network)
+    sizes, checked = analyze(network, graph)
     inconsistent = {name: reason for name, _, reason in checked}
     for layer in order:
-        cons = graph.inputs_of(layer)
-        sources = [(c.source, output_index(graph.layers[c.source], c.source_port)) for c in cons]
-        in_formats = tuple(formats.get(c.source, VECTOR) for c in cons)
+        sources = graph.input_refs(layer)
+        in_formats = tuple(formats.get(source, VECTOR) for source, _ in sources)
         formats[layer.name] = output_format(layer, in_formats)
         converter, builtin = find_converter(layer, extra)
         is_loss = (_is_loss_layer(graph, layer) if loss_layers is None
@@ -259,7 +261,7 @@ def build_module(network: Network,
                         "not use: passed through, recorded in loss_layers", where, layer.name,
                         layer.class_name)
         reason = _static_problem(layer, converter, builtin) or inconsistent.get(layer.name)
-        if reason is None and not cons and layer.type not in INPUT_LAYER_TYPES:
+        if reason is None and not sources and layer.type not in INPUT_LAYER_TYPES:
             reason = "no input is connected to this layer"
         if reason is None and converter is not None:
             try:

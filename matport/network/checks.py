@@ -19,8 +19,8 @@ import numpy as np
 
 from matport.errors import ConversionError
 from matport.network.layer_check import LayerCheck, Size, shape_text
-from matport.network.model import Layer, Network
-from matport.network.specs import output_index, output_ports
+from matport.network.model import GraphIndex, Layer, Network
+from matport.network.specs import output_ports
 
 Problem = tuple[str, str, str]  # (layer name, MATLAB class, reason)
 
@@ -256,16 +256,20 @@ def _output_sizes(layer: Layer, ck: LayerCheck) -> list[Size]:
         ck.check_arrays()
     if ck.reasons:
         return [None] * len(output_ports(layer))
+    ports = spec.output_ports(layer)
+    if ports == ("out",):
+        return [main]
     # max pooling's unpooling outputs: the indices have the output's size, 'size' the input's
-    return [{"out": main, "indices": main, "size": ck.first}.get(port)
-            for port in output_ports(layer)]
+    return [{"out": main, "indices": main, "size": ck.first}.get(port) for port in ports]
 
 
-def analyze(network: Network) -> tuple[dict[tuple[str, int], Size], list[Problem]]:
+def analyze(network: Network, graph: GraphIndex | None = None
+            ) -> tuple[dict[tuple[str, int], Size], list[Problem]]:
     """Propagate sizes from the input layers and check every layer on the way.
 
     Args:
         network: the network.
+        graph: its index, when the caller has one.
 
     Returns:
         The size of every ``(layer name, output index)`` and the problems
@@ -276,10 +280,9 @@ def analyze(network: Network) -> tuple[dict[tuple[str, int], Size], list[Problem
     """
     sizes: dict[tuple[str, int], Size] = {}
     problems: list[Problem] = []
-    graph = network.index()
+    graph = graph or network.index()
     for layer in graph.topological_order():
-        ins = [sizes.get((c.source, output_index(graph.layers[c.source], c.source_port)))
-               for c in graph.inputs_of(layer)]
+        ins = [sizes.get(ref) for ref in graph.input_refs(layer)]
         ck = LayerCheck(layer, ins)
         for i, size in enumerate(_output_sizes(layer, ck)):
             sizes[(layer.name, i)] = size
@@ -334,8 +337,9 @@ def warn_non_finite(network: Network) -> list[str]:
     """
     found = []
     for lay in network.layers:
-        bad = [k for k, a in {**lay.learnables, **lay.state}.items()
-               if np.asarray(a).dtype.kind == "f" and not np.all(np.isfinite(a))]
+        arrays = ({**lay.learnables, **lay.state} if lay.learnables and lay.state
+                  else lay.learnables or lay.state)
+        bad = [k for k, a in arrays.items() if not _finite(a)]
         if bad:
             found.append(f"{lay.name} ({', '.join(bad)})")
     if found:
@@ -343,6 +347,11 @@ def warn_non_finite(network: Network) -> list[str]:
         warnings.warn(f"{where}: NaN or Inf values in the arrays of {len(found)} layer(s): "
                       + "; ".join(found), RuntimeWarning, stacklevel=2)
     return found
+
+
+def _finite(a: Any) -> bool:
+    a = a if type(a) is np.ndarray else np.asarray(a)
+    return a.dtype.kind != "f" or bool(np.isfinite(a).all())
 
 
 def require_consistent(network: Network, where: Any = None) -> None:

@@ -61,6 +61,11 @@ class LayerCheck:
         value = self.layer.params.get(key)
         if value is None:
             return default
+        # what the reader stores (integers as int): the general path would give the same
+        if type(value) is int and minimum <= value < 2**53:
+            return (value,)
+        if type(value) is tuple and all(type(v) is int and minimum <= v < 2**53 for v in value):
+            return value
         if isinstance(value, str):
             return None
         vals = _floats(value)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from matport.network.specs import LayerSpec, input_ports, spec_of, types_with_role
+from matport.network.specs import LayerSpec, input_ports, output_index, spec_of, types_with_role
 
 
 @dataclass(eq=False)
@@ -162,12 +162,13 @@ class Network:
 
     def topological_order(self) -> list[Layer]:
         """Layers ordered so that every layer follows its inputs (stable on stored order)."""
-        return self.index().topological_order()
+        return list(self.index().topological_order())
 
 
 class GraphIndex:
     """A network's layers by name and connections by endpoint, each lookup O(1): what a pass over
-    the whole graph uses instead of :class:`Network`'s per-call scans (same answers)."""
+    the whole graph uses instead of :class:`Network`'s per-call scans (same answers). The
+    topological order is computed once; the lists it returns are its own: do not change them."""
 
     def __init__(self, network: Network) -> None:
         self.network = network
@@ -179,6 +180,7 @@ class GraphIndex:
         for c in network.connections:
             self._into.setdefault(c.dest, []).append(c)
             self._out_of.setdefault(c.source, []).append(c)
+        self._order: list[Layer] | None = None
 
     def predecessors(self, name: str) -> list[Connection]:
         """:meth:`Network.predecessors`."""
@@ -191,6 +193,12 @@ class GraphIndex:
         """:meth:`Network.inputs_of`."""
         return _in_port_order(layer, self.predecessors(layer.name))
 
+    def input_refs(self, layer: Layer) -> list[tuple[str, int]]:
+        """``(source layer, output index)`` of each of ``layer``'s inputs, in port order."""
+        layers = self.layers
+        return [(c.source, output_index(layers[c.source], c.source_port))
+                for c in self.inputs_of(layer)]
+
     def successors(self, name: str) -> list[Connection]:
         """:meth:`Network.successors`."""
         return list(self._out_of.get(name, ()))
@@ -202,6 +210,11 @@ class GraphIndex:
     def topological_order(self) -> list[Layer]:
         """:meth:`Network.topological_order`: Kahn's algorithm, the ready layer stored first
         taken next."""
+        if self._order is None:
+            self._order = self._sort()
+        return self._order
+
+    def _sort(self) -> list[Layer]:
         layers = self.network.layers
         index = {lay.name: i for i, lay in enumerate(layers)}
         indeg = {lay.name: 0 for lay in layers}
