@@ -12,6 +12,7 @@ from torch import nn
 
 from matport.convert.layers.registry import ConversionContext
 from matport.errors import LayerNotConvertible
+from matport.network import layout
 from matport.network.model import Layer
 from matport.network.specs import Format
 
@@ -87,9 +88,9 @@ def tensor(arr: np.ndarray) -> torch.Tensor:
     """A float32 tensor holding a copy of ``arr`` in its own, exactly sized memory (never a view
     into a larger array such as the file's inflated buffer).
 
-    The copy (and any reordering of a permuted view) is numpy's: single-threaded, whereas
-    ``torch.tensor`` of a permuted array runs a parallel copy that is orders of magnitude
-    slower on a busy machine.
+    The copy (and any reordering of a permuted view) is numpy's (:func:`layout.contiguous`):
+    single-threaded, whereas ``torch.tensor`` of a permuted array runs a parallel copy that is
+    orders of magnitude slower on a busy machine.
 
     Args:
         arr: the array.
@@ -97,7 +98,7 @@ def tensor(arr: np.ndarray) -> torch.Tensor:
     Returns:
         The tensor.
     """
-    return torch.from_numpy(np.array(arr, dtype=np.float32, order="C", copy=True))
+    return torch.from_numpy(layout.contiguous(arr))
 
 
 M = TypeVar("M", bound=nn.Module)
