@@ -13,10 +13,10 @@ Families MATLAB ships that torchvision cannot express exactly are registered as 
 
 from __future__ import annotations
 
-import copy
 import functools
 import importlib
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -206,6 +206,12 @@ def meta_copy(builder: str, num_classes: int, **options: bool) -> nn.Module:
     """A fresh ``torchvision.models.<builder>(num_classes=...)`` on the meta device (no memory,
     no random initialisation), copied from a cached template.
 
+    The copy is structural, not ``copy.deepcopy`` (which took 30-130 ms on a 150-700 module
+    model): every module's attribute dict is copied with its containers (submodules copied
+    alike, parameters and buffers dicts, hooks), other values are shared. The template's meta
+    tensors are shared until ``load_state_dict(..., assign=True)`` replaces them in the copy's
+    own dicts; a copy's attributes (strides, epsilons) are set on the copy alone.
+
     Args:
         builder: torchvision's builder name (``resnet50``, ``squeezenet1_1`` ...).
         num_classes: the classifier's outputs.
@@ -214,7 +220,31 @@ def meta_copy(builder: str, num_classes: int, **options: bool) -> nn.Module:
     Returns:
         The empty module.
     """
-    return copy.deepcopy(_meta_template(builder, num_classes, tuple(sorted(options.items()))))
+    template = _meta_template(builder, num_classes, tuple(sorted(options.items())))
+    return _copy_modules(template, {})
+
+
+def _copy_modules(module: nn.Module, copies: dict[int, nn.Module]) -> nn.Module:
+    """``module`` and its submodules copied as :func:`meta_copy` says (``copies``: those made,
+    by id, so that a module registered twice stays one)."""
+    done = copies.get(id(module))
+    if done is not None:
+        return done
+    state = module.__dict__.copy()
+    for name, value in state.items():
+        if type(value) in _CONTAINERS:
+            state[name] = value.copy()
+    subs = state["_modules"]
+    for name, sub in subs.items():
+        if sub is not None:
+            subs[name] = _copy_modules(sub, copies)
+    clone = type(module).__new__(type(module))
+    clone.__dict__.update(state)
+    copies[id(module)] = clone
+    return clone
+
+
+_CONTAINERS = (dict, OrderedDict, set, list)
 
 
 @functools.lru_cache(maxsize=16)
