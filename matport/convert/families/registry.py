@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torchvision
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from matport.convert.families.transplant import Slot, transplant
 from matport.convert.head import split_softmax
@@ -250,10 +251,30 @@ _CONTAINERS = (dict, OrderedDict, set, list)
 @functools.lru_cache(maxsize=16)
 def _meta_template(builder: str, num_classes: int,
                    options: tuple[tuple[str, bool], ...]) -> nn.Module:
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipMetaInitialisers():
         model: nn.Module = getattr(torchvision.models, builder)(num_classes=num_classes,
                                                                 **dict(options))
     return model
+
+
+class _SkipMetaInitialisers(TorchFunctionMode):
+    """While a template is built: an initialiser (``torch.nn.init``, or the in-place fills it
+    calls) given a meta tensor returns it at once. A meta tensor has no values to set, but
+    torchvision's constructors initialise every weight and running meta kernels for that took
+    half of building ResNet-50 (a torch function mode is per thread: nothing else is affected).
+    """
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        if (getattr(func, "__name__", None) in _INITIALISERS and args
+                and isinstance(args[0], torch.Tensor) and args[0].is_meta):
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+_INITIALISERS = frozenset(
+    {name for name in dir(nn.init) if name.endswith("_") and not name.startswith("_")}
+    | {"uniform_", "normal_", "fill_", "zero_"})
 
 
 def set_bn_eps(model: nn.Module, bn_eps: float | dict[str, float]) -> None:
