@@ -406,3 +406,20 @@ def test_fine_tuning_and_export(reduced):
     model.eval()
     exported = torch.export.export(model, (x[:2],))
     torch.testing.assert_close(exported.module()(x[:2]), model(x[:2]))
+
+
+def test_meta_copies_are_independent_models() -> None:
+    """meta_copy copies a cached template structurally: each copy is torchvision's model, its
+    modules, tensors and attributes its own."""
+    a, b = registry.meta_copy("resnet18", 10), registry.meta_copy("resnet18", 10)
+    with torch.device("meta"):
+        stock = torchvision.models.resnet18(num_classes=10)
+    assert repr(a) == repr(stock)
+    assert {k: v.shape for k, v in a.state_dict().items()} == {
+        k: v.shape for k, v in stock.state_dict().items()}
+    a.layer2[0].conv1.stride = (3, 3)
+    a.load_state_dict({k: torch.zeros(v.shape, dtype=v.dtype)
+                       for k, v in stock.state_dict().items()}, assign=True)
+    assert b.layer2[0].conv1.stride == (2, 2) and all(t.is_meta for t in b.state_dict().values())
+    assert a.layer1 is not b.layer1 and not any(t.is_meta for t in a.state_dict().values())
+    assert registry.meta_copy("resnet18", 10).layer2[0].conv1.stride == (2, 2)
