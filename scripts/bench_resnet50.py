@@ -7,7 +7,10 @@ struct with scipy; DAGNetwork v7 / v7.3 with the project's writer when it exists
   v7: reading the file and inflating its compressed elements; v7.3: h5py reading every dataset):
   --repeat fresh subprocesses of each, alternating, each timing 2 runs; best time, peak RSS;
 - inference time of the transplanted model vs a stock torchvision resnet50 (same input, same
-  threads, interleaved runs, median).
+  threads, interleaved runs, median);
+- load_resnet50 vs matport.read of the same file in one process (interleaved medians, target
+  1.1), the transplant alone (load_resnet50 of the network already read, target 0.05 s warm)
+  and the first call in a fresh process against a warm one (target 0.2 s more).
 
 Prints a Markdown table (targets: load ratios <= 1.3, peak RSS < 600 MB, inference ratio <= 1.05).
 Usage: python scripts/bench_resnet50.py [--repeat 5] [--threads 1] [--dir DIR]
@@ -24,7 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from baselines import h5_read_all, inflate_v7, interleaved_inference
+from baselines import (
+    AGAINST_READ_HEADER,
+    against_read,
+    against_read_row,
+    h5_read_all,
+    inflate_v7,
+    interleaved_inference,
+)
 
 
 def loadmat(path: str) -> object:
@@ -134,6 +144,9 @@ def main() -> None:
                     f"| {base['best_s']:.3f} | {ours['best_s']:.3f} "
                     f"| {ours['best_s'] / base['best_s']:.2f} | {ours['peak_rss_mb']:.0f} "
                     f"| {ours['imported_mb']:.0f} |")
+    rows += ["", *AGAINST_READ_HEADER]
+    for form, (path, _) in files.items():
+        rows.append(against_read_row(form, against_read("load_resnet50", path, args.repeat)))
     t_ours, t_stock = inference(args.threads, args.repeat)
     rows += ["", "| inference, batch 8 x 3 x 224 x 224 | transplanted s | stock torchvision s "
              "| ratio (<= 1.05) |", "|---|---|---|---|",
