@@ -184,6 +184,9 @@ def test_non_finite_weights_warn_and_convert() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load(chain(feature_input("in", 4), fc("fc", 4, 2)))
+        huge = chain(feature_input("in", 4), fc("fc", 4, 2))  # finite, their squares are not
+        huge.layers[1].learnables["Weights"][:] = np.finfo(np.float32).max
+        load(huge)
 
 
 def test_user_layers_pass_an_unknown_size_on() -> None:

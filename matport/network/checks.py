@@ -336,12 +336,13 @@ def warn_non_finite(network: Network) -> list[str]:
         ``"layer (array, ...)"`` for every layer with non-finite values (empty: no warning).
     """
     found = []
-    for lay in network.layers:
-        arrays = ({**lay.learnables, **lay.state} if lay.learnables and lay.state
-                  else lay.learnables or lay.state)
-        bad = [k for k, a in arrays.items() if not _finite(a)]
-        if bad:
-            found.append(f"{lay.name} ({', '.join(bad)})")
+    with np.errstate(over="ignore", invalid="ignore"):  # see _finite
+        for lay in network.layers:
+            arrays = ({**lay.learnables, **lay.state} if lay.learnables and lay.state
+                      else lay.learnables or lay.state)
+            bad = [k for k, a in arrays.items() if not _finite(a)]
+            if bad:
+                found.append(f"{lay.name} ({', '.join(bad)})")
     if found:
         where = network.source or network.path or "network"
         warnings.warn(f"{where}: NaN or Inf values in the arrays of {len(found)} layer(s): "
@@ -350,8 +351,15 @@ def warn_non_finite(network: Network) -> list[str]:
 
 
 def _finite(a: Any) -> bool:
+    """Whether every value of ``a`` is finite (numpy's overflow warnings silenced by the
+    caller)."""
     a = a if type(a) is np.ndarray else np.asarray(a)
-    return a.dtype.kind != "f" or bool(np.isfinite(a).all())
+    if a.dtype.kind != "f":
+        return True
+    flat = a.reshape(-1, order="A")
+    # the values' dot product with themselves is not finite when one of them is not (or, rarely,
+    # when their squares overflow): one pass without a temporary array, value by value only then
+    return bool(np.isfinite(np.dot(flat, flat))) or bool(np.isfinite(a).all())
 
 
 def require_consistent(network: Network, where: Any = None) -> None:
