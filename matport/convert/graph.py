@@ -306,6 +306,9 @@ def _jsonable(value: Any) -> Any:
         return value
     if kind is tuple or kind is list:
         return [v if type(v) in _PLAIN else _jsonable(v) for v in value]
+    if kind is dict:
+        return {k if type(k) is str else str(k): v if type(v) in _PLAIN else _jsonable(v)
+                for k, v in value.items()}
     if isinstance(value, (str, bool, int, float)) or value is None:
         return value
     if isinstance(value, np.generic):
@@ -349,7 +352,8 @@ def network_spec(network: Network, loss_layers: Collection[str] = ()) -> dict[st
     ``loss_layers`` (the module's, see :func:`build_module`) are passed through again.
     """
     def arrays(table: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
-        return {k: list(np.shape(v)) for k, v in table.items()}
+        return {k: list(v.shape if type(v) is np.ndarray else np.shape(v))
+                for k, v in table.items()}
 
     return {
         "format": SPEC_FORMAT,

@@ -181,6 +181,7 @@ class GraphIndex:
             self._into.setdefault(c.dest, []).append(c)
             self._out_of.setdefault(c.source, []).append(c)
         self._order: list[Layer] | None = None
+        self._refs: dict[str, list[tuple[str, int]]] = {}
 
     def predecessors(self, name: str) -> list[Connection]:
         """:meth:`Network.predecessors`."""
@@ -195,9 +196,13 @@ class GraphIndex:
 
     def input_refs(self, layer: Layer) -> list[tuple[str, int]]:
         """``(source layer, output index)`` of each of ``layer``'s inputs, in port order."""
-        layers = self.layers
-        return [(c.source, output_index(layers[c.source], c.source_port))
+        refs = self._refs.get(layer.name)
+        if refs is None:
+            layers = self.layers
+            refs = self._refs[layer.name] = [
+                (c.source, output_index(layers[c.source], c.source_port))
                 for c in self.inputs_of(layer)]
+        return refs
 
     def successors(self, name: str) -> list[Connection]:
         """:meth:`Network.successors`."""
