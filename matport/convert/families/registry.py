@@ -4,8 +4,9 @@ Each :class:`Family` declares how it recognises a MATLAB network (``match``: a w
 graph returning a :class:`FamilyMatch` -- the transplant table of slots -- or raising
 ConversionError naming the layers), how it builds the torchvision model from an architecture dict
 (``build``: on the meta device, no random initialisation) and its preprocessing. One function,
-:func:`build_model`, turns a match into the model: build, ``load_state_dict(assign=True)``, eval,
-and attach the :class:`~matport.convert.info.ModelInfo` (:func:`info_of` reads it back).
+:func:`build_model`, turns a match into the model: build, assign the transplanted state
+(:func:`assign_state`), eval, and attach the :class:`~matport.convert.info.ModelInfo`
+(:func:`info_of` reads it back).
 
 Families MATLAB ships that torchvision cannot express exactly are registered as refusals
 (:class:`Refusal`): recognised, and refused with a message pointing to ``matport.load``.
