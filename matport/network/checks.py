@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -335,19 +335,39 @@ def warn_non_finite(network: Network) -> list[str]:
     Returns:
         ``"layer (array, ...)"`` for every layer with non-finite values (empty: no warning).
     """
+    tables = [({**lay.learnables, **lay.state} if lay.learnables and lay.state
+               else lay.learnables or lay.state) for lay in network.layers]
     found = []
     with np.errstate(over="ignore", invalid="ignore"):  # see _finite
-        for lay in network.layers:
-            arrays = ({**lay.learnables, **lay.state} if lay.learnables and lay.state
-                      else lay.learnables or lay.state)
-            bad = [k for k, a in arrays.items() if not _finite(a)]
-            if bad:
-                found.append(f"{lay.name} ({', '.join(bad)})")
+        if not all(_finite(a) for a in _pooled(tables)):  # then say where
+            for lay, arrays in zip(network.layers, tables, strict=True):
+                bad = [k for k, a in arrays.items() if not _finite(a)]
+                if bad:
+                    found.append(f"{lay.name} ({', '.join(bad)})")
     if found:
         where = network.source or network.path or "network"
         warnings.warn(f"{where}: NaN or Inf values in the arrays of {len(found)} layer(s): "
                       + "; ".join(found), RuntimeWarning, stacklevel=2)
     return found
+
+
+def _pooled(tables: list[dict[str, Any]]) -> Iterator[np.ndarray]:
+    """The floating-point arrays of ``tables``, the small ones joined into one (checking each
+    costs more than its values)."""
+    small = []
+    for arrays in tables:
+        for a in arrays.values():
+            a = a if type(a) is np.ndarray else np.asarray(a)
+            if a.dtype.kind == "f":
+                if a.size > _POOLED:
+                    yield a
+                else:
+                    small.append(a.reshape(-1, order="A"))
+    if small:
+        yield np.concatenate(small)
+
+
+_POOLED = 4096
 
 
 def _finite(a: Any) -> bool:
