@@ -84,7 +84,7 @@ class LayerSpec:
     plain: bool = False
     not_learnable: frozenset[str] = field(default_factory=frozenset)
 
-    @property
+    @functools.cached_property
     def type(self) -> str:
         """The short class name (``"Convolution2DLayer"``)."""
         return self.class_name.rsplit(".", 1)[-1]
