@@ -208,9 +208,11 @@ def assign_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     if plan is None:
         model.load_state_dict(state, strict=True, assign=True)
         return
-    for module, name, old, new in plan:
-        setattr(module, name, nn.Parameter(new, old.requires_grad)
-                if isinstance(old, nn.Parameter) else new)
+    for module, name, old, new in plan:  # what nn.Module.__setattr__ would call
+        if isinstance(old, nn.Parameter):
+            module.register_parameter(name, nn.Parameter(new, old.requires_grad))
+        else:
+            module.register_buffer(name, new)  # persistent: the plan has persistent ones only
 
 
 def _assignments(model: nn.Module, state: dict[str, torch.Tensor]
@@ -219,9 +221,11 @@ def _assignments(model: nn.Module, state: dict[str, torch.Tensor]
         return None
     plan = []
     for prefix, module in model.named_modules(remove_duplicate=False):
-        if (type(module)._load_from_state_dict not in _PLAIN_LOADING
+        kind = type(module)
+        if (kind._load_from_state_dict not in _PLAIN_LOADING
                 or module._load_state_dict_pre_hooks or module._load_state_dict_post_hooks
-                or type(module).set_extra_state is not nn.Module.set_extra_state):
+                or kind.set_extra_state is not nn.Module.set_extra_state
+                or kind.register_buffer is not nn.Module.register_buffer):
             return None
         dot = prefix + "." if prefix else ""
         tensors = [*module._parameters.items(), *(
