@@ -1,11 +1,21 @@
-"""The floors the benchmarks measure matport against: the least work that reading a file takes."""
+"""The floors the benchmarks measure matport against (the least work that reading a file takes),
+and the timings the benchmarks share: interleaved pairs, first call in a fresh process.
+
+``python scripts/baselines.py --first-call FUNCTION PATH [--imports MODULE ...]`` is the fresh
+process :func:`first_call` runs.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
 import struct
+import subprocess
+import sys
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +64,121 @@ def interleaved_inference(ours: Any, stock: Any, x: Any, repeat: int) -> tuple[f
                 m(x)
                 times[name].append(time.perf_counter() - t)
     return statistics.median(times["ours"]), statistics.median(times["stock"])
+
+
+def paired(a: Callable[[], object], b: Callable[[], object], repeat: int,
+           calls: int = 1) -> tuple[float, float, float]:
+    """Median seconds of ``a`` and of ``b`` (``calls`` calls a round) and the median of the
+    per-round ratios a / b, rounds interleaved after one warm-up call of each."""
+    ta, tb = [], []
+    a(), b()
+    for _ in range(repeat):
+        for fn, out in ((a, ta), (b, tb)):
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            out.append((time.perf_counter() - start) / calls)
+    return (statistics.median(ta), statistics.median(tb),
+            statistics.median([x / y for x, y in zip(ta, tb, strict=True)]))
+
+
+def first_call(function: str, path: str | Path, variable: str | None = None,
+               imports: tuple[str, ...] = ("torch",), warm: int = 3) -> dict[str, float]:
+    """``matport.<function>(path, variable)`` in a fresh process: the seconds of the first call
+    (with what matport imports and builds on first use) and the best of ``warm`` calls after it.
+
+    Args:
+        function: a public function of matport (``load``, ``load_resnet50`` ...).
+        path: the file.
+        variable: the network's variable in the file, if it must be named.
+        imports: what the caller's program imports before the first call (not timed as part
+            of it; ``imports_s`` says how long they took).
+        warm: the warm calls.
+
+    Returns:
+        ``{"first_s", "warm_s", "imports_s"}``.
+    """
+    named = ["--variable", variable] if variable is not None else []
+    out = subprocess.run([sys.executable, __file__, "--first-call", function, str(path), *named,
+                          "--warm", str(warm), "--imports", *imports],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def against_read(function: str, path: str | Path, repeat: int) -> dict[str, float]:
+    """``matport.<function>`` against ``matport.read`` of the same file, in this process,
+    interleaved medians of ``repeat`` rounds: ``read_s``, ``load_s`` and their ``ratio``; the
+    conversion of the network already read (``convert_s``, its ``convert_ratio`` to reading);
+    ``first_minus_warm_s``: the first call in a fresh process (torch and torchvision imported
+    by the caller) minus the best warm call there, and ``read_first_minus_warm_s`` the same for
+    ``matport.read`` alone (a first call touches fresh memory for the file's arrays).
+
+    Args:
+        function: ``load``, ``load_resnet50`` or ``load_torchvision``.
+        path: the file.
+        repeat: the rounds.
+
+    Returns:
+        The figures by name.
+    """
+    import matport
+    from matport.network import read_network
+
+    fn = getattr(matport, function)
+    load_s, read_s, ratio = paired(lambda: fn(path), lambda: matport.read(path), repeat)
+    network = read_network(path)
+    convert_s, _, convert_ratio = paired(lambda: fn(network), lambda: matport.read(path), repeat)
+    first, read_first = (first_call(f, path, imports=("torch", "torchvision"))
+                         for f in (function, "read"))
+    return {"read_s": read_s, "load_s": load_s, "ratio": ratio, "convert_s": convert_s,
+            "convert_ratio": convert_ratio,
+            "first_minus_warm_s": first["first_s"] - first["warm_s"],
+            "read_first_minus_warm_s": read_first["first_s"] - read_first["warm_s"]}
+
+
+AGAINST_READ_HEADER = [
+    "| file | `matport.read` s | load / read (<= 1.1) | conversion of the read network s "
+    "| conversion / read | first call - warm call s (<= 0.2) | the same for `matport.read` s |",
+    "|---|---|---|---|---|---|---|",
+]
+
+
+def against_read_row(label: str, r: dict[str, float]) -> str:
+    """One row under :data:`AGAINST_READ_HEADER`."""
+    return (f"| {label} | {r['read_s']:.3f} | {r['ratio']:.2f} | {r['convert_s']:.3f} "
+            f"| {r['convert_ratio']:.2f} | {r['first_minus_warm_s']:.3f} "
+            f"| {r['read_first_minus_warm_s']:.3f} |")
+
+
+def _first_call_child(function: str, path: str, variable: str | None, imports: list[str],
+                      warm: int) -> None:
+    import importlib
+
+    start = time.perf_counter()
+    for name in imports:
+        importlib.import_module(name)
+    import matport
+
+    imports_s = time.perf_counter() - start
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    args = (path,) if variable is None else (path, variable)
+    start = time.perf_counter()
+    getattr(matport, function)(*args)  # imports matport's module for it on first use
+    first_s = time.perf_counter() - start
+    times = []
+    for _ in range(warm):
+        start = time.perf_counter()
+        getattr(matport, function)(*args)
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"first_s": first_s, "warm_s": min(times), "imports_s": imports_s}))
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--first-call", nargs=2, metavar=("FUNCTION", "PATH"), required=True)
+    ap.add_argument("--variable")
+    ap.add_argument("--imports", nargs="*", default=[])
+    ap.add_argument("--warm", type=int, default=3)
+    cli = ap.parse_args()
+    _first_call_child(*cli.first_call, cli.variable, cli.imports, cli.warm)

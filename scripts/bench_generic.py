@@ -5,6 +5,9 @@ Every figure is a ratio against a baseline measured in the same run, on the same
 interleaved (A B A B ...), the median of ``--repeat`` rounds:
 - load: ``matport.load`` / ``matport.read`` of the same file (corpus CNNs, when the corpus is
   beside the project, and a larger synthetic CNN written by matport's writer, v7 and v7.3);
+  the conversion alone (``matport.load`` of the network already read) / ``matport.read``; and
+  the first call in a fresh process (torch imported, matport's own imports and first-use work
+  included) against the best warm call after it;
 - inference: the converted model / a hand-written ``nn.Sequential`` of stock layers holding the
   same weights, batch 1, one thread (per-call overhead shows there);
 - compiled: ``torch.compile(model, fullgraph=True)`` (with ``model.matport.preprocess``, as
@@ -12,14 +15,14 @@ interleaved (A B A B ...), the median of ``--repeat`` rounds:
   (corpus pairs) or, for the recurrent corpus networks, which come without one, on a MATLAB-style
   export written by ``matport.synth.onnx_export`` (``SEQ_STEPS`` time steps), batch 1, one
   thread, under ``torch.inference_mode``.
-Run: ``python scripts/bench_generic.py [--repeat N] [--markdown BENCHMARKS.md] [--no-compile]``.
+Run: ``python scripts/bench_generic.py [--repeat N] [--markdown BENCHMARKS.md] [--no-compile]
+[--load-only]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -29,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from baselines import first_call, paired
 from bench_read import replace_section
 from torch import nn
 
@@ -53,22 +57,6 @@ ONNX_PAIRS = [
      "JaumeSanCol__Computer_Vision-RAG_for_recycling/CV__cv_reciclaria.onnx"),
 ]
 SEQ_STEPS = 50
-
-
-def paired(a: Callable[[], object], b: Callable[[], object], repeat: int,
-           calls: int = 1) -> tuple[float, float, float]:
-    """Median seconds of ``a`` and of ``b`` (``calls`` calls a round) and the median of the
-    per-round ratios a / b, rounds interleaved."""
-    ta, tb = [], []
-    a(), b()  # warm-up
-    for _ in range(repeat):
-        for fn, out in ((a, ta), (b, tb)):
-            start = time.perf_counter()
-            for _ in range(calls):
-                fn()
-            out.append((time.perf_counter() - start) / calls)
-    return (statistics.median(ta), statistics.median(tb),
-            statistics.median([x / y for x, y in zip(ta, tb, strict=True)]))
 
 
 def synthetic_cnn() -> Any:
@@ -152,8 +140,13 @@ def example_input(model: Any) -> torch.Tensor:
     return torch.randn(1, *size)
 
 
-def load_rows(repeat: int, tmp: Path) -> list[tuple[str, float, float]]:
+# label, read s, load / read, conversion / read, first - warm call s of load, the same of read
+LoadRow = tuple[str, float, float, float, float, float]
+
+
+def load_rows(repeat: int, tmp: Path) -> list[LoadRow]:
     import matport
+    from matport.network import read_network
 
     rows = []
     files = [(f"corpus: {f.split('/')[0].split('__')[0]}/{f.split('/')[-1]}", CORPUS / f, v)
@@ -169,7 +162,12 @@ def load_rows(repeat: int, tmp: Path) -> list[tuple[str, float, float]]:
     for label, path, variable in files:
         t_load, t_read, ratio = paired(lambda p=path, v=variable: matport.load(p, v),
                                        lambda p=path: matport.read(p), repeat)
-        rows.append((label, t_read, ratio))
+        network = read_network(path, variable)
+        _, _, conversion = paired(lambda n=network: matport.load(n),
+                                  lambda p=path: matport.read(p), repeat)
+        first, read_first = first_call("load", path, variable), first_call("read", path)
+        rows.append((label, t_read, ratio, conversion, first["first_s"] - first["warm_s"],
+                     read_first["first_s"] - read_first["warm_s"]))
     return rows
 
 
@@ -251,13 +249,17 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--markdown", type=Path, help="replace this script's section in the file")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile vs ORT")
+    ap.add_argument("--load-only", action="store_true", help="only the load table")
     args = ap.parse_args()
+    if args.load_only and args.markdown:
+        ap.error("--markdown writes the whole section: run without --load-only")
     torch.set_num_threads(1)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         loads = load_rows(args.repeat, Path(tmp))
-        infer = inference_rows(args.repeat)
-        compiled = [] if args.no_compile else compiled_rows(args.repeat, Path(tmp))
+        infer = [] if args.load_only else inference_rows(args.repeat)
+        compiled = ([] if args.no_compile or args.load_only
+                    else compiled_rows(args.repeat, Path(tmp)))
     load_after = os.getloadavg()[0]
     lines = [
         "## Generic `matport.load`: loading, inference, compile (`scripts/bench_generic.py`)",
@@ -265,15 +267,21 @@ def main() -> int:
         f"Medians of {args.repeat} interleaved rounds; torch with 1 thread; load average "
         f"{load_before:.1f} before / {load_after:.1f} after the runs (2 cores shared).",
         "",
-        "| file | `matport.read` s | `matport.load` / `matport.read` (target <= 1.1) |",
-        "|---|---|---|",
-        *[f"| {label} | {t:.4f} | {r:.2f} |" for label, t, r in loads],
-        "",
-        "| inference, batch 1 | hand-written `nn.Sequential` s | converted / hand-written "
-        "(target <= 1.05) |",
-        "|---|---|---|",
-        *[f"| {label} | {t * 1e3:.3f} ms | {r:.3f} |" for label, t, r in infer],
+        "| file | `matport.read` s | `matport.load` / `matport.read` (target <= 1.1) "
+        "| conversion of the read network / `matport.read` | first call - warm call s "
+        "(target <= 0.2) | the same for `matport.read` s |",
+        "|---|---|---|---|---|---|",
+        *[f"| {label} | {t:.4f} | {r:.2f} | {c:.2f} | {f:.3f} | {fr:.3f} |"
+          for label, t, r, c, f, fr in loads],
     ]
+    if infer:
+        lines += [
+            "",
+            "| inference, batch 1 | hand-written `nn.Sequential` s | converted / hand-written "
+            "(target <= 1.05) |",
+            "|---|---|---|",
+            *[f"| {label} | {t * 1e3:.3f} ms | {r:.3f} |" for label, t, r in infer],
+        ]
     if compiled:
         lines += [
             "",

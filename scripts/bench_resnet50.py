@@ -12,6 +12,9 @@ struct with scipy; DAGNetwork v7 / v7.3 with the project's writer when it exists
   from MATLAB's 8 to 13 with onnx.version_converter: it converts no BatchNormalization before 9)
   and onnx2pytorch converting the network's MATLAB-style ONNX export (matport.synth.onnx_export)
   against load_resnet50 of the DAGNetwork v7 file, measured like the loads above.
+- load_resnet50 vs matport.read of the same file in one process (interleaved medians, target
+  1.1), the transplant alone (load_resnet50 of the network already read, target 0.05 s warm)
+  and the first call in a fresh process against a warm one (target 0.2 s more).
 
 Prints a Markdown table (targets: load ratios <= 1.3, peak RSS < 600 MB, inference ratio <= 1.05).
 Usage: python scripts/bench_resnet50.py [--repeat 5] [--threads 1] [--dir DIR]
@@ -29,7 +32,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from baselines import h5_read_all, inflate_v7, interleaved_inference
+from baselines import (
+    AGAINST_READ_HEADER,
+    against_read,
+    against_read_row,
+    h5_read_all,
+    inflate_v7,
+    interleaved_inference,
+)
 
 
 def loadmat(path: str) -> object:
@@ -195,6 +205,9 @@ def main() -> None:
                     f"| {ours['imported_mb']:.0f} |")
     v7 = files.get("dagnetwork-v7")
     rows += onnx_rows(net, v7[0] if v7 else None, workdir, args.repeat, args.threads)
+    rows += ["", *AGAINST_READ_HEADER]
+    for form, (path, _) in files.items():
+        rows.append(against_read_row(form, against_read("load_resnet50", path, args.repeat)))
     t_ours, t_stock = inference(args.threads, args.repeat)
     rows += ["", "| inference, batch 8 x 3 x 224 x 224 | transplanted s | stock torchvision s "
              "| ratio (<= 1.05) |", "|---|---|---|---|",

@@ -14,7 +14,7 @@ import torch
 from matport.convert.api import load
 from matport.errors import ConversionError
 from matport.network.checks import check_network, output_sizes, require_consistent
-from matport.network.model import Layer, Network
+from matport.network.model import Connection, Layer, Network
 from matport.network.specs import Format, output_format
 from matport.synth.layer_cases import CASES
 from matport.synth.networks import (
@@ -184,6 +184,9 @@ def test_non_finite_weights_warn_and_convert() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load(chain(feature_input("in", 4), fc("fc", 4, 2)))
+        huge = chain(feature_input("in", 4), fc("fc", 4, 2))  # finite, their squares are not
+        huge.layers[1].learnables["Weights"][:] = np.finfo(np.float32).max
+        load(huge)
 
 
 def test_user_layers_pass_an_unknown_size_on() -> None:
@@ -191,3 +194,50 @@ def test_user_layers_pass_an_unknown_size_on() -> None:
     net = chain(feature_input("in", 4), user, fc("fc", 9, 2))
     assert check_network(net) == []
     assert output_sizes(net) == {"in": (4,), "scale": None, "fc": (2,)}
+
+
+def _reference_order(net: Network) -> list[str]:
+    """Kahn's algorithm as first written: the ready layer stored first, by scanning."""
+    index = {lay.name: i for i, lay in enumerate(net.layers)}
+    indeg = dict.fromkeys(index, 0)
+    for c in net.connections:
+        if c.dest in indeg and c.source in indeg:
+            indeg[c.dest] += 1
+    ready, order = sorted((n for n, d in indeg.items() if d == 0), key=index.__getitem__), []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for c in net.connections:
+            if c.source == n and c.dest in indeg:
+                indeg[c.dest] -= 1
+                if indeg[c.dest] == 0:
+                    ready = sorted([*ready, c.dest], key=index.__getitem__)
+    return order
+
+
+def _crossed() -> Network:
+    """Branches stored out of order, inputs connected in2 before in1, a doubled connection."""
+    net = graph([image_input("in", (4, 4, 2)), simple("ReLULayer", "b"),
+                 simple("ReLULayer", "a"), simple("AdditionLayer", "add", NumInputs=3)],
+                ["in -> a", "in -> b", "a -> add/in2", "b -> add/in1", "b -> add/in3"])
+    net.connections.append(net.connections[-1])
+    return net
+
+
+@pytest.mark.parametrize("case", [*sorted(CASES), "crossed"])
+def test_graph_index_answers_as_the_network(case: str) -> None:
+    net = _crossed() if case == "crossed" else CASES[case]()
+    index = net.index()
+    assert [lay.name for lay in index.topological_order()] == _reference_order(net)
+    for lay in net.layers:
+        assert index.inputs_of(lay) == net.inputs_of(lay)
+        assert index.predecessors(lay.name) == net.predecessors(lay.name)
+        assert index.successors(lay.name) == net.successors(lay.name)
+        assert index.has_successors(lay.name) == bool(net.successors(lay.name))
+
+
+def test_graph_index_finds_cycles() -> None:
+    net = _crossed()
+    net.connections.append(Connection("add", "in"))
+    with pytest.raises(ValueError, match="cycle through: a, add, b, in"):
+        net.index().topological_order()

@@ -406,3 +406,41 @@ def test_fine_tuning_and_export(reduced):
     model.eval()
     exported = torch.export.export(model, (x[:2],))
     torch.testing.assert_close(exported.module()(x[:2]), model(x[:2]))
+
+
+def test_meta_copies_are_independent_models() -> None:
+    """meta_copy copies a cached template structurally: each copy is torchvision's model, its
+    modules, tensors and attributes its own."""
+    a, b = registry.meta_copy("resnet18", 10), registry.meta_copy("resnet18", 10)
+    with torch.device("meta"):
+        stock = torchvision.models.resnet18(num_classes=10)
+    assert repr(a) == repr(stock)
+    assert {k: v.shape for k, v in a.state_dict().items()} == {
+        k: v.shape for k, v in stock.state_dict().items()}
+    a.layer2[0].conv1.stride = (3, 3)
+    a.load_state_dict({k: torch.zeros(v.shape, dtype=v.dtype)
+                       for k, v in stock.state_dict().items()}, assign=True)
+    assert b.layer2[0].conv1.stride == (2, 2) and all(t.is_meta for t in b.state_dict().values())
+    assert a.layer1 is not b.layer1 and not any(t.is_meta for t in a.state_dict().values())
+    assert registry.meta_copy("resnet18", 10).layer2[0].conv1.stride == (2, 2)
+
+
+def test_assign_state_is_load_state_dict() -> None:
+    """assign_state gives what load_state_dict(strict=True, assign=True) gives, and leaves
+    anything else (a missing key, a wrong shape) to it and its errors."""
+    with torch.device("meta"):
+        stock = torchvision.models.resnet18(num_classes=10)
+    state = {k: torch.randn(v.shape).to(v.dtype) for k, v in stock.state_dict().items()}
+    ours, theirs = registry.meta_copy("resnet18", 10), registry.meta_copy("resnet18", 10)
+    registry.assign_state(ours, state)
+    theirs.load_state_dict(state, strict=True, assign=True)
+    for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters(), strict=True):
+        assert type(a) is type(b) and a.requires_grad == b.requires_grad and a is not b, name
+        assert a.data_ptr() == b.data_ptr() == state[name].data_ptr()
+    assert all(a is b for a, b in zip(ours.buffers(), theirs.buffers(), strict=True))
+    del state["fc.bias"]
+    with pytest.raises(RuntimeError, match='Missing key.*"fc.bias"'):
+        registry.assign_state(registry.meta_copy("resnet18", 10), state)
+    state["fc.bias"] = torch.zeros(3)
+    with pytest.raises(RuntimeError, match="size mismatch for fc.bias"):
+        registry.assign_state(registry.meta_copy("resnet18", 10), state)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from matport.convert.api import load
+from matport.convert.layers.params import assign, make, on_meta
 from matport.synth.layer_cases import CASES
 from matport.synth.networks import to_torch_layout
 from tests.support.layer_check import _matlab_input, check_against_reference
@@ -107,3 +108,41 @@ def test_torch_compile_fullgraph_trains(case: str) -> None:
     for g, w in zip(torch.autograd.grad((got * weights).sum(), tensors),
                     torch.autograd.grad((want * weights).sum(), tensors), strict=True):
         torch.testing.assert_close(g, w)
+
+
+def test_module_copies_are_independent_and_equal_to_built_ones() -> None:
+    """``make`` and ``on_meta`` copy a prototype built once per arguments: each copy is its own
+    module (its tensors, hooks and attributes), equal to one built directly."""
+    a = on_meta(nn.Conv2d, 3, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1)
+    b = on_meta(nn.Conv2d, 3, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1)
+    assert a is not b and a.__dict__.keys() == b.__dict__.keys()
+    assign(a, {"weight": torch.ones(4, 3, 3, 3), "bias": torch.zeros(4)})
+    assert b.weight.is_meta and b.bias.is_meta  # b's tensors are untouched
+    a.register_forward_hook(lambda *args: None)
+    a.stride = (2, 2)
+    assert not b._forward_hooks and b.stride == (1, 1)
+    direct = nn.MaxPool2d((3, 3), (2, 2), padding=(1, 1))
+    copied = make(nn.MaxPool2d, (3, 3), (2, 2), padding=(1, 1))
+    assert type(copied) is nn.MaxPool2d and repr(copied) == repr(direct)
+    assert {k: v for k, v in copied.__dict__.items() if not isinstance(v, dict | set)} == {
+        k: v for k, v in direct.__dict__.items() if not isinstance(v, dict | set)}
+    x = torch.randn(1, 2, 7, 7)
+    torch.testing.assert_close(copied(x), direct(x))
+
+
+def test_module_prototypes_tell_apart_what_equality_does_not() -> None:
+    assert type(make(nn.Dropout, 1).p) is int and type(make(nn.Dropout, 1.0).p) is float
+    assert str(make(nn.Hardtanh, -0.0, 6.0).min_val) == "-0.0"
+    assert str(make(nn.Hardtanh, 0.0, 6.0).min_val) == "0.0"
+
+
+class _OwnBuffer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("state", torch.zeros(2))
+
+
+def test_modules_with_real_tensors_are_built_each_time() -> None:
+    a, b = make(_OwnBuffer), make(_OwnBuffer)
+    a.state += 1
+    assert b.state.sum() == 0

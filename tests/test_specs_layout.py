@@ -113,6 +113,24 @@ def test_data_layouts_round_trip() -> None:
     assert layout.to_torch_layout(x)[1, 2, 3, 4] == x[3, 4, 2, 1]
 
 
+@pytest.mark.parametrize("shape", [(3, 3, 64, 80), (5, 7, 40, 60), (1, 1, 300, 300), (3, 3, 2, 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_contiguous_copies_of_convolution_weights(shape: tuple[int, ...], dtype: type) -> None:
+    w = np.asfortranarray(RNG.standard_normal(shape).astype(dtype))
+    view = layout.conv_weight(w)
+    got = layout.contiguous(view)
+    assert got.dtype == np.float32 and got.flags.c_contiguous and not np.shares_memory(got, w)
+    np.testing.assert_array_equal(got, view.astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", [(1000, 300), (300, 257), (5, 5)])
+def test_contiguous_copies_of_column_major_matrices(shape: tuple[int, int]) -> None:
+    w = np.asfortranarray(RNG.standard_normal(shape).astype(np.float32))
+    got = layout.contiguous(w)
+    assert got.flags.c_contiguous and not np.shares_memory(got, w)
+    np.testing.assert_array_equal(got, w)
+
+
 def test_fc_weight_with_a_scalar_input_size() -> None:
     w = RNG.standard_normal((3, 8))  # InputSize stored as one number (features after pooling)
     np.testing.assert_array_equal(layout.fc_weight(w, 8), w.astype(np.float32))

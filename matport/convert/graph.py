@@ -10,6 +10,7 @@ step). One output is returned as a tensor, several as a tuple in the network's o
 
 from __future__ import annotations
 
+import functools
 import keyword
 import logging
 import re
@@ -30,7 +31,7 @@ from matport.convert.layers import (
 from matport.errors import ConversionError
 from matport.network.build import SKIP_PROPS
 from matport.network.checks import analyze, warn_non_finite
-from matport.network.model import INPUT_LAYER_TYPES, Connection, Layer, Network
+from matport.network.model import INPUT_LAYER_TYPES, Connection, GraphIndex, Layer, Network
 from matport.network.specs import (
     VECTOR,
     Format,
@@ -116,15 +117,21 @@ def _forward_source(inputs: list[str], steps: list[Step], outputs: list[Ref]) ->
     return "\n".join(lines) + "\n"
 
 
+@functools.lru_cache(maxsize=64)
 def _compile(source: str) -> Callable[..., Any]:
+    """The forward function of ``source``; networks of one architecture share it (it keeps no
+    state: the module is its argument)."""
     namespace: dict[str, Any] = {}
     exec(compile(source, "<matport.convert.graph forward>", "exec"), namespace)  # noqa: S102
     return cast(Callable[..., Any], namespace["forward"])
 
 
+_NOT_WORD = re.compile(r"\W")
+
+
 def module_name(layer_name: str, taken: set[str]) -> str:
     """A valid, unused Python identifier for a MATLAB layer name."""
-    name = re.sub(r"\W", "_", layer_name) or "layer"
+    name = _NOT_WORD.sub("_", layer_name) or "layer"
     if name[0].isdigit():
         name = "layer_" + name
     if keyword.iskeyword(name) or hasattr(nn.Module, name) or name.startswith("_"):
@@ -137,12 +144,12 @@ def module_name(layer_name: str, taken: set[str]) -> str:
     return name
 
 
-def _is_loss_layer(network: Network, layer: Layer) -> bool:
+def _is_loss_layer(graph: GraphIndex, layer: Layer) -> bool:
     """A terminal user-defined layer of a SeriesNetwork or DAGNetwork is an output layer (MATLAB
     assembles these networks only with output layers at their ends): a loss, unused by
     prediction."""
-    return (network.kind in ("SeriesNetwork", "DAGNetwork") and layer.spec is None
-            and not is_mathworks_class(layer.class_name) and not network.successors(layer.name))
+    return (graph.network.kind in ("SeriesNetwork", "DAGNetwork") and layer.spec is None
+            and not is_mathworks_class(layer.class_name) and not graph.has_successors(layer.name))
 
 
 def _identity(layer: Layer, context: ConversionContext) -> nn.Module:
@@ -187,15 +194,16 @@ def _static_problem(layer: Layer, converter: Converter | None, builtin: bool) ->
     return None
 
 
-def _output_refs(network: Network, names: dict[str, str]) -> tuple[list[Ref], list[str]]:
+def _output_refs(graph: GraphIndex, names: dict[str, str]) -> tuple[list[Ref], list[str]]:
+    network = graph.network
     wanted = network.output_names or [
-        lay.name for lay in network.layers if not network.successors(lay.name)]
+        lay.name for lay in network.layers if not graph.has_successors(lay.name)]
     refs, labels = [], []
     for entry in wanted:
         layer_name, _, port = entry.partition("/")
         if layer_name not in names:
             raise ConversionError(f"{network.source or 'network'}: output '{entry}' is not a layer")
-        refs.append((names[layer_name], output_index(network.layer(layer_name), port or None)))
+        refs.append((names[layer_name], output_index(graph.layers[layer_name], port or None)))
         labels.append(entry)
     return refs, labels
 
@@ -223,10 +231,12 @@ def build_module(network: Network,
             reason), or the graph has a cycle or no input layer.
     """
     where = f"{network.source}:{network.path}" if network.source else (network.path or "network")
+    graph = network.index()
     try:
-        order = network.topological_order()
+        order = graph.topological_order()
     except ValueError as exc:
         raise ConversionError(f"{where}: {exc}") from None
+    extra = dict(converters or {})
     taken: set[str] = set()
     names = {lay.name: module_name(lay.name, taken) for lay in network.layers}
     formats: dict[str, Format] = {}
@@ -235,14 +245,14 @@ def build_module(network: Network,
     steps: list[Step] = []
     problems: list[tuple[str, str, str]] = []
     losses: list[dict[str, Any]] = []
-    sizes, checked = analyze(network)
+    sizes, checked = analyze(network, graph)
     inconsistent = {name: reason for name, _, reason in checked}
     for layer in order:
-        cons = network.inputs_of(layer)
-        in_formats = tuple(formats.get(c.source, VECTOR) for c in cons)
+        sources = graph.input_refs(layer)
+        in_formats = tuple(formats.get(source, VECTOR) for source, _ in sources)
         formats[layer.name] = output_format(layer, in_formats)
-        converter, builtin = find_converter(layer, dict(converters or {}))
-        is_loss = (_is_loss_layer(network, layer) if loss_layers is None
+        converter, builtin = find_converter(layer, extra)
+        is_loss = (_is_loss_layer(graph, layer) if loss_layers is None
                    else layer.name in loss_layers)
         if converter is None and is_loss:
             converter = _identity
@@ -251,14 +261,11 @@ def build_module(network: Network,
                         "not use: passed through, recorded in loss_layers", where, layer.name,
                         layer.class_name)
         reason = _static_problem(layer, converter, builtin) or inconsistent.get(layer.name)
-        if reason is None and not cons and layer.type not in INPUT_LAYER_TYPES:
+        if reason is None and not sources and layer.type not in INPUT_LAYER_TYPES:
             reason = "no input is connected to this layer"
         if reason is None and converter is not None:
             try:
-                in_sizes = tuple(sizes.get((c.source, output_index(network.layer(c.source),
-                                                                    c.source_port)))
-                                 for c in cons)
-                context = ConversionContext(in_formats, in_sizes)
+                context = ConversionContext(in_formats, tuple(sizes.get(r) for r in sources))
                 modules[names[layer.name]] = converter(layer, context)
             except LayerNotConvertible as exc:
                 reason = exc.reason
@@ -270,15 +277,14 @@ def build_module(network: Network,
         if layer.type in INPUT_LAYER_TYPES:
             inputs.append(names[layer.name])
             continue
-        refs = tuple((names[c.source], output_index(network.layer(c.source), c.source_port))
-                     for c in cons)
+        refs = tuple((names[source], i) for source, i in sources)
         steps.append((names[layer.name], refs, len(output_ports(layer))))
     if problems:
         raise ConversionError(
             f"{where}: {len(problems)} layer(s) cannot be converted to PyTorch:", problems)
     if not inputs:
         raise ConversionError(f"{where}: the network has no input layer")
-    outputs, output_names = _output_refs(network, names)
+    outputs, output_names = _output_refs(graph, names)
     module = ConvertedNetwork(modules, inputs, steps, outputs, dict(names), output_names)
     module.input_formats = [formats[lay.name] for lay in network.input_layers]
     module.loss_layers = losses
@@ -291,7 +297,18 @@ def build_module(network: Network,
 # ---------------------------------------------------------------------------------------------
 
 
+_PLAIN = frozenset({str, bool, int, float, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is tuple or kind is list:
+        return [v if type(v) in _PLAIN else _jsonable(v) for v in value]
+    if kind is dict:
+        return {k if type(k) is str else str(k): v if type(v) in _PLAIN else _jsonable(v)
+                for k, v in value.items()}
     if isinstance(value, (str, bool, int, float)) or value is None:
         return value
     if isinstance(value, np.generic):
@@ -335,7 +352,8 @@ def network_spec(network: Network, loss_layers: Collection[str] = ()) -> dict[st
     ``loss_layers`` (the module's, see :func:`build_module`) are passed through again.
     """
     def arrays(table: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
-        return {k: list(np.shape(v)) for k, v in table.items()}
+        return {k: list(v.shape if type(v) is np.ndarray else np.shape(v))
+                for k, v in table.items()}
 
     return {
         "format": SPEC_FORMAT,

@@ -114,18 +114,19 @@ def reset_classifier(model: nn.Module, num_classes: int,
 def _last_layer(network: Network, skip: frozenset[str]) -> Layer | None:
     """The layer behind the network's single output, looking through layers of the ``skip``
     types that have one input (None when there are several outputs or no such layer)."""
+    graph = network.index()
     outputs = network.output_names or [
-        lay.name for lay in network.layers if not network.successors(lay.name)]
+        lay.name for lay in network.layers if not graph.has_successors(lay.name)]
     if len(outputs) != 1:
         return None
     names = {lay.name: lay for lay in network.layers}
     layer = names.get(outputs[0].partition("/")[0])
     while layer is not None and layer.type in skip:
-        into = network.predecessors(layer.name)
+        into = graph.predecessors(layer.name)
         layer = names.get(into[0].source) if len(into) == 1 else None
-    if layer is None or len(network.predecessors(layer.name)) != 1:
+    if layer is None or len(graph.predecessors(layer.name)) != 1:
         return None
-    feeds = {c.dest for c in network.successors(layer.name)}
+    feeds = {c.dest for c in graph.successors(layer.name)}
     return layer if all(names[d].type in skip for d in feeds if d in names) else None
 
 

@@ -258,7 +258,7 @@ def _param(key: str, value: Any) -> Any:
             return None
         if value.size == 1:
             return _scalar(value.ravel()[0])
-        return tuple(_scalar(v) for v in value.ravel(order="F"))
+        return _scalars(value)
     return _SKIP
 
 
@@ -269,12 +269,24 @@ def _scalar(v: Any) -> Any:
     return int(f) if f.is_integer() and abs(f) < 2**53 else f
 
 
+def _scalars(value: np.ndarray) -> tuple[Any, ...]:
+    """A numeric array's values in MATLAB's order, as :func:`_scalar` makes them (``tolist``
+    gives Python bools, ints and floats: the same values, without a numpy scalar each)."""
+    if value.dtype.kind == "b":
+        return tuple(value.ravel(order="F").tolist())
+    out = []
+    for v in value.ravel(order="F").tolist():
+        f = float(v)
+        out.append(int(f) if f.is_integer() and abs(f) < 2**53 else f)
+    return tuple(out)
+
+
 def _sizes(value: Any) -> tuple[Any, ...] | None:
     if isinstance(value, str):  # 'auto' in untrained layers
         return None
     if not isinstance(value, np.ndarray) or value.size == 0 or value.dtype.kind not in "biuf":
         return None
-    return tuple(_scalar(v) for v in value.ravel(order="F"))
+    return _scalars(value)
 
 
 def _num(value: Any) -> float | None:

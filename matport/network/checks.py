@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from matport.errors import ConversionError
 from matport.network.layer_check import LayerCheck, Size, shape_text
-from matport.network.model import Layer, Network
-from matport.network.specs import output_index, output_ports
+from matport.network.model import GraphIndex, Layer, Network
+from matport.network.specs import output_ports
 
 Problem = tuple[str, str, str]  # (layer name, MATLAB class, reason)
 
@@ -256,16 +256,20 @@ def _output_sizes(layer: Layer, ck: LayerCheck) -> list[Size]:
         ck.check_arrays()
     if ck.reasons:
         return [None] * len(output_ports(layer))
+    ports = spec.output_ports(layer)
+    if ports == ("out",):
+        return [main]
     # max pooling's unpooling outputs: the indices have the output's size, 'size' the input's
-    return [{"out": main, "indices": main, "size": ck.first}.get(port)
-            for port in output_ports(layer)]
+    return [{"out": main, "indices": main, "size": ck.first}.get(port) for port in ports]
 
 
-def analyze(network: Network) -> tuple[dict[tuple[str, int], Size], list[Problem]]:
+def analyze(network: Network, graph: GraphIndex | None = None
+            ) -> tuple[dict[tuple[str, int], Size], list[Problem]]:
     """Propagate sizes from the input layers and check every layer on the way.
 
     Args:
         network: the network.
+        graph: its index, when the caller has one.
 
     Returns:
         The size of every ``(layer name, output index)`` and the problems
@@ -276,9 +280,9 @@ def analyze(network: Network) -> tuple[dict[tuple[str, int], Size], list[Problem
     """
     sizes: dict[tuple[str, int], Size] = {}
     problems: list[Problem] = []
-    for layer in network.topological_order():
-        ins = [sizes.get((c.source, output_index(network.layer(c.source), c.source_port)))
-               for c in network.inputs_of(layer)]
+    graph = graph or network.index()
+    for layer in graph.topological_order():
+        ins = [sizes.get(ref) for ref in graph.input_refs(layer)]
         ck = LayerCheck(layer, ins)
         for i, size in enumerate(_output_sizes(layer, ck)):
             sizes[(layer.name, i)] = size
@@ -331,17 +335,51 @@ def warn_non_finite(network: Network) -> list[str]:
     Returns:
         ``"layer (array, ...)"`` for every layer with non-finite values (empty: no warning).
     """
+    tables = [({**lay.learnables, **lay.state} if lay.learnables and lay.state
+               else lay.learnables or lay.state) for lay in network.layers]
     found = []
-    for lay in network.layers:
-        bad = [k for k, a in {**lay.learnables, **lay.state}.items()
-               if np.asarray(a).dtype.kind == "f" and not np.all(np.isfinite(a))]
-        if bad:
-            found.append(f"{lay.name} ({', '.join(bad)})")
+    with np.errstate(over="ignore", invalid="ignore"):  # see _finite
+        if not all(_finite(a) for a in _pooled(tables)):  # then say where
+            for lay, arrays in zip(network.layers, tables, strict=True):
+                bad = [k for k, a in arrays.items() if not _finite(a)]
+                if bad:
+                    found.append(f"{lay.name} ({', '.join(bad)})")
     if found:
         where = network.source or network.path or "network"
         warnings.warn(f"{where}: NaN or Inf values in the arrays of {len(found)} layer(s): "
                       + "; ".join(found), RuntimeWarning, stacklevel=2)
     return found
+
+
+def _pooled(tables: list[dict[str, Any]]) -> Iterator[np.ndarray]:
+    """The floating-point arrays of ``tables``, the small ones joined into one (checking each
+    costs more than its values)."""
+    small = []
+    for arrays in tables:
+        for a in arrays.values():
+            a = a if type(a) is np.ndarray else np.asarray(a)
+            if a.dtype.kind == "f":
+                if a.size > _POOLED:
+                    yield a
+                else:
+                    small.append(a.reshape(-1, order="A"))
+    if small:
+        yield np.concatenate(small)
+
+
+_POOLED = 4096
+
+
+def _finite(a: Any) -> bool:
+    """Whether every value of ``a`` is finite (numpy's overflow warnings silenced by the
+    caller)."""
+    a = a if type(a) is np.ndarray else np.asarray(a)
+    if a.dtype.kind != "f":
+        return True
+    flat = a.reshape(-1, order="A")
+    # the values' dot product with themselves is not finite when one of them is not (or, rarely,
+    # when their squares overflow): one pass without a temporary array, value by value only then
+    return bool(np.isfinite(np.dot(flat, flat))) or bool(np.isfinite(a).all())
 
 
 def require_consistent(network: Network, where: Any = None) -> None:

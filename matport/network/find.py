@@ -61,7 +61,9 @@ def find_networks(matfile: MatFile) -> list[NetworkRef]:
 
     refs = [NetworkRef(path, k, v) for path, v in matfile.walk(lambda v: kind(v) is None)
             if (k := kind(v)) is not None]
-    return with_agent_paths(refs, agent_objects(matfile)) if refs else refs
+    # only a network inside some value can be inside an agent: else no second walk
+    nested = any("." in r.path or "(" in r.path for r in refs)
+    return with_agent_paths(refs, agent_objects(matfile)) if nested else refs
 
 
 def network_from_ref(ref: NetworkRef, source: str = "") -> Network:

@@ -8,6 +8,7 @@ reasons it finds. :mod:`matport.network.checks` drives it through the graph.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -60,14 +61,17 @@ class LayerCheck:
         value = self.layer.params.get(key)
         if value is None:
             return default
+        # what the reader stores (integers as int): the general path would give the same
+        if type(value) is int and minimum <= value < 2**53:
+            return (value,)
+        if type(value) is tuple and all(type(v) is int and minimum <= v < 2**53 for v in value):
+            return value
         if isinstance(value, str):
             return None
-        try:
-            vals = np.ravel(np.asarray(value, dtype=np.float64))
-        except (TypeError, ValueError):
+        vals = _floats(value)
+        if vals is None:
             return None
-        if not np.all(np.isfinite(vals)) or np.any(vals != np.round(vals)) or np.any(
-                vals < minimum):
+        if not all(math.isfinite(v) and v == round(v) and v >= minimum for v in vals):
             shown = " ".join(f"{v:g}" for v in vals)
             self.fail(f"{key} [{shown}]: every value must be an integer >= {minimum}")
             return None
@@ -114,9 +118,10 @@ class LayerCheck:
                 self._check_array(aspec.name, aspec.dims, arr)
 
     def _check_array(self, name: str, dims: tuple[str, ...], arr: np.ndarray) -> None:
-        parsed = [(1, "") if d == "1" else _split(d) for d in dims]
-        if sum(1 for _, sym in parsed if sym) == 1:
-            factor, sym = next(p for p in parsed if p[1])  # a vector: only its length counts
+        parsed = _parse(dims)
+        symbols = [p for p in parsed if p[1]]
+        if len(symbols) == 1:
+            factor, sym = symbols[0]  # a vector: only its length counts
             self._dim(name, arr.shape, factor, sym, arr.size)
             return
         shape = arr.shape
@@ -149,9 +154,29 @@ class LayerCheck:
         return False
 
 
+@functools.cache
+def _parse(dims: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
+    """An :class:`~matport.network.specs.ArraySpec`'s dimensions as ``(factor, symbol)``
+    (``(1, "")`` for a singleton)."""
+    return tuple((1, "") if d == "1" else _split(d) for d in dims)
+
+
 def _split(dim: str) -> tuple[int, str]:
     m = _DIM.match(dim)
     assert m is not None, dim
     return (int(m.group(1)) if m.group(1) else 1, m.group(2))
+
+
+def _floats(value: object) -> tuple[float, ...] | None:
+    """A numeric hyper-parameter's values as floats, flattened (None when it is not numeric).
+    Plain numbers and tuples of them (what the reader stores) skip numpy."""
+    if type(value) in (int, float, bool):
+        return (float(value),)  # type: ignore[arg-type]
+    if type(value) is tuple and all(type(v) in (int, float, bool) for v in value):
+        return tuple(map(float, value))
+    try:
+        return tuple(float(v) for v in np.ravel(np.asarray(value, dtype=np.float64)))
+    except (TypeError, ValueError):
+        return None
 
 

@@ -18,12 +18,13 @@ Conventions (stable; the PyTorch side relies on them):
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from matport.network.specs import LayerSpec, input_ports, spec_of, types_with_role
+from matport.network.specs import LayerSpec, input_ports, output_index, spec_of, types_with_role
 
 
 @dataclass(eq=False)
@@ -78,7 +79,9 @@ class Layer:
         Returns:
             The array as stored (MATLAB layout), or None when it is absent or empty.
         """
-        arr = self.learnables.get(name, self.state.get(name))
+        arr = self.learnables[name] if name in self.learnables else self.state.get(name)
+        if type(arr) is np.ndarray:
+            return arr if arr.size else None
         return None if arr is None or np.size(arr) == 0 else np.asarray(arr)
 
 
@@ -147,38 +150,105 @@ class Network:
         Returns:
             The connections.
         """
-        cons = self.predecessors(layer.name)
-        ports = input_ports(layer)
-        if ports:
-            cons.sort(key=lambda c: ports.index(c.dest_port) if c.dest_port in ports
-                      else len(ports))
-        return cons
+        return _in_port_order(layer, self.predecessors(layer.name))
 
     def successors(self, name: str) -> list[Connection]:
         return [c for c in self.connections if c.source == name]
 
+    def index(self) -> GraphIndex:
+        """The layers and connections indexed by name, for passes over the whole graph (a
+        snapshot: index again after changing the network)."""
+        return GraphIndex(self)
+
     def topological_order(self) -> list[Layer]:
         """Layers ordered so that every layer follows its inputs (stable on stored order)."""
-        index = {lay.name: i for i, lay in enumerate(self.layers)}
-        indeg = {lay.name: 0 for lay in self.layers}
-        for c in self.connections:
+        return list(self.index().topological_order())
+
+
+class GraphIndex:
+    """A network's layers by name and connections by endpoint, each lookup O(1): what a pass over
+    the whole graph uses instead of :class:`Network`'s per-call scans (same answers). The
+    topological order is computed once; the lists it returns are its own: do not change them."""
+
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        self.layers: dict[str, Layer] = {}
+        for lay in network.layers:
+            self.layers.setdefault(lay.name, lay)  # the first of a name, as Network.layer
+        self._into: dict[str, list[Connection]] = {}
+        self._out_of: dict[str, list[Connection]] = {}
+        for c in network.connections:
+            self._into.setdefault(c.dest, []).append(c)
+            self._out_of.setdefault(c.source, []).append(c)
+        self._order: list[Layer] | None = None
+        self._refs: dict[str, list[tuple[str, int]]] = {}
+
+    def predecessors(self, name: str) -> list[Connection]:
+        """:meth:`Network.predecessors`."""
+        cons = self._into.get(name, [])
+        if len(cons) < 2:
+            return list(cons)
+        return sorted(cons, key=lambda c: _port_key(c.dest_port))
+
+    def inputs_of(self, layer: Layer) -> list[Connection]:
+        """:meth:`Network.inputs_of`."""
+        return _in_port_order(layer, self.predecessors(layer.name))
+
+    def input_refs(self, layer: Layer) -> list[tuple[str, int]]:
+        """``(source layer, output index)`` of each of ``layer``'s inputs, in port order."""
+        refs = self._refs.get(layer.name)
+        if refs is None:
+            layers = self.layers
+            refs = self._refs[layer.name] = [
+                (c.source, output_index(layers[c.source], c.source_port))
+                for c in self.inputs_of(layer)]
+        return refs
+
+    def successors(self, name: str) -> list[Connection]:
+        """:meth:`Network.successors`."""
+        return list(self._out_of.get(name, ()))
+
+    def has_successors(self, name: str) -> bool:
+        """Whether any connection leaves ``name``."""
+        return name in self._out_of
+
+    def topological_order(self) -> list[Layer]:
+        """:meth:`Network.topological_order`: Kahn's algorithm, the ready layer stored first
+        taken next."""
+        if self._order is None:
+            self._order = self._sort()
+        return self._order
+
+    def _sort(self) -> list[Layer]:
+        layers = self.network.layers
+        index = {lay.name: i for i, lay in enumerate(layers)}
+        indeg = {lay.name: 0 for lay in layers}
+        for c in self.network.connections:
             if c.dest in indeg and c.source in indeg:
                 indeg[c.dest] += 1
-        ready = sorted((n for n, d in indeg.items() if d == 0), key=index.__getitem__)
+        ready = [index[n] for n, d in indeg.items() if d == 0]
+        heapq.heapify(ready)
         order: list[Layer] = []
         while ready:
-            n = ready.pop(0)
-            order.append(self.layers[index[n]])
-            for c in self.successors(n):
+            lay = layers[heapq.heappop(ready)]
+            order.append(lay)
+            for c in self._out_of.get(lay.name, ()):
                 if c.dest in indeg:
                     indeg[c.dest] -= 1
                     if indeg[c.dest] == 0:
-                        ready.append(c.dest)
-                        ready.sort(key=index.__getitem__)
-        if len(order) != len(self.layers):
+                        heapq.heappush(ready, index[c.dest])
+        if len(order) != len(layers):
             stuck = sorted(set(indeg) - {lay.name for lay in order})
             raise ValueError(f"the layer graph has a cycle through: {', '.join(stuck)}")
         return order
+
+
+def _in_port_order(layer: Layer, cons: list[Connection]) -> list[Connection]:
+    ports = input_ports(layer)
+    if ports:
+        cons.sort(key=lambda c: ports.index(c.dest_port) if c.dest_port in ports
+                  else len(ports))
+    return cons
 
 
 INPUT_LAYER_TYPES = types_with_role("input")

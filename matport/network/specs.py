@@ -14,6 +14,7 @@ multiplier (``"4N"``: four gate blocks of ``N`` rows).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -83,19 +84,26 @@ class LayerSpec:
     plain: bool = False
     not_learnable: frozenset[str] = field(default_factory=frozenset)
 
-    @property
+    @functools.cached_property
     def type(self) -> str:
         """The short class name (``"Convolution2DLayer"``)."""
         return self.class_name.rsplit(".", 1)[-1]
 
-    @property
+    @functools.cached_property
     def required_arrays(self) -> tuple[str, ...]:
         """The arrays conversion needs, in spec order."""
         return tuple(a.name for a in self.arrays if a.required)
 
     def array(self, name: str) -> ArraySpec | None:
         """The spec of the array ``name`` (None when the class stores no such array)."""
-        return next((a for a in self.arrays if a.name == name), None)
+        return self._arrays_by_name.get(name)
+
+    @functools.cached_property
+    def _arrays_by_name(self) -> dict[str, ArraySpec]:
+        by_name: dict[str, ArraySpec] = {}
+        for a in self.arrays:
+            by_name.setdefault(a.name, a)
+        return by_name
 
 
 def returns_sequence(layer: Layer) -> bool:

@@ -20,8 +20,10 @@ SlotKind = Literal["conv", "conv_bias", "bn", "fc", "fc_spatial"]
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
-    a = np.ascontiguousarray(a, dtype=np.float32)
-    return torch.from_numpy(a if a.flags.writeable else a.copy())
+    """``a`` as a float32 tensor, sharing its memory when it is C-contiguous float32 already."""
+    if a.dtype == np.float32 and a.flags.c_contiguous:
+        return torch.from_numpy(a if a.flags.writeable else a.copy())
+    return torch.from_numpy(layout.contiguous(a))
 
 
 def conv_hwio_to_oihw(w: np.ndarray) -> torch.Tensor:

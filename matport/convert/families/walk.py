@@ -7,14 +7,44 @@ not fit raises :class:`~matport.errors.ConversionError` naming the layers.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, NoReturn
 
 import numpy as np
 
 from matport.errors import ConversionError
 from matport.network.model import Connection, Layer, Network
+
+
+class _Links:
+    """The lookups a walk makes in a layer graph (read only)."""
+
+    def __init__(self, net: Network) -> None:
+        self.layers = {lay.name: lay for lay in net.layers}
+        self.succ: dict[str, list[str]] = {}
+        self.incoming: dict[str, list[Connection]] = {}
+        for c in net.connections:
+            self.succ.setdefault(c.source, []).append(c.dest)
+            self.incoming.setdefault(c.dest, []).append(c)
+        self.pred = {name: [c.source for c in cons] for name, cons in self.incoming.items()}
+        self.inputs = net.input_layers
+
+
+_SHARED: ContextVar[tuple[Network, _Links] | None] = ContextVar("matport_walk_links",
+                                                                default=None)
+
+
+@contextmanager
+def shared_links(net: Network) -> Iterator[None]:
+    """Within the block, the walks of ``net`` share one index of its graph (trying every family
+    on one network, which nothing changes meanwhile, indexed it once per family)."""
+    token = _SHARED.set((net, _Links(net)))
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
 
 
 class GraphWalk:
@@ -24,13 +54,10 @@ class GraphWalk:
         self.net = net
         self.family = family
         self.where = f"{net.source}:{net.path}" if net.source or net.path else "network"
-        self.layers = {lay.name: lay for lay in net.layers}
-        self.succ: dict[str, list[str]] = defaultdict(list)
-        self.incoming: dict[str, list[Connection]] = defaultdict(list)
-        for c in net.connections:
-            self.succ[c.source].append(c.dest)
-            self.incoming[c.dest].append(c)
-        self.pred = {name: [c.source for c in cons] for name, cons in self.incoming.items()}
+        shared = _SHARED.get()
+        links = shared[1] if shared is not None and shared[0] is net else _Links(net)
+        self.layers, self.succ, self.incoming = links.layers, links.succ, links.incoming
+        self.pred, self.inputs = links.pred, links.inputs
         self.seen: set[str] = set()
 
     def fail(self, problems: Sequence[tuple[Layer, str]], what: str = "") -> NoReturn:
@@ -76,7 +103,7 @@ class GraphWalk:
 
     def image_input(self) -> tuple[Layer, tuple[int, ...]]:
         """The one RGB image input layer and its InputSize."""
-        inputs = self.net.input_layers
+        inputs = self.inputs
         if len(inputs) != 1 or inputs[0].type != "ImageInputLayer":
             names = ", ".join(f"{i.name} ({i.type})" for i in inputs) or "none"
             raise ConversionError(

@@ -94,7 +94,9 @@ def _conv_padding(layer: Layer, kernel: tuple[int, int]) -> dict[str, Any]:
             raise LayerNotConvertible(f"PaddingValue '{value}' has no PyTorch equivalent")
         mode, fill = PAD_MODES[value], 0.0
     else:
-        mode, fill = "constant", float(np.ravel(value)[0]) if np.size(value) else 0.0
+        mode = "constant"
+        fill = float(value) if type(value) in (int, float) else (
+            float(np.ravel(value)[0]) if np.size(value) else 0.0)
     static = static_padding(layer, kernel, pair(layer.params.get("DilationFactor")))
     if static is None:
         if mode != "constant":

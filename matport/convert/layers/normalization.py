@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from matport.convert.layers.params import array, assign, number, on_meta, text
+from matport.convert.layers.params import array, assign, make, number, on_meta, text
 from matport.convert.layers.registry import ConversionContext, converts
 from matport.errors import LayerNotConvertible
 from matport.network import layout
@@ -80,5 +80,5 @@ def _cross_channel_normalization(layer: Layer, context: ConversionContext) -> nn
     if size < 1 or size % 2 == 0:
         raise LayerNotConvertible(f"WindowChannelSize {size}: only odd window sizes are converted "
                                   "(the window of an even one is not centred)")
-    return nn.LocalResponseNorm(size, alpha=number(layer, "Alpha", 1e-4),
-                                beta=number(layer, "Beta", 0.75), k=number(layer, "K", 2.0))
+    return make(nn.LocalResponseNorm, size, alpha=number(layer, "Alpha", 1e-4),
+                beta=number(layer, "Beta", 0.75), k=number(layer, "K", 2.0))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
@@ -11,6 +12,7 @@ from torch import nn
 
 from matport.convert.layers.registry import ConversionContext
 from matport.errors import LayerNotConvertible
+from matport.network import layout
 from matport.network.model import Layer
 from matport.network.specs import Format
 
@@ -27,10 +29,21 @@ def pair(value: Any, default: int = 1) -> tuple[int, int]:
     """
     if value is None:
         return (default, default)
-    vals = [int(v) for v in np.ravel(value)]
+    vals = [int(v) for v in _values(value)]
     if not vals:
         return (default, default)
     return (vals[0], vals[0]) if len(vals) == 1 else (vals[0], vals[1])
+
+
+def _values(value: Any) -> Any:
+    """A stored value's numbers, flattened (numbers and tuples of numbers as they are)."""
+    kind = type(value)
+    if kind is tuple and all(type(v) in _NUMBERS for v in value):
+        return value
+    return (value,) if kind in _NUMBERS else np.ravel(value)
+
+
+_NUMBERS = frozenset({int, float, bool})
 
 
 def padding(layer: Layer, key: str = "PaddingSize") -> tuple[int, int, int, int]:
@@ -44,7 +57,7 @@ def padding(layer: Layer, key: str = "PaddingSize") -> tuple[int, int, int, int]
     Returns:
         ``(top, bottom, left, right)``.
     """
-    vals = [int(v) for v in np.ravel(layer.params.get(key, 0))] or [0]
+    vals = [int(v) for v in _values(layer.params.get(key, 0))] or [0]
     if len(vals) == 1:
         return (vals[0], vals[0], vals[0], vals[0])
     if len(vals) == 2:
@@ -75,9 +88,9 @@ def tensor(arr: np.ndarray) -> torch.Tensor:
     """A float32 tensor holding a copy of ``arr`` in its own, exactly sized memory (never a view
     into a larger array such as the file's inflated buffer).
 
-    The copy (and any reordering of a permuted view) is numpy's: single-threaded, whereas
-    ``torch.tensor`` of a permuted array runs a parallel copy that is orders of magnitude
-    slower on a busy machine.
+    The copy (and any reordering of a permuted view) is numpy's (:func:`layout.contiguous`):
+    single-threaded, whereas ``torch.tensor`` of a permuted array runs a parallel copy that is
+    orders of magnitude slower on a busy machine.
 
     Args:
         arr: the array.
@@ -85,7 +98,7 @@ def tensor(arr: np.ndarray) -> torch.Tensor:
     Returns:
         The tensor.
     """
-    return torch.from_numpy(np.array(arr, dtype=np.float32, order="C", copy=True))
+    return torch.from_numpy(layout.contiguous(arr))
 
 
 M = TypeVar("M", bound=nn.Module)
@@ -93,6 +106,18 @@ M = TypeVar("M", bound=nn.Module)
 
 def _no_reset() -> None:
     """Stands in for a module's ``reset_parameters`` while :func:`on_meta` builds it."""
+
+
+def _build_on_meta(cls: type[M], *args: Any, **kwargs: Any) -> M:
+    module = cls.__new__(cls)
+    object.__setattr__(module, "reset_parameters", _no_reset)
+    module.__init__(*args, device="meta", **kwargs)  # type: ignore[misc]
+    del module.__dict__["reset_parameters"]
+    return module
+
+
+def _build(cls: type[M], *args: Any, **kwargs: Any) -> M:
+    return cls(*args, **kwargs)
 
 
 def on_meta(cls: type[M], *args: Any, **kwargs: Any) -> M:
@@ -103,7 +128,8 @@ def on_meta(cls: type[M], *args: Any, **kwargs: Any) -> M:
     The torch modules matport builds (convolutions, linear, normalization and recurrent layers)
     initialise only through ``reset_parameters``, which their ``__init__`` calls; an instance
     attribute shadows that method during ``__init__`` (building on the meta device alone would
-    still run the initialisers, on meta tensors, at 3/4 of the construction time).
+    still run the initialisers, on meta tensors, at 3/4 of the construction time). Like
+    :func:`make`, the module is a copy of one built before for the same arguments.
 
     Args:
         cls: a ``torch.nn`` module class taking ``device``, or a subclass passing it on.
@@ -113,11 +139,105 @@ def on_meta(cls: type[M], *args: Any, **kwargs: Any) -> M:
     Returns:
         The module, its parameters and buffers empty tensors on the meta device.
     """
+    return _cached(_build_on_meta, cls, args, kwargs)
+
+
+def make(cls: type[M], *args: Any, **kwargs: Any) -> M:
+    """``cls(*args, **kwargs)``, copied from a module built before for the same arguments.
+
+    Calling a module's ``__init__`` costs tens of microseconds (every attribute goes through
+    ``nn.Module.__setattr__``); the copy takes a few: the prototype's attribute dict copied,
+    with its containers (hooks, parameters, buffers) copied too. Only modules without
+    submodules whose other attributes are immutable values (numbers, text, tuples of them) and
+    whose tensors are on the meta device are copied; prototypes are keyed by the arguments'
+    types and values (``1`` and ``1.0``, ``0.0`` and ``-0.0`` are different arguments).
+    Anything else is built directly.
+
+    Args:
+        cls: the module class.
+        args: its positional arguments.
+        kwargs: its keyword arguments.
+
+    Returns:
+        The module, equal in every attribute to ``cls(*args, **kwargs)``.
+    """
+    return _cached(_build, cls, args, kwargs)
+
+
+_Prototype = tuple[nn.Module, tuple[str, ...]]
+_PROTOTYPES: dict[tuple[Any, ...], _Prototype | None] = {}  # None: not copyable
+_MAX_PROTOTYPES = 4096
+
+
+def _cached(build: Callable[..., M], cls: type[M], args: tuple[Any, ...],
+            kwargs: dict[str, Any]) -> M:
+    try:
+        key = (build, cls, _key(args), _key(tuple(sorted(kwargs.items()))))
+        known = key in _PROTOTYPES
+    except TypeError:  # an argument that is no key
+        return build(cls, *args, **kwargs)
+    if known:
+        prototype = _PROTOTYPES[key]
+        if prototype is None:
+            return build(cls, *args, **kwargs)
+    else:
+        module = build(cls, *args, **kwargs)
+        if len(_PROTOTYPES) >= _MAX_PROTOTYPES:
+            _PROTOTYPES.clear()
+        prototype = _PROTOTYPES[key] = _copyable(module)
+        if prototype is None:
+            return module
+    original, containers = prototype
+    state = original.__dict__.copy()
+    for name in containers:
+        state[name] = state[name].copy()
     module = cls.__new__(cls)
-    object.__setattr__(module, "reset_parameters", _no_reset)
-    module.__init__(*args, device="meta", **kwargs)  # type: ignore[misc]
-    del module.__dict__["reset_parameters"]
+    module.__dict__.update(state)
     return module
+
+
+def _copyable(module: nn.Module) -> _Prototype | None:
+    """``(module, its containers' names)`` when a copy of its attribute dict (containers copied)
+    is an equal, independent module; else None. Meta tensors are shared by the copies until
+    :func:`assign` replaces them in the copy's own containers."""
+    if module._modules:
+        return None
+    containers = []
+    for name, value in module.__dict__.items():
+        if type(value) in (dict, OrderedDict, set):
+            if name in ("_parameters", "_buffers"):
+                if not all(t is None or t.is_meta for t in value.values()):
+                    return None  # real tensors: each module needs its own
+            elif value:
+                return None  # hooks or other registrations
+            containers.append(name)
+        elif not _immutable(value):
+            return None
+    return module, tuple(containers)
+
+
+_IMMUTABLE = (int, float, str, bytes, type(None), torch.dtype, torch.device)
+
+
+def _immutable(value: Any) -> bool:
+    if type(value) is tuple:
+        return all(_immutable(v) for v in value)
+    return isinstance(value, _IMMUTABLE)
+
+
+def _key(value: Any) -> Any:
+    """``value`` as a key that tells apart what ``==`` does not (types, the sign of a zero):
+    ints, text, None and tuples of ints as they are, anything else with its type."""
+    kind = type(value)
+    if kind is int or kind is str or value is None:
+        return value
+    if kind is tuple and all(type(v) is int for v in value):
+        return value
+    if kind is tuple or kind is list:
+        return (kind, tuple(map(_key, value)))
+    if isinstance(value, float | np.floating):
+        return (kind, float(value).hex())
+    return (kind, value)
 
 
 def assign(module: M, values: Mapping[str, np.ndarray | torch.Tensor]) -> M:
@@ -137,15 +257,24 @@ def assign(module: M, values: Mapping[str, np.ndarray | torch.Tensor]) -> M:
         ValueError: a name is not one of the module's tensors, a shape differs from the
             module's, or a tensor is left without a value.
     """
+    params, buffers = module._parameters, module._buffers
     for name, value in values.items():
-        old = getattr(module, name, None)
+        old = params[name] if name in params else buffers[name] if name in buffers else getattr(
+            module, name, None)
         new = value if isinstance(value, torch.Tensor) else tensor(value)
         if not isinstance(old, torch.Tensor) or old.shape != new.shape:
             raise ValueError(f"{type(module).__name__}.{name}: no tensor of shape "
                              f"{tuple(new.shape)}")
-        setattr(module, name, nn.Parameter(new, old.requires_grad)
-                if isinstance(old, nn.Parameter) else new)
-    left = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+        # what nn.Module.__setattr__ calls for a parameter or a buffer, without its dispatch
+        if isinstance(old, nn.Parameter):
+            module.register_parameter(name, nn.Parameter(new, old.requires_grad))
+        elif name in buffers:
+            module.register_buffer(name, new, name not in module._non_persistent_buffers_set)
+        else:
+            setattr(module, name, new)
+    tensors = ([*module._parameters.items(), *module._buffers.items()] if not module._modules
+               else [*module.named_parameters(), *module.named_buffers()])
+    left = [n for n, t in tensors if t is not None and t.is_meta]
     if left:
         raise ValueError(f"{type(module).__name__}: no value for {', '.join(left)}")
     return module
@@ -178,7 +307,7 @@ def number(layer: Layer, key: str, default: float) -> float:
         The number.
     """
     value = layer.params.get(key, default)
-    vals = np.ravel(value) if value is not None else np.zeros(0)
+    vals: Any = _values(value) if value is not None else ()
     return float(vals[0]) if len(vals) else default
 
 

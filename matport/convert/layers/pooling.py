@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from matport.convert.layers.padding import pad, same_padding, static_padding, torch_pad
-from matport.convert.layers.params import pair, require_format
+from matport.convert.layers.params import make, pair, require_format
 from matport.convert.layers.registry import ConversionContext, converts
 from matport.network.model import Layer
 from matport.network.specs import IMAGE
@@ -112,8 +112,8 @@ def _max_pooling(layer: Layer, context: ConversionContext) -> nn.Module:
     indices = bool(layer.params.get("HasUnpoolingOutputs", False))
     plain = _plain_padding(args)
     if not indices and plain is not None:
-        return nn.MaxPool2d(args["kernel"], args["stride"], padding=plain)
-    return MaxPool2dPadded(**args, return_indices=indices)
+        return make(nn.MaxPool2d, args["kernel"], args["stride"], padding=plain)
+    return make(MaxPool2dPadded, **args, return_indices=indices)
 
 
 @converts("AveragePooling2DLayer")
@@ -122,23 +122,24 @@ def _average_pooling(layer: Layer, context: ConversionContext) -> nn.Module:
     args = _pool_args(layer)
     plain = _plain_padding(args)
     if plain is not None:
-        return nn.AvgPool2d(args["kernel"], args["stride"], padding=plain, count_include_pad=True)
-    return AvgPool2dPadded(**args)
+        return make(nn.AvgPool2d, args["kernel"], args["stride"], padding=plain,
+                    count_include_pad=True)
+    return make(AvgPool2dPadded, **args)
 
 
 @converts("GlobalAveragePooling2DLayer", "nnet.onnx.layer.GlobalAveragePooling2dLayer",
           "nnet.keras.layer.GlobalAveragePooling2dLayer")
 def _global_average_pooling(layer: Layer, context: ConversionContext) -> nn.Module:
     require_format(context, IMAGE)
-    return nn.AdaptiveAvgPool2d(1)
+    return make(nn.AdaptiveAvgPool2d, 1)
 
 
 @converts("GlobalMaxPooling2DLayer")
 def _global_max_pooling(layer: Layer, context: ConversionContext) -> nn.Module:
     require_format(context, IMAGE)
-    return nn.AdaptiveMaxPool2d(1)
+    return make(nn.AdaptiveMaxPool2d, 1)
 
 
 @converts("MaxUnpooling2DLayer")
 def _max_unpooling(layer: Layer, context: ConversionContext) -> nn.Module:
-    return MaxUnpool2d()
+    return make(MaxUnpool2d)

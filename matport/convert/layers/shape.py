@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from matport.convert.layers.params import number, require_format, text
+from matport.convert.layers.params import make, number, require_format, text
 from matport.convert.layers.registry import ConversionContext, converts
 from matport.errors import LayerNotConvertible
 from matport.network.model import Layer
@@ -81,15 +81,15 @@ class Resize2d(nn.Module):
 
 @converts("AdditionLayer")
 def _addition(layer: Layer, context: ConversionContext) -> nn.Module:
-    return Add()
+    return make(Add)
 
 
 @converts("FlattenLayer")
 def _flatten(layer: Layer, context: ConversionContext) -> nn.Module:
     if context.input_format == IMAGE:
-        return FlattenMatlabOrder()
+        return make(FlattenMatlabOrder)
     if context.input_format == VECTOR:
-        return nn.Identity()
+        return make(nn.Identity)
     raise LayerNotConvertible("flattening sequences is not supported")
 
 
@@ -102,14 +102,14 @@ _CONCAT_DIMS = {IMAGE: {1: 2, 2: 3, 3: 1, 4: 0}, VECTOR: {1: 1, 2: 0},
 def _concatenation(layer: Layer, context: ConversionContext) -> nn.Module:
     dim = int(number(layer, "Dim", 3 if context.input_format == IMAGE else 1))
     try:
-        return Concat(_CONCAT_DIMS[context.input_format][dim])
+        return make(Concat, _CONCAT_DIMS[context.input_format][dim])
     except KeyError:
         raise LayerNotConvertible(f"concatenation along dimension {dim}") from None
 
 
 @converts("DepthConcatenationLayer")
 def _depth_concatenation(layer: Layer, context: ConversionContext) -> nn.Module:
-    return Concat(1 if context.input_format != SEQUENCE else 2)
+    return make(Concat, 1 if context.input_format != SEQUENCE else 2)
 
 
 @converts("Resize2DLayer")
