@@ -7,8 +7,9 @@ line for the same file replaces an earlier one), each appended with one ``write`
 finishes, so recording costs the same at 10,000 files as at 10. A run killed at any point
 leaves at most an unterminated last line, which the next run ignores and cuts off before it
 appends; a journal with more replaced lines than live ones is then compacted (rewritten all or
-nothing) instead. A re-run skips a file whose fingerprint is unchanged and whose artifacts are
-intact.
+nothing) instead. Lines are not fsynced: after a power cut the journal may lack the last files,
+which the next run redoes. A re-run skips a file whose fingerprint is unchanged and whose
+artifacts are intact.
 
 The whole-file state of earlier versions (``migration-state.json``, formats ``/1`` of matport
 0.1.0 and ``/2``) is still read, and never written: the journal's lines take precedence.
@@ -73,7 +74,7 @@ class MigrationState:
         if data is None:
             return
         complete = data[: data.rfind(b"\n") + 1]  # a killed run's unterminated line is ignored
-        lines = _decode(self.path, complete).splitlines()
+        lines = _decode(self.path, complete).split("\n")[:-1]
         journal = _journal_entries(self.path, lines)
         self.files.update(journal)
         if len(lines) - 1 > 2 * len(journal):
