@@ -23,7 +23,7 @@ from matport.errors import MigrationError
 from matport.migrate.artifact import load_artifact
 from matport.migrate.cluster import ClusterExecutor
 from matport.migrate.runner import migrate
-from matport.migrate.state import STATE_FILE
+from matport.migrate.state import STATE_FILE, MigrationState
 from matport.network.encode import write_network
 from matport.network.model import Network
 from matport.synth import onnx_export
@@ -64,8 +64,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def assert_valid(out: Path, src: Path) -> None:
     """Every artifact the state records computes what its source computes."""
-    state = json.loads((out / STATE_FILE).read_text())
-    for rel, entry in state["files"].items():
+    for rel, entry in MigrationState(out).files.items():
         for net in entry["result"]["networks"]:
             migrated, direct = load_artifact(out / net["metadata"]), load(src / rel)
             raw = torch.from_numpy(RNG.uniform(0, 255, (2, 3, 24, 24)).astype(np.float32))
@@ -93,10 +92,12 @@ def test_cluster_run_is_the_local_run(cluster, sources: Path, tmp_path: Path) ->
                      progress=False)
     assert [f.outcome for f in remote.files] == [f.outcome for f in local.files] == [
         "failed", "verified"] + ["converted"] * 5
-    for name in ("migration-report.json", STATE_FILE):
-        a, b = (json.loads((tmp_path / d / name).read_text()) for d in ("local", "remote"))
-        a.pop("out", None), b.pop("out", None)
-        assert without_timings(a) == without_timings(b)
+    a, b = (json.loads((tmp_path / d / "migration-report.json").read_text())
+            for d in ("local", "remote"))
+    a.pop("out"), b.pop("out")
+    assert without_timings(a) == without_timings(b)
+    a, b = (MigrationState(tmp_path / d).files for d in ("local", "remote"))
+    assert without_timings(a) == without_timings(b)
     files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("m*/*"))
     assert files == sorted(p.relative_to(tmp_path / "remote")
                            for p in (tmp_path / "remote").rglob("m*/*"))
@@ -162,12 +163,12 @@ def test_client_killed_mid_run_is_resumed(cluster, sources: Path, tmp_path: Path
                              str(out), "--cluster", cluster.scheduler_address], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (out / STATE_FILE).exists():
+    while not (out / STATE_FILE).exists():  # created by the first file's line
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = json.loads((out / STATE_FILE).read_text())["files"]
+    done = MigrationState(out).files
     assert 1 <= len(done) < FILES + 1
     report = migrate(sources, out, cluster=cluster.scheduler_address, progress=False)
     outcomes = {f.relative: f.outcome for f in report.files}

@@ -23,7 +23,7 @@ from matport.errors import MigrationError
 from matport.migrate import state as state_module
 from matport.migrate.artifact import load_artifact
 from matport.migrate.runner import LOCK_FILE, migrate
-from matport.migrate.state import STATE_FILE
+from matport.migrate.state import LEGACY_STATE_FILE, STATE_FILE, MigrationState
 from matport.network.encode import write_network
 from matport.network.model import Network
 from matport.synth.networks import RNG, chain, conv, fc, image_input, simple
@@ -63,8 +63,8 @@ def assert_one_line_error(code: int, err: str, *words: str) -> None:
 def assert_artifacts_valid(out: Path, src: Path) -> list[str]:
     """Every file the state records is there and computes what its source computes; returns
     the recorded files."""
-    state = json.loads((out / STATE_FILE).read_text())
-    for rel, entry in state["files"].items():
+    files = MigrationState(out).files
+    for rel, entry in files.items():
         for net in entry["result"]["networks"]:
             if net["metadata"] is None:  # failed
                 continue
@@ -73,7 +73,7 @@ def assert_artifacts_valid(out: Path, src: Path) -> list[str]:
             raw = torch.from_numpy(RNG.uniform(0, 255, (2, c, h, w)).astype(np.float32))
             with torch.no_grad():
                 np.testing.assert_array_equal(migrated(raw).numpy(), direct(raw).numpy())
-    return sorted(state["files"])
+    return sorted(files)
 
 
 def test_unusable_outputs_are_one_line_errors(sources: Path, tmp_path: Path, capsys) -> None:
@@ -87,12 +87,20 @@ def test_unusable_outputs_are_one_line_errors(sources: Path, tmp_path: Path, cap
 
     out = tmp_path / "out"
     out.mkdir()
-    (out / STATE_FILE).write_text('{"format": "matport.migration-state/2", "files": {"a": 1')
+    legacy = out / LEGACY_STATE_FILE  # the whole-file state of earlier versions
+    legacy.write_text('{"format": "matport.migration-state/2", "files": {"a": 1')
     assert_one_line_error(*run_cli(capsys, str(sources), "-o", str(out)),
-                          STATE_FILE, "not a readable migration state")
-    (out / STATE_FILE).write_text('{"format": "matport.migration-state/2", "files": [1]}')
+                          LEGACY_STATE_FILE, "not a readable migration state")
+    legacy.write_text('{"format": "matport.migration-state/2", "files": [1]}')
     assert_one_line_error(*run_cli(capsys, str(sources), "-o", str(out)), "not a readable")
-    (out / STATE_FILE).write_text('{"format": "matport.migration-state/9", "files": {}}')
+    legacy.write_text('{"format": "matport.migration-state/9", "files": {}}')
+    assert_one_line_error(*run_cli(capsys, str(sources), "-o", str(out)), "newer matport")
+    legacy.unlink()
+    journal = out / STATE_FILE
+    journal.write_text('{"format": "matport.migration-state/3"}\n{"file": "a"}\n{"file"')
+    assert_one_line_error(*run_cli(capsys, str(sources), "-o", str(out)),
+                          STATE_FILE, "not a readable migration state", "line 2")
+    journal.write_text('{"format": "matport.migration-state/9"}\n')
     assert_one_line_error(*run_cli(capsys, str(sources), "-o", str(out)), "newer matport")
     assert sorted(p.name for p in out.iterdir()) == [STATE_FILE]  # nothing written, no lock
 
@@ -126,28 +134,33 @@ def test_read_only_output_is_a_one_line_error(sources: Path, tmp_path: Path, cap
 
 def test_full_disk_while_writing_the_state(sources: Path, tmp_path: Path, capsys,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The state file's third rewrite finds the disk full: the run stops with one line, the
-    state file holds the two files recorded before, whose artifacts are valid."""
+    """The state's third line finds the disk full half-way: the run stops with one line, the
+    journal holds the two files recorded before (the half line is ignored, then cut off by the
+    next run), whose artifacts are valid."""
     out = tmp_path / "out"
-    real, calls = state_module.write_atomic, []
+    real, calls = state_module._append, []
 
-    def full_on_third(path: Path, data: bytes) -> None:
+    def full_on_third(path: Path, line: bytes) -> None:
         calls.append(path)
         if len(calls) == 3:
+            real(path, line[: len(line) // 2].rstrip(b"\n"))
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        real(path, data)
+        real(path, line)
 
-    monkeypatch.setattr(state_module, "write_atomic", full_on_third)
+    monkeypatch.setattr(state_module, "_append", full_on_third)
     assert_one_line_error(*run_cli(capsys, str(sources), "-o", str(out)),
                           "No space left on device", STATE_FILE)
+    assert not (out / STATE_FILE).read_bytes().endswith(b"\n")
     assert assert_artifacts_valid(out, sources) == ["m0.mat", "m1.mat"]
     assert not (out / LOCK_FILE).exists()
     assert not [p for p in out.rglob("*") if p.name.endswith(".matport-tmp")]
 
-    monkeypatch.setattr(state_module, "write_atomic", real)
+    monkeypatch.setattr(state_module, "_append", real)
     report = migrate(sources, out, progress=False)
     assert [f.outcome for f in report.files] == ["skipped", "skipped", "converted", "converted"]
     assert assert_artifacts_valid(out, sources) == [f"m{i}.mat" for i in range(4)]
+    lines = (out / STATE_FILE).read_text().splitlines()
+    assert len(lines) == 5 and all(json.loads(line) for line in lines)  # header + 4 files
 
 
 def test_full_disk_while_writing_an_artifact(tmp_path: Path) -> None:

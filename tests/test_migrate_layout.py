@@ -158,17 +158,39 @@ def test_small_artifact_json_short_markdown_and_static_html(tmp_path: Path) -> N
 
 
 def test_each_source_is_hashed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write_network(tmp_path / "a.mat", cnn())
+    """The worker hashes the source once and reads its ONNX export once (hashed from the bytes
+    it loads); hashes the migrating process took are not taken again."""
+    net = cnn()
+    write_network(tmp_path / "a.mat", net)
+    onnx_export.export(net, tmp_path / "a.onnx")
     hashed: list[str] = []
     real = artifact.file_sha256
+    mat_sha, onnx_sha = real(tmp_path / "a.mat"), real(tmp_path / "a.onnx")
 
     def counting(path) -> str:
         hashed.append(Path(path).name)
         return real(path)
 
+    read_onnx: list[str] = []
+    real_open = open
+
+    def opening(file, *args, **kwargs):
+        if str(file).endswith(".onnx"):
+            read_onnx.append(Path(file).name)
+        return real_open(file, *args, **kwargs)
+
     monkeypatch.setattr(artifact, "file_sha256", counting)
-    task = FileTask(str(tmp_path / "a.mat"), "a.mat", str(tmp_path / "out"), 0, None, "pt",
-                    "auto")
+    monkeypatch.setattr("builtins.open", opening)
+    task = FileTask(str(tmp_path / "a.mat"), "a.mat", str(tmp_path / "out"), 0,
+                    str(tmp_path / "a.onnx"), "pt", "auto")
     result, healthy = migrate_file(task)
-    assert healthy and result.outcome == "converted" and result.sha256 == real(tmp_path / "a.mat")
+    assert healthy and result.outcome == "verified"
+    assert (result.sha256, result.onnx_sha256) == (mat_sha, onnx_sha)
     assert hashed == ["a.mat", "net.pt"]  # the source once, the weights for the metadata
+    assert read_onnx == ["a.onnx"]
+    hashed.clear(), read_onnx.clear()
+    again = FileTask(task.source, "a.mat", str(tmp_path / "out2"), 0, task.onnx, "pt", "auto",
+                     sha256=result.sha256, onnx_sha256=result.onnx_sha256,
+                     signature=artifact.source_signature(task.source))
+    result, _ = migrate_file(again)
+    assert result.outcome == "verified" and hashed == ["net.pt"] and read_onnx == ["a.onnx"]

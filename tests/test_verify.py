@@ -193,6 +193,48 @@ def test_opset6_export_is_upgraded_and_runs() -> None:
     assert out["conv_1"].shape == (2, 8, 350, 350)
 
 
+def test_owners_is_the_longest_legalized_layer_prefix() -> None:
+    layers = ["conv", "conv_1", "conv_1_relu", "res2a", "res2a-branch1", "a.b", "a_b", ""]
+
+    def brute(onnx_name: str) -> str | None:  # the rule, spelled out
+        legal = {n: "".join(c if c.isalnum() or c == "_" else "_" for c in n) for n in layers}
+        hits = [n for n in layers
+                if onnx_name == legal[n] or onnx_name.startswith(legal[n] + "_")]
+        return max(hits, key=len, default=None)  # the first of the longest
+
+    names = ["conv", "conv_W", "conv_1", "conv_1_B", "conv_1_relu", "conv_1_relu_out", "conv2",
+             "res2a_branch1_W", "res2a_branch2", "a_b", "a_b_W", "_x", "x", "conv__1", ""]
+    owner_of = onnx_run.owners(layers)
+    assert [owner_of(n) for n in names] == [brute(n) for n in names]
+    assert [onnx_run.owner(n, layers) for n in names] == [brute(n) for n in names]
+    assert owner_of("res2a_branch1_W") == "res2a-branch1" and owner_of("a_b_W") == "a.b"
+
+
+def test_sessions_are_built_from_the_file_as_it_is(small) -> None:
+    """An IR-3 export (every initializer listed as an input, as MATLAB writes them) runs in
+    onnxruntime from the file's own bytes, extra outputs appended: the same values as the
+    model serialized again; one session per set of outputs; a loaded export verifies."""
+    net, path = small
+    export = onnx_run.load_export(path)
+    assert export.raw == path.read_bytes() and export.model.ir_version >= 4
+    x = np.random.default_rng(2).uniform(0, 255, (2, *export.sample_shape)).astype(np.float32)
+    tensors = ["conv_a", "fc"]
+    as_is = onnx_run.run(export, x, tensors)
+    assert len(export.sessions) == 1 and onnx_run.session_for(export, tensors) is next(
+        iter(export.sessions.values()))
+    again = onnx_run.load_export(path, path.read_bytes())
+    again.raw = None
+    serialized = onnx_run.run(again, x, tensors)
+    assert set(as_is) == {export.output_name, *tensors}
+    for name, value in as_is.items():
+        np.testing.assert_array_equal(value, serialized[name])
+    assert onnx_run.load_export(corpus_file(FACEGATE)).raw is None  # upgraded: serialized
+    report = verify(SmallModel(net), export, network=net, num_random=3)
+    assert report.passed and report.onnx_path == str(path)
+    assert report.to_dict() == verify(SmallModel(net), path, network=net,
+                                      num_random=3).to_dict()
+
+
 def test_custom_operators_are_refused_with_the_reason() -> None:
     with pytest.raises(VerificationError, match=r"com\.mathworks:MaxUnpool.*decoder3_unpool"):
         onnx_run.load_export(corpus_file(NISITKA[1]))

@@ -19,6 +19,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from matport.network.find import NetworkRef
     from matport.network.model import Network
     from matport.options import FamilyChoice
+    from matport.verify.onnx_run import OnnxExport
 
 #: the weights file of an artifact
 WeightsFormat = Literal["pt", "safetensors"]
@@ -216,31 +218,83 @@ def _attempt(step: Callable[[], None], memory_mb: int | None) -> tuple[str | Non
 
 
 def _migrate_networks(task: FileTask, result: FileResult) -> None:
-    """Fill ``result.networks``; raises what fails the whole file."""
+    """Fill ``result.networks``; raises what fails the whole file. A second thread meanwhile
+    hashes the source and reads, hashes and loads the ONNX export (each read once), building
+    its onnxruntime session while this one reads and converts the network."""
     from matport.mat import read
     from matport.network import find_networks
 
+    hashed = background().submit(_hash_source, task)
+    export = background().submit(_load_export, task) if task.onnx else None
     try:
-        if task.sha256 is None:
-            task.signature = source_signature(task.source)
-            task.sha256 = file_sha256(task.source)
-        if task.onnx and task.onnx_sha256 is None:
-            task.onnx_sha256 = file_sha256(task.onnx)
-    except OSError as exc:
-        raise MigrationError(f"{task.source}: cannot read: {exc}") from None
-    result.sha256, result.onnx_sha256 = task.sha256, task.onnx_sha256
-    refs = find_networks(read(task.source))
-    for ref, name in zip(refs, artifact_names([r.path for r in refs]), strict=True):
-        net_result = NetworkResult(ref.path, ref.class_name)
-        result.networks.append(net_result)
-        step = functools.partial(_migrate_network, task, ref, name, len(refs), net_result)
-        reason, healthy = _attempt(step, None)
-        if not healthy:
-            raise MemoryError
-        if reason is not None:
-            net_result.reason = reason
+        refs = find_networks(read(task.source))
+        for ref, name in zip(refs, artifact_names([r.path for r in refs]), strict=True):
+            net_result = NetworkResult(ref.path, ref.class_name)
+            result.networks.append(net_result)
+            step = functools.partial(_migrate_network, task, ref, name, len(refs), net_result,
+                                     export)
+            reason, healthy = _attempt(step, None)
+            if not healthy:
+                raise MemoryError
+            if reason is not None:
+                net_result.reason = reason
+    finally:  # the next file does not start before this one's jobs end
+        for job in (hashed, export):
+            _wait_read(job, task)
+        result.sha256, result.onnx_sha256 = task.sha256, task.onnx_sha256
     if source_signature(task.source) != task.signature:
         raise MigrationError(f"{task.source}: the file changed during the migration")
+
+
+def background() -> ThreadPoolExecutor:
+    """This process's second thread, for the work that overlaps a file's conversion (started
+    on first use; a worker starts it before its memory limit, which a new thread's stack would
+    not fit in).
+
+    Returns:
+        An executor of one thread.
+    """
+    global _background
+    if _background is None:
+        _background = ThreadPoolExecutor(1, thread_name_prefix="matport-migrate")
+        _background.submit(int).result()  # the thread starts now
+    return _background
+
+
+_background: ThreadPoolExecutor | None = None
+
+
+def _hash_source(task: FileTask) -> None:
+    """Hash the source unless the migrating process did (its signature first)."""
+    if task.sha256 is None:
+        task.signature = source_signature(task.source)
+        task.sha256 = file_sha256(task.source)
+
+
+def _load_export(task: FileTask) -> OnnxExport | str:
+    """Read the ONNX export once: hash it (unless the migrating process did), load it and build
+    the session its check runs first; why it cannot be checked instead of the export."""
+    from matport.verify.check import prepare_export
+
+    assert task.onnx is not None
+    with open(task.onnx, "rb") as f:
+        data = f.read()
+    if task.onnx_sha256 is None:
+        task.onnx_sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        return prepare_export(task.onnx, data)
+    except Exception as exc:  # noqa: BLE001 (a check that cannot run is recorded, not fatal)
+        return one_line(str(exc))
+
+
+def _wait_read(job: Future[Any] | None, task: FileTask) -> None:
+    """Wait for a background job; a source or export it could not read fails the file."""
+    if job is None:
+        return
+    try:
+        job.result()
+    except OSError as exc:
+        raise MigrationError(f"{task.source}: cannot read: {exc}") from None
 
 
 def _file_outcome(networks: list[NetworkResult]) -> tuple[str, str | None]:
@@ -255,7 +309,7 @@ def _file_outcome(networks: list[NetworkResult]) -> tuple[str, str | None]:
 
 
 def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
-                     result: NetworkResult) -> None:
+                     result: NetworkResult, export: Future[OnnxExport | str] | None) -> None:
     """Convert, verify and write one network, filling ``result``. The old metadata goes first,
     then the weights (and a safetensors config) are written all or nothing, the metadata last: a
     ``.json`` always describes the weights beside it."""
@@ -267,7 +321,7 @@ def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
     model, note = convert_network(net, task.family)
     result.family = info_of(model).architecture.get("family")
     result.parameters = sum(p.numel() for p in model.parameters())
-    result.verification, full_report = _verify(model, net, task.onnx, count)
+    result.verification, full_report = _verify(model, net, task.onnx, export, count)
     weights = task.folder / f"{name}{FORMATS[task.format]}"
     metadata = task.folder / f"{name}.json"
     weights.parent.mkdir(parents=True, exist_ok=True)
@@ -290,11 +344,12 @@ def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
 
 
 def _verify(model: nn.Module, net: Network, onnx: str | None,
+            export: Future[OnnxExport | str] | None,
             count: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The check against MATLAB's export ``onnx`` of the file's ``count`` networks:
-    ``{status, reason, onnx}`` (status verified / failed / error, or none without an export)
-    and the full report."""
-    if onnx is None:
+    """The check against MATLAB's export ``onnx`` (loaded by ``export``) of the file's ``count``
+    networks: ``{status, reason, onnx}`` (status verified / failed / error, or none without an
+    export) and the full report."""
+    if onnx is None or export is None:
         return {"status": "none", "reason": None, "onnx": None}, None
     if count != 1:
         return {"status": "error", "onnx": onnx,
@@ -303,7 +358,10 @@ def _verify(model: nn.Module, net: Network, onnx: str | None,
     from matport.verify import verify
 
     try:
-        report = verify(model, onnx, network=net)
+        loaded = export.result()
+        if isinstance(loaded, str):
+            return {"status": "error", "onnx": onnx, "reason": loaded}, None
+        report = verify(model, loaded, network=net)
     except Exception as exc:  # noqa: BLE001 (a check that cannot run is recorded, not fatal)
         return {"status": "error", "onnx": onnx, "reason": one_line(str(exc))}, None
     return {"status": report.status, "onnx": onnx, "reason": report.reason}, report.to_dict()

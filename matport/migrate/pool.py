@@ -1,8 +1,10 @@
 """The worker processes of a migration on this machine.
 
-Workers fork from a server that imported torch once (a worker killed at its time limit is
-replaced in milliseconds), run one torch thread each, end with the migrating process even when it
-is killed by SIGKILL, and convert each file under a time limit (the worker is killed) and an
+Workers fork from a server that imported torch and onnx once (a worker killed at its time limit
+is replaced in milliseconds), convert file after file, run one torch and onnxruntime thread each
+(a second thread overlaps reading and hashing, and the export's run, with the conversion; see
+:func:`~matport.migrate.artifact.background`), end with the migrating process even when it is
+killed by SIGKILL, and convert each file under a time limit (the worker is killed) and an
 address-space limit (``RLIMIT_AS``).
 """
 
@@ -18,7 +20,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from matport.errors import MigrationError
-from matport.migrate.artifact import FileTask, migrate_file, remove_unfinished
+from matport.migrate.artifact import FileTask, background, migrate_file, remove_unfinished
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -26,11 +28,15 @@ if TYPE_CHECKING:
     from matport.migrate.report import FileResult
 
 START_TIMEOUT_S = 300.0
-# what a worker needs, imported once by the fork server
-# (the v7.3 reader too: HDF5's library cannot be loaded under a tight memory limit)
-WORKER_IMPORTS = ("torch", "matport.checkpoint", "matport.convert.api",
+# what a worker needs, imported once by the fork server (the v7.3 reader too: HDF5's library
+# cannot be loaded under a tight memory limit)
+SERVER_IMPORTS = ("torch", "matport.checkpoint", "matport.convert.api",
                   "matport.convert.families.resnet50", "matport.migrate.artifact",
-                  "matport.mat.v73")
+                  "matport.mat.v73", "onnx", "matport.verify.check")
+# and by each worker, before its memory limit: onnxruntime starts a thread when imported, whose
+# malloc arena a fork server would hand down to every worker (address space the limit counts as
+# held, then lends out)
+WORKER_IMPORTS = (*SERVER_IMPORTS, "onnxruntime")
 
 
 @dataclass
@@ -56,7 +62,7 @@ class ProcessPool:
         import multiprocessing
 
         self.ctx = multiprocessing.get_context("forkserver")
-        self.ctx.set_forkserver_preload(list(WORKER_IMPORTS))
+        self.ctx.set_forkserver_preload(list(SERVER_IMPORTS))
         self.jobs, self.timeout, self.memory_mb = jobs, timeout, memory_mb
         self.capacity = 2 * jobs  # one waiting per worker: it starts as soon as one is free
         self.workers: list[_Worker] = []
@@ -188,13 +194,15 @@ class ProcessPool:
 
 def prepare_worker(memory_mb: int | None, migrating: int) -> None:
     """Make this process a worker: Ctrl-C left to the migrating process, ends with it, what it
-    needs imported, one torch thread, then the memory limit.
+    needs imported, one torch thread (onnxruntime takes as many), its second thread
+    (:func:`~matport.migrate.artifact.background`), then the memory limit.
 
     Args:
         memory_mb: address space (MB) it may add for one file (None: no limit).
         migrating: the process it ends with.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _one_malloc_arena()
     _end_with(migrating)
     import importlib
 
@@ -203,6 +211,7 @@ def prepare_worker(memory_mb: int | None, migrating: int) -> None:
     import torch
 
     torch.set_num_threads(1)
+    background()
     _limit_memory(memory_mb)
 
 
@@ -250,6 +259,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _one_malloc_arena() -> None:
+    """Have every thread allocate from glibc's main arena: an arena of a thread's own reserves
+    address space (64 MB) that the memory limit counts as held, then lends out beyond it."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1)
+
+
+_M_ARENA_MAX = -8  # glibc's malloc.h
 
 
 def _limit_memory(memory_mb: int | None) -> None:

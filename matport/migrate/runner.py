@@ -20,9 +20,10 @@ report). A check that cannot run (``could not verify``: unreadable export, custo
 several networks in the file) is recorded and does not fail the network.
 
 Loss-free and resumable: sources are only read; every output file is written all or nothing
-(:mod:`matport.files`); ``OUT/migration-state.json`` (:mod:`matport.migrate.state`) records each
-file's fingerprint and outcome after every file, so a re-run skips what is done and redoes what
-failed or changed, and a run killed at any point (even by SIGKILL) is completed by the next one.
+(:mod:`matport.files`); the journal ``OUT/migration-state.jsonl`` (:mod:`matport.migrate.state`)
+gets a line with each file's fingerprint and outcome as it finishes, so a re-run skips what is
+done and redoes what failed or changed, and a run killed at any point (even by SIGKILL) is
+completed by the next one.
 Temporary files of a killed run are removed when the next run starts; one run at a time writes
 to an output folder (``OUT/.migration.lock``, removed at the end). Files are converted in worker
 processes (:mod:`matport.migrate.pool`), scheduled by :mod:`matport.migrate.schedule`.

@@ -20,11 +20,12 @@ if TYPE_CHECKING:
     from torch import nn
 
     from matport.network.model import Network
+    from matport.verify.onnx_run import OnnxExport
 
 
 def verify(
     model_or_mat: nn.Module | Network | str | Path,
-    onnx_path: str | Path,
+    onnx_path: str | Path | OnnxExport,
     *,
     inputs: np.ndarray | None = None,
     num_random: int = 8,
@@ -41,7 +42,8 @@ def verify(
     Args:
         model_or_mat: a model built by matport, a :class:`~matport.network.model.Network`, or a
             ``.mat`` file.
-        onnx_path: MATLAB's ``exportONNXNetwork`` output (or matport's own export).
+        onnx_path: MATLAB's ``exportONNXNetwork`` output (or matport's own export), or one
+            loaded already (:func:`matport.verify.check.prepare_export`).
         inputs: raw inputs (MATLAB contract: batch first, the model's layout) used instead of
             ``num_random`` random inputs.
         num_random: how many random inputs to draw, from the input layer's own statistics

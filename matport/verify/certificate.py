@@ -57,11 +57,12 @@ def certificate(
     """
     names = [lay.name for lay in network.layers] if network else list(info.layer_map)
     types = {lay.name: lay.type for lay in network.layers} if network else {}
+    owner_of = onnx_run.owners(names)
     inits = [
         _Initializer(k, a, layer, types.get(layer or ""))
         for k, a in {**export.initializers, **_folded_bn_means(export)}.items()
         if np.issubdtype(a.dtype, np.floating)
-        for layer in [onnx_run.owner(k, names)]
+        for layer in [owner_of(k)]
     ]
     by_layer: dict[str, list[_Initializer]] = {}
     by_size: dict[int, list[_Initializer]] = {}

@@ -3,6 +3,7 @@ sides, compare, certify the weights and, when the outputs differ, find the layer
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 def run_verify(
     model_or_mat: nn.Module | Network | str | Path,
-    onnx_path: str | Path,
+    onnx_path: str | Path | OnnxExport,
     *,
     inputs: np.ndarray | None = None,
     num_random: int = 8,
@@ -54,7 +55,7 @@ def run_verify(
 ) -> VerifyReport:
     """The implementation of :func:`matport.verify.verify`: arguments, result and errors as
     documented there (one signature, one docstring to keep up to date)."""
-    export = onnx_run.load_export(onnx_path)
+    export = onnx_path if isinstance(onnx_path, OnnxExport) else onnx_run.load_export(onnx_path)
     model, network, mat = resolve(model_or_mat, variable, network, family)
     info = info_of(model)
     notes: list[str] = []
@@ -77,7 +78,7 @@ def run_verify(
         status="verified" if passed else "failed",
         passed=passed,
         reason=None if passed else failure_reason(outputs, weights, divergence),
-        onnx_path=str(onnx_path),
+        onnx_path=export.path,
         tolerance=tolerance(rtol),
         mat=mat,
         model={
@@ -104,19 +105,58 @@ def _run_and_compare(
     rtol: float,
 ) -> tuple[OutputCheck, np.ndarray]:
     """Run both sides on ``raw``; compare outputs and, when the export ends in Softmax, logits
-    (the Softmax's input against the model's output or the module feeding its own softmax)."""
-    logits_tensor = softmax_input(export) if export.ends_in_softmax else None
+    (the Softmax's input against the model's output or the module feeding its own softmax).
+    With one torch thread (matport migrate's workers; onnxruntime gets as many), the export
+    runs in a second thread beside the model."""
+    extra = plain_outputs(export)
+    logits_tensor = extra[0] if extra else None
     logits_layer = layer_feeding(export, info, network, logits_tensor) if logits_tensor else None
     hooked = {logits_layer: info.layer_map[logits_layer]} if logits_layer else {}
-    extra = [logits_tensor] if logits_tensor else []
-    ran = onnx_run.run(export, onnx_input(export, info, raw), extra)
-    torch_out, seen = capture(model, info.preprocess(torch.from_numpy(raw)), hooked)
+    x_onnx, x_torch = onnx_input(export, info, raw), info.preprocess(torch.from_numpy(raw))
+    beside = torch.get_num_threads() == 1
+    with ThreadPoolExecutor(1, thread_name_prefix="matport-onnx") as side:
+        running = side.submit(onnx_run.run, export, x_onnx, extra) if beside else None
+        torch_out, seen = capture(model, x_torch, hooked)
+    ran = running.result() if running else onnx_run.run(export, x_onnx, extra)
     torch_logits = seen[logits_layer][-1] if logits_layer and seen.get(logits_layer) else None
     return compare_outputs(
         torch_out, torch_logits, ran[export.output_name], ran.get(logits_tensor or ""), export,
         class_axis(info.layout), rtol, classes=export.ends_in_softmax or bool(info.class_names),
         returns_logits=info.postprocess == "softmax",
     )
+
+
+def plain_outputs(export: OnnxExport) -> list[str]:
+    """What a check's plain session computes besides the output: the logits (the last
+    Softmax's input) when the export ends in Softmax.
+
+    Args:
+        export: the export.
+
+    Returns:
+        The extra tensors.
+    """
+    logits = softmax_input(export) if export.ends_in_softmax else None
+    return [logits] if logits else []
+
+
+def prepare_export(path: str | Path, data: bytes | None = None) -> OnnxExport:
+    """Load an export and build the plain session a check runs first: what a caller that
+    converts the model meanwhile (matport migrate, in another thread) hands to `verify`.
+
+    Args:
+        path: the ONNX file.
+        data: its content, when the caller has read it already.
+
+    Returns:
+        The export, its plain session built.
+
+    Raises:
+        VerificationError: the export cannot be loaded or run.
+    """
+    export = onnx_run.load_export(path, data)
+    onnx_run.session_for(export, plain_outputs(export))
+    return export
 
 
 def _describe_export(export: OnnxExport, notes: list[str]) -> dict[str, Any]:

@@ -12,15 +12,18 @@ output tensor after the layer, and helper nodes ``<layer>_<suffix>``.
 from __future__ import annotations
 
 import functools
+import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import torch
 from onnx import helper, numpy_helper
+from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 
 from matport.errors import VerificationError
 
@@ -52,6 +55,11 @@ class OnnxExport:
     initializers: dict[str, np.ndarray]
     notes: list[str] = field(default_factory=list)
     batch_axis: int = 0  # 1 for sequence inputs, which MATLAB declares [T, N, C] like ONNX's LSTM
+    #: the file's content when onnxruntime runs it as it is (sessions are built from it, not
+    #: from ``model`` serialized again); None when loading changed what onnxruntime would run
+    raw: bytes | None = field(default=None, repr=False)
+    #: onnxruntime sessions built for it, by (extra outputs, instrumented): each is built once
+    sessions: dict[tuple[tuple[str, ...], bool], Any] = field(default_factory=dict, repr=False)
 
     @property
     def is_matlab(self) -> bool:
@@ -82,23 +90,41 @@ class OnnxExport:
         return meta.get(CONTRACT_KEY, "raw")
 
 
-def load_export(path: str | Path) -> OnnxExport:
+def load_export(path: str | Path, data: bytes | None = None) -> OnnxExport:
     """Read an ONNX file and prepare it for onnxruntime.
 
-    Raises `VerificationError` when the file cannot be read, uses operators onnxruntime cannot
-    run (``com.mathworks`` custom domain, ``Placeholder``), or has no single data input.
+    Args:
+        path: the file.
+        data: its content, when the caller has read it already (it is not read again).
+
+    Returns:
+        The export.
+
+    Raises:
+        VerificationError: the file cannot be read, uses operators onnxruntime cannot run
+            (``com.mathworks`` custom domain, ``Placeholder``), or has no single data input.
     """
     path = str(path)
     try:
-        model = onnx.load(path)
+        if data is None:
+            with open(path, "rb") as f:
+                data = f.read()
+        model = onnx.load_from_string(data)  # then what onnx.load does after reading the file
+        external = any(uses_external_data(t) for t in model.graph.initializer)
+        load_external_data_for_model(model, os.path.dirname(path))
     except Exception as exc:  # onnx raises DecodeError, OSError, ...
         raise VerificationError(f"{path}: cannot read as an ONNX file: {exc}") from exc
     _refuse_unrunnable(path, model)
     opset = _default_opset(model)
     notes: list[str] = []
+    as_is = not external
     if opset < _MIN_RUNNABLE_OPSET:
         model = _upgrade_old_opset(path, model, notes)
-    _drop_initializer_inputs(model)
+        as_is = False
+    ir_version = model.ir_version
+    dropped = _drop_initializer_inputs(model)
+    # IR < 4: onnxruntime holds initializers listed as inputs constant, as dropping them does
+    as_is = as_is and (dropped == 0 or ir_version < 4)
     graph = model.graph
     if len(graph.input) != 1:
         names = ", ".join(i.name for i in graph.input) or "none"
@@ -122,6 +148,7 @@ def load_export(path: str | Path) -> OnnxExport:
         ends_in_softmax=_ends_in_softmax(graph, last),
         initializers={t.name: numpy_helper.to_array(t) for t in graph.initializer},
         notes=notes,
+        raw=data if as_is else None,
     )
 
 
@@ -144,7 +171,7 @@ def run(
     Returns:
         Tensor name -> value, for the output and ``tensors``.
     """
-    session = _session(export, tensors, instrumented)
+    session = session_for(export, tensors, instrumented)
     names = [export.output_name, *[t for t in tensors if t != export.output_name]]
     x = np.ascontiguousarray(x, dtype=np.float32)
     axis = export.batch_axis
@@ -162,13 +189,13 @@ def layer_tensors(export: OnnxExport, layer_names: Iterable[str]) -> dict[str, s
     An input layer whose only node is the mean ``Sub`` maps to that node's output; an input
     layer with no node at all maps to the graph input.
     """
-    names = list(layer_names)
+    owner_of = owners(layer_names)
     found: dict[str, str] = {}
     for node in export.model.graph.node:
-        layer = owner(node.name, names)
+        layer = owner_of(node.name)
         if layer is not None and node.output:
             found[layer] = node.output[0]
-    layer = owner(export.input_name, names)
+    layer = owner_of(export.input_name)
     if layer is not None and layer not in found:
         found[layer] = export.input_name
     return found
@@ -179,14 +206,32 @@ def owner(onnx_name: str, layer_names: Iterable[str]) -> str | None:
     ``L`` with ``onnx_name == L`` or ``onnx_name.startswith(L + "_")``. Names are compared after
     replacing characters other than letters, digits and ``_`` by ``_`` (MATLAB legalizes layer
     names that way when it writes them; unverified beyond plain names)."""
-    best: str | None = None
-    for name in layer_names:
-        legal = _legal(name)
-        if (onnx_name == legal or onnx_name.startswith(legal + "_")) and (
-            best is None or len(name) > len(best)
-        ):
-            best = name
-    return best
+    return owners(layer_names)(onnx_name)
+
+
+def owners(layer_names: Iterable[str]) -> Callable[[str], str | None]:
+    """`owner` for many ONNX names against the same layers: the layers are indexed once, and
+    each name is looked up by its prefixes that end before a ``_``, longest first.
+
+    Args:
+        layer_names: the MATLAB layer names.
+
+    Returns:
+        ONNX name -> its layer, or None.
+    """
+    by_legal: dict[str, str] = {}
+    for name in layer_names:  # legalizing keeps the length: the first of equal names wins
+        by_legal.setdefault(_legal(name), name)
+
+    def owner_of(onnx_name: str) -> str | None:
+        end = len(onnx_name)
+        while end >= 0:
+            if onnx_name[:end] in by_legal:
+                return by_legal[onnx_name[:end]]
+            end = onnx_name.rfind("_", 0, end)
+        return None
+
+    return owner_of
 
 
 @functools.lru_cache(maxsize=4096)
@@ -199,6 +244,20 @@ def node_output_names(export: OnnxExport) -> list[str]:
     return [o for node in export.model.graph.node for o in node.output if o]
 
 
+def session_for(export: OnnxExport, tensors: Sequence[str] = (), instrumented: bool = False):
+    """The onnxruntime session that computes the export's output and ``tensors`` (built on
+    first use, then kept with the export; see `run` for ``instrumented``). Building the plain
+    session of a large export takes a while: a caller may build it ahead, in another thread.
+
+    Raises:
+        VerificationError: onnxruntime cannot load the export, or no node computes a tensor.
+    """
+    key = (tuple(dict.fromkeys(tensors)), instrumented)
+    if key not in export.sessions:
+        export.sessions[key] = _session(export, key[0], instrumented)
+    return export.sessions[key]
+
+
 def _session(export: OnnxExport, tensors: Sequence[str], instrumented: bool):  # -> ort session
     import onnxruntime as ort
 
@@ -209,21 +268,25 @@ def _session(export: OnnxExport, tensors: Sequence[str], instrumented: bool):  #
         ort.GraphOptimizationLevel.ORT_DISABLE_ALL if instrumented
         else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     )
-    # as many threads as torch uses: parallel workers (matport migrate) each set torch to one
+    # as many threads as torch uses: parallel workers (matport migrate) share the cores out
     options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
     try:
         return ort.InferenceSession(
-            _serialized(export.model, tensors, instrumented), options,
+            _serialized(export, tensors, instrumented), options,
             providers=["CPUExecutionProvider"],
         )
     except Exception as exc:  # onnxruntime raises its own exception types
         raise VerificationError(f"{export.path}: onnxruntime cannot load it: {exc}") from exc
 
 
-def _serialized(model: onnx.ModelProto, tensors: Sequence[str], infer_types: bool) -> bytes:
-    """``model`` with ``tensors`` as extra graph outputs, serialized (the outputs are added for
-    the serialization only: no copy of the model). Their element types come from shape
-    inference with ``infer_types`` (helper tensors of a layer may be integers), else float."""
+def _serialized(export: OnnxExport, tensors: Sequence[str], infer_types: bool) -> bytes:
+    """The export's model with ``tensors`` as extra graph outputs, serialized: its file's content
+    with the outputs appended as a message of their own (protobuf merges a repeated message
+    field: a large model is not serialized again), else the model (the outputs are added for
+    the serialization only: no copy of it). Their element types come from shape inference with
+    ``infer_types`` (helper tensors of a layer may be integers), else float."""
+    model = export.model
     outputs = model.graph.output
     extra = [t for t in dict.fromkeys(tensors) if t not in {o.name for o in outputs}]
     known = {o for n in model.graph.node for o in n.output}
@@ -231,9 +294,13 @@ def _serialized(model: onnx.ModelProto, tensors: Sequence[str], infer_types: boo
     if missing:
         raise VerificationError(f"no node computes tensor(s): {', '.join(missing)}")
     elem_types = _inferred_elem_types(model) if extra and infer_types else {}
+    values = [helper.make_tensor_value_info(t, elem_types.get(t, onnx.TensorProto.FLOAT), None)
+              for t in extra]
+    if export.raw is not None:
+        added = onnx.ModelProto(graph=onnx.GraphProto(output=values))
+        return export.raw + added.SerializeToString()
     kept = len(outputs)
-    outputs.extend(helper.make_tensor_value_info(t, elem_types.get(t, onnx.TensorProto.FLOAT),
-                                                 None) for t in extra)
+    outputs.extend(values)
     try:
         return model.SerializeToString()
     finally:
@@ -301,12 +368,16 @@ def _upgrade_old_opset(path: str, model: onnx.ModelProto, notes: list[str]) -> o
     return upgraded
 
 
-def _drop_initializer_inputs(model: onnx.ModelProto) -> None:
+def _drop_initializer_inputs(model: onnx.ModelProto) -> int:
+    """Drop the graph inputs that are initializers (IR 3 lists every initializer as an input);
+    returns how many went. The IR version becomes at least 4, which allows that."""
     inits = {t.name for t in model.graph.initializer}
     data = [i for i in model.graph.input if i.name not in inits]
+    dropped = len(model.graph.input) - len(data)
     del model.graph.input[:]
     model.graph.input.extend(data)
     model.ir_version = max(model.ir_version, 4)
+    return dropped
 
 
 def _producer_of(graph: onnx.GraphProto, tensor: str) -> onnx.NodeProto | None:
