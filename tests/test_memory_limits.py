@@ -154,3 +154,23 @@ def test_struct_field_names_are_bounded(tmp_path: Path) -> None:
     path = write_v7(tmp_path, struct.pack("<II", 15, len(packed)) + packed)
     refused(lambda: matport.read(path), "values built from the file would take more than 8 "
             "times", max_mb=40)
+
+
+def test_running_out_of_memory_within_the_budget_is_a_matfile_error(tmp_path: Path) -> None:
+    """A 3 MB element claiming to inflate to 3 GiB is within its budget (zlib can inflate that
+    much), but not within the process's address space: numpy's MemoryError becomes a
+    MatFileError (fuzz seed 17, case 37545)."""
+    claimed = 3 << 30
+    head = struct.pack("<II", 14, claimed)  # a matrix element of 3 GiB...
+    packed = zlib.compress(head + os.urandom(3 << 20), 1)  # ...whose stream holds 3 MB
+    path = write_v7(tmp_path, struct.pack("<II", 15, len(packed)) + packed)
+    code = ("import resource, sys, matport\n"
+            "held = int(open('/proc/self/statm').read().split()[0]) * 4096\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (held + (1 << 30), resource.RLIM_INFINITY))\n"
+            "try:\n    matport.read(sys.argv[1], max_bytes='8G')\n"
+            "except matport.MatFileError as exc:\n    print(exc)\n    sys.exit(2)\n")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)}, cwd=root, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert str(path) in done.stdout and "could not be allocated" in done.stdout

@@ -39,6 +39,16 @@ def read(path: str | os.PathLike[str], *, max_bytes: int | str | None = None) ->
     """
     spath = os.fspath(path)
     try:
+        return _read(spath, max_bytes)
+    except MemoryError:  # the machine ran out before the file's budget did
+        raise MatFileError(spath, "the memory this file's contents declare could not be "
+                           "allocated (the machine's memory or the process's limit ran out "
+                           "before matport's own limit, max_bytes / MATPORT_MAX_READ_BYTES)"
+                           ) from None
+
+
+def _read(spath: str, max_bytes: int | str | None) -> MatFile:
+    try:
         with open(spath, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             budget = Budget(spath, size, max_bytes)
