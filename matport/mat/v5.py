@@ -392,18 +392,17 @@ class _Reader:
         if not word & FLAG_LOGICAL and dt.kind == "f" and target.kind != "f":
             # MATLAB stores values in a smaller type only when that is exact
             raise self.fail(f"{target} array stored as {dt}", where)
-        if dt != target:
-            self.expand(count * target.itemsize, where)
-        values = real.astype(target, order="F", copy=False)
         if not word & FLAG_COMPLEX:
-            return values
+            if dt != target:
+                self.expand(count * target.itemsize, where)
+            return real.astype(target, order="F", copy=False)
         imag, _ = self.array(buf, nxt, end, where)
         if imag.size != count:
             raise self.fail("complex array with mismatched imaginary part", where)
         ctype = np.complex64 if target == np.float32 else np.complex128
         self.expand(count * np.dtype(ctype).itemsize, where)
         complex_values = np.empty(dims, dtype=ctype, order="F")
-        complex_values.real = values
+        complex_values.real = real  # each part widened as it is written: no copy in between
         complex_values.imag = imag.reshape(dims, order="F")
         return complex_values
 
