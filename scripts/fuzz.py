@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import io
 import json
+import math
 import multiprocessing as mp
 import os
 import random
@@ -46,6 +47,7 @@ NETWORK_TARGETS = ("read_network", "load", "load_resnet50")
 SLOW_S = 2.0
 TIMEOUT_S = 10.0  # CPU seconds a case may take before its child is killed (over 2 s is a defect)
 HARD_TIMEOUT_S = 600.0  # wall seconds, however starved the machine is
+BUILDING = math.inf  # CPU baseline while a child builds its mutant (the harness's work, untimed)
 MEMORY_LIMIT = 2 << 30  # address space a child may add to what it holds after its imports
 ALLOWANCE = 64 << 20  # peak growth allowed whatever the file declares (interpreter, torch)
 MAX_SEED_BYTES = 400_000
@@ -284,8 +286,8 @@ class Pool:
     def __init__(self, jobs: int, seed: int, seeds: Seeds, folder: str) -> None:
         self.args = (seed, seeds, folder)
         self.ctx = mp.get_context("fork")
-        # (process, connection, case it runs or None, the child's CPU seconds when it was
-        # given; -1.0 while importing)
+        # (process, connection, case it runs or None, the child's CPU seconds when its case's
+        # clocks started; -1.0 while importing, BUILDING while it builds the mutant)
         self.slots: list[tuple[Any, Connection, int | None, float]] = []
         self.given: dict[int, float] = {}  # slot -> wall time its case was given
         for _ in range(jobs):
@@ -311,7 +313,7 @@ class Pool:
                 if busy is None and pending:
                     index = pending.pop()
                     conn.send(index)
-                    self.slots[k] = (proc, conn, index, _cpu_seconds(proc.pid))
+                    self.slots[k] = (proc, conn, index, BUILDING)
                     self.given[k] = time.monotonic()
                     continue
                 if busy is None:
