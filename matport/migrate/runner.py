@@ -50,7 +50,7 @@ from matport.migrate.artifact import (
     remove_unfinished,
 )
 from matport.migrate.html import REPORT_HTML, report_html
-from matport.migrate.pool import ProcessPool
+from matport.migrate.pool import ProcessPool, start_fork_server
 from matport.migrate.progress import Progress
 from matport.migrate.report import REPORT_JSON, REPORT_MARKDOWN, MigrationReport
 from matport.migrate.schedule import Executor, schedule
@@ -120,6 +120,8 @@ def migrate(
     if jobs < 1:
         raise ArgumentError(f"jobs must be at least 1 (got {jobs})")
     started = time.monotonic()
+    if cluster is None:
+        start_fork_server()  # its imports overlap finding, cleaning up and hashing
     src_list = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
     out_dir = Path(out).absolute()
     pairing = OnnxPairing(onnx_pattern, onnx_map)
