@@ -4,6 +4,7 @@ early, and a worker still starting killed at the end instead of waited for."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from matport.migrate.artifact import FileTask
 from matport.migrate.report import FileResult
 from matport.migrate.schedule import schedule
 from matport.migrate.state import MigrationState
+from tests.support.paths import ROOT
 
 
 class Recording:
@@ -101,3 +103,18 @@ def test_a_worker_still_starting_is_killed_at_the_end(tmp_path: Path) -> None:
         t0 = time.monotonic()
         workers.close()
     assert time.monotonic() - t0 < 4.0 and not worker.process.is_alive()
+
+
+def test_the_fork_server_starts_early_when_a_file_needs_a_worker(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matport.migrate import runner
+
+    calls: list[int] = []
+    monkeypatch.setattr(runner, "start_fork_server", lambda: calls.append(1))
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(ROOT / "fixtures" / "series_net_v7.mat", src / "a.mat")
+    assert runner.migrate(src, tmp_path / "out", progress=False).ok
+    assert calls == [1]
+    assert runner.migrate(src, tmp_path / "out", progress=False).ok  # all done: no worker
+    assert calls == [1]

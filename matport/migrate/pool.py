@@ -1,14 +1,14 @@
 """The worker processes of a migration on this machine.
 
 Workers fork from a server that imported torch and onnx once (started by
-:func:`start_fork_server` as the migration begins, so that its imports overlap what the
-migrating process does before the first file; a worker killed at its time limit is replaced in
-milliseconds), convert file after file, share the machine's cores out (:func:`worker_threads`:
-with one core each, one torch and onnxruntime thread, and a second thread that overlaps reading
-and hashing, and the export's run, with the conversion; see
-:func:`~matport.migrate.artifact.background`), end with the migrating process even when it is
-killed by SIGKILL, and convert each file under a time limit (the worker is killed) and an
-address-space limit (``RLIMIT_AS``).
+:func:`start_fork_server` as a migration with files to convert begins, so that its imports
+overlap what the migrating process does before the first file; a worker killed at its time limit
+is replaced in milliseconds), convert file after file, share the machine's cores out
+(:func:`worker_threads`; torch and onnxruntime get one thread fewer than a worker's share, at
+least one: :func:`torch_threads`, and a second thread overlaps reading and hashing, and the
+export's run, with the conversion; see :func:`~matport.migrate.artifact.background`), end with
+the migrating process even when it is killed by SIGKILL, and convert each file under a time
+limit (the worker is killed) and an address-space limit (``RLIMIT_AS``).
 """
 
 from __future__ import annotations
@@ -74,8 +74,9 @@ def torch_threads(threads: int) -> int:
 
 def start_fork_server() -> None:
     """Start the workers' fork server now, without waiting: it imports torch and onnx (about
-    3 s) while the migrating process finds, cleans up and hashes what precedes the first
-    file; the first worker started waits only for what is left of those imports."""
+    3 s) while the migrating process cleans up and hashes what precedes the first file to
+    convert; the first worker started waits only for what is left of those imports (else the
+    server starts with the first worker)."""
     import multiprocessing
     from multiprocessing import forkserver
 

@@ -120,8 +120,6 @@ def migrate(
     if jobs < 1:
         raise ArgumentError(f"jobs must be at least 1 (got {jobs})")
     started = time.monotonic()
-    if cluster is None:
-        start_fork_server()  # its imports overlap finding, cleaning up and hashing
     src_list = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
     out_dir = Path(out).absolute()
     pairing = OnnxPairing(onnx_pattern, onnx_map)
@@ -151,6 +149,8 @@ def _run(src_list: list[str | os.PathLike[str]], out_dir: Path, found: list[tupl
                               format, family))
     with _exclusive(out_dir):
         state = MigrationState(out_dir)
+        if cluster is None and any(t.relative not in state.files for t in tasks):
+            start_fork_server()  # a file needs a worker: its imports overlap the cleanup, hashing
         remove_temporary_files(out_dir)
         for task in tasks:
             remove_unfinished(task.folder)
