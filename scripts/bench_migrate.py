@@ -298,7 +298,9 @@ def main() -> None:
                   f"({'meets' if ratio >= 1.7 else 'misses'} the 1.7x target); beyond the "
                   f"start-up {beyond:.2f}x; the most the CPU time allows (--jobs 1's wall "
                   f"time against the start-up plus --jobs 2's CPU seconds beyond it spread "
-                  f"over {cores} fully busy cores): {allowed:.2f}x.")
+                  f"over {cores} fully busy cores): {allowed:.2f}x, and what 2 processes get "
+                  f"done against 1 on this machine right now (the busy loop): at most "
+                  f"{max(before[0], after[0]):.2f}x.")
         if profiles:
             print(f"\nOne file in a warm `--jobs 1` worker on this machine (in this process, "
                   f"median of {args.profile}): wall time; CPU time of every thread (what 2 "
