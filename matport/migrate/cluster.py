@@ -79,6 +79,7 @@ class ClusterExecutor:
                                  "the output folder must be on storage every worker sees (a "
                                  "shared file system)")
         self.capacity = 2 * threads
+        self.parallel = threads
 
     def submit(self, index: int, task: FileTask) -> None:
         """Run ``task`` as a Dask task.

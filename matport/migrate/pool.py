@@ -1,11 +1,14 @@
 """The worker processes of a migration on this machine.
 
-Workers fork from a server that imported torch and onnx once (a worker killed at its time limit
-is replaced in milliseconds), convert file after file, run one torch and onnxruntime thread each
-(a second thread overlaps reading and hashing, and the export's run, with the conversion; see
-:func:`~matport.migrate.artifact.background`), end with the migrating process even when it is
-killed by SIGKILL, and convert each file under a time limit (the worker is killed) and an
-address-space limit (``RLIMIT_AS``).
+Workers fork from a server that imported torch and onnx once (started by
+:func:`start_fork_server` as a migration with files to convert begins, so that its imports
+overlap what the migrating process does before the first file; a worker killed at its time limit
+is replaced in milliseconds), convert file after file, share the machine's cores out
+(:func:`worker_threads`; torch and onnxruntime get one thread fewer than a worker's share, at
+least one: :func:`torch_threads`, and a second thread overlaps reading and hashing, and the
+export's run, with the conversion; see :func:`~matport.migrate.artifact.background`), end with
+the migrating process even when it is killed by SIGKILL, and convert each file under a time
+limit (the worker is killed) and an address-space limit (``RLIMIT_AS``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,48 @@ SERVER_IMPORTS = ("torch", "matport.checkpoint", "matport.convert.api",
 WORKER_IMPORTS = (*SERVER_IMPORTS, "onnxruntime")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the platform tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_threads(jobs: int, cores: int | None = None) -> int:
+    """The threads each of ``jobs`` workers may keep busy: the cores shared out (at least 1).
+
+    Args:
+        jobs: the number of worker processes.
+        cores: the cores there are (default: :func:`usable_cores`).
+
+    Returns:
+        The threads per worker.
+    """
+    return max(1, (cores or usable_cores()) // max(1, jobs))
+
+
+def torch_threads(threads: int) -> int:
+    """torch's (and the export's onnxruntime session's) intra-op threads in a worker that may
+    keep ``threads`` busy: one fewer, for the thread that overlaps reading, hashing and the
+    export's run with the conversion (and at least one). On 2 cores ``--jobs 1`` thus runs one
+    torch thread beside that thread: 2 intra-op threads there cost 1.3-2x the CPU time per file
+    on a shared machine (spinning) for no gain in wall time."""
+    return max(1, threads - 1)
+
+
+def start_fork_server() -> None:
+    """Start the workers' fork server now, without waiting: it imports torch and onnx (about
+    3 s) while the migrating process cleans up and hashes what precedes the first file to
+    convert; the first worker started waits only for what is left of those imports (else the
+    server starts with the first worker)."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(SERVER_IMPORTS))
+    forkserver.ensure_running()
+
+
 @dataclass
 class _Worker:
     process: BaseProcess
@@ -64,6 +109,8 @@ class ProcessPool:
         self.ctx = multiprocessing.get_context("forkserver")
         self.ctx.set_forkserver_preload(list(SERVER_IMPORTS))
         self.jobs, self.timeout, self.memory_mb = jobs, timeout, memory_mb
+        self.threads = worker_threads(jobs)
+        self.parallel = jobs
         self.capacity = 2 * jobs  # one waiting per worker: it starts as soon as one is free
         self.workers: list[_Worker] = []
         self.queued: deque[tuple[int, FileTask]] = deque()
@@ -102,7 +149,8 @@ class ProcessPool:
 
     def _start(self) -> _Worker:
         ours, theirs = self.ctx.Pipe()
-        process = self.ctx.Process(target=_worker_main, args=(theirs, self.memory_mb, os.getpid()),
+        process = self.ctx.Process(target=_worker_main,
+                                   args=(theirs, self.memory_mb, os.getpid(), self.threads),
                                    daemon=True, name="matport-migrate-worker")
         process.start()
         theirs.close()
@@ -170,12 +218,12 @@ class ProcessPool:
 
     def close(self) -> None:
         """Stop every worker (one still converting is killed and what it left unfinished
-        removed)."""
+        removed, one still starting is killed)."""
         for w in self.workers:
             with contextlib.suppress(OSError):
-                if w.task is None:
+                if w.task is None and w.ready:
                     w.conn.send(None)
-            if w.task is not None:
+            if w.task is not None or not w.ready:  # not ready: still importing, holds nothing
                 w.process.kill()
         for w in list(self.workers):
             w.process.join(5)
@@ -192,14 +240,15 @@ class ProcessPool:
 # the worker process
 
 
-def prepare_worker(memory_mb: int | None, migrating: int) -> None:
+def prepare_worker(memory_mb: int | None, migrating: int, threads: int = 1) -> None:
     """Make this process a worker: Ctrl-C left to the migrating process, ends with it, what it
-    needs imported, one torch thread (onnxruntime takes as many), its second thread
-    (:func:`~matport.migrate.artifact.background`), then the memory limit.
+    needs imported, its torch threads (:func:`torch_threads`; onnxruntime takes as many), its
+    second thread (:func:`~matport.migrate.artifact.background`), then the memory limit.
 
     Args:
         memory_mb: address space (MB) it may add for one file (None: no limit).
         migrating: the process it ends with.
+        threads: the threads it may keep busy (:func:`worker_threads`).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _one_malloc_arena()
@@ -210,14 +259,15 @@ def prepare_worker(memory_mb: int | None, migrating: int) -> None:
         importlib.import_module(name)
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(torch_threads(threads))
     background()
     _limit_memory(memory_mb)
 
 
-def _worker_main(conn: Connection, memory_mb: int | None, migrating: int) -> None:
+def _worker_main(conn: Connection, memory_mb: int | None, migrating: int,
+                 threads: int = 1) -> None:
     """A worker process: converts the files it gets."""
-    prepare_worker(memory_mb, migrating)
+    prepare_worker(memory_mb, migrating, threads)
     conn.send("ready")
     while True:
         try:

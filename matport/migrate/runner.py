@@ -50,7 +50,7 @@ from matport.migrate.artifact import (
     remove_unfinished,
 )
 from matport.migrate.html import REPORT_HTML, report_html
-from matport.migrate.pool import ProcessPool
+from matport.migrate.pool import ProcessPool, start_fork_server
 from matport.migrate.progress import Progress
 from matport.migrate.report import REPORT_JSON, REPORT_MARKDOWN, MigrationReport
 from matport.migrate.schedule import Executor, schedule
@@ -149,6 +149,8 @@ def _run(src_list: list[str | os.PathLike[str]], out_dir: Path, found: list[tupl
                               format, family))
     with _exclusive(out_dir):
         state = MigrationState(out_dir)
+        if cluster is None and any(t.relative not in state.files for t in tasks):
+            start_fork_server()  # a file needs a worker: its imports overlap the cleanup, hashing
         remove_temporary_files(out_dir)
         for task in tasks:
             remove_unfinished(task.folder)

@@ -23,6 +23,8 @@ class Executor(Protocol):
 
     #: how many files it takes at once (more wait in the migrating process, not yet hashed)
     capacity: int
+    #: how many files it converts at the same time (more than one: the largest go first)
+    parallel: int
 
     def submit(self, index: int, task: FileTask) -> None:
         """Start migrating ``task`` (``index``: its place, given back by :meth:`collect`)."""
@@ -52,8 +54,9 @@ def schedule(tasks: list[FileTask], out: Path, state: MigrationState, executor: 
         The results, in the order of ``tasks``.
     """
     results: list[FileResult | None] = [None] * len(tasks)
-    queue = deque(range(len(tasks)))
     claimed: dict[str, str] = {}
+    earlier = [claimed.setdefault(str(t.folder), t.source) for t in tasks]  # in their order
+    queue = deque(_order(tasks, executor.parallel))
 
     def finish(i: int, result: FileResult, record: bool = True) -> None:
         results[i] = result
@@ -67,10 +70,9 @@ def schedule(tasks: list[FileTask], out: Path, state: MigrationState, executor: 
         while queue and executor.outstanding() < executor.capacity:
             i = queue.popleft()
             task = tasks[i]
-            earlier = claimed.setdefault(str(task.folder), task.source)
-            if earlier != task.source:
+            if earlier[i] != task.source:
                 finish(i, task.result(reason=(
-                    f"its artifacts would go where those of {earlier} go ({task.folder})")))
+                    f"its artifacts would go where those of {earlier[i]} go ({task.folder})")))
             elif (standing := _prepare(task, state)) is not None:
                 finish(i, standing, record=False)
             else:
@@ -79,6 +81,22 @@ def schedule(tasks: list[FileTask], out: Path, state: MigrationState, executor: 
             for i, result in executor.collect():
                 finish(i, result)
     return [r for r in results if r is not None]
+
+
+def _order(tasks: list[FileTask], parallel: int) -> list[int]:
+    """The order files are handed out in: as given to one worker; to several, the largest first
+    (longest processing time first: the last files to start are small ones, so that workers
+    run out of work at about the same time instead of one converting a large file alone)."""
+    order = list(range(len(tasks)))
+    if parallel > 1:
+        sizes = []
+        for task in tasks:
+            try:
+                sizes.append(os.path.getsize(task.source))
+            except OSError:  # failed by _prepare in its turn
+                sizes.append(-1)
+        order.sort(key=lambda i: -sizes[i])  # stable: equal sizes keep their order
+    return order
 
 
 def _prepare(task: FileTask, state: MigrationState) -> FileResult | None:
