@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
 from collections.abc import Callable
 
 import numpy as np
@@ -17,6 +18,7 @@ import torchvision
 from torch import nn
 
 import matport
+from matport.convert.collector import collector_paused
 from matport.convert.families import registry
 from matport.errors import ArgumentError, ConversionError
 from matport.network.model import Connection, Layer, Network
@@ -79,6 +81,7 @@ def check_family(family: str, net: Network, x: np.ndarray) -> nn.Module:
     model = matport.load_torchvision(net)
     cls = CASES[family][0] if family in CASES else torchvision.models.VGG
     assert type(model) is cls and not model.training
+    assert gc.isenabled()  # paused while the model was built only
     assert model.matport.architecture["family"] == family
     assert model.matport.class_names == net.class_names
     assert_matches(logits(model, x), reference_logits(net, x))
@@ -444,3 +447,19 @@ def test_assign_state_is_load_state_dict() -> None:
     state["fc.bias"] = torch.zeros(3)
     with pytest.raises(RuntimeError, match="size mismatch for fc.bias"):
         registry.assign_state(registry.meta_copy("resnet18", 10), state)
+
+
+def test_collector_paused_is_restored_however_the_block_ends():
+    """The cyclic collector is enabled again after a block that raises; one the caller disabled
+    stays disabled."""
+    with pytest.raises(RuntimeError), collector_paused():
+        assert not gc.isenabled()
+        raise RuntimeError
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

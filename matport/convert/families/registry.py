@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.overrides import TorchFunctionMode
 
+from matport.convert.collector import collector_paused
 from matport.convert.families.transplant import Slot, transplant
 from matport.convert.families.walk import shared_links
 from matport.convert.head import split_softmax
@@ -163,7 +164,9 @@ def fit(network: Network, family: str | None = None) -> tuple[Family, FamilyMatc
 
 def build_model(family: Family, found: FamilyMatch, network: Network) -> nn.Module:
     """The one place a family model is made: build the architecture on the meta device, assign
-    the transplanted tensors, set eval mode and attach the :class:`ModelInfo`.
+    the transplanted tensors, set eval mode and attach the :class:`ModelInfo`, with the cyclic
+    garbage collector paused (:func:`~matport.convert.collector.collector_paused`: a model of
+    hundreds of modules is thousands of containers, all alive).
 
     Args:
         family: the family ``found`` was matched by.
@@ -174,20 +177,21 @@ def build_model(family: Family, found: FamilyMatch, network: Network) -> nn.Modu
         The ``family.model_class`` instance, with ``model.matport``; like every converted
         classifier it returns logits (MATLAB's final softmax is ``model.matport.postprocess``).
     """
-    model = family.build(found.architecture)
-    assign_state(model, transplant(found.slots))
-    model.eval()
-    attach_info(model, ModelInfo(
-        class_names=found.class_names,
-        input_size=found.input_size,
-        layout="NCHW",
-        normalization=family.preprocessing(found),
-        source=network.source,
-        variable=network.path,
-        layer_map=found.layer_map,
-        architecture=found.architecture,
-        postprocess=split_softmax(network)[1],
-    ))
+    with collector_paused():
+        model = family.build(found.architecture)
+        assign_state(model, transplant(found.slots))
+        model.eval()
+        attach_info(model, ModelInfo(
+            class_names=found.class_names,
+            input_size=found.input_size,
+            layout="NCHW",
+            normalization=family.preprocessing(found),
+            source=network.source,
+            variable=network.path,
+            layer_map=found.layer_map,
+            architecture=found.architecture,
+            postprocess=split_softmax(network)[1],
+        ))
     return model
 
 

@@ -47,7 +47,8 @@ def _batch_norm(layer: Layer, context: ConversionContext) -> nn.Module:
                  momentum=number(layer, "MeanDecay", 0.1))
     return assign(bn, {"weight": _channels(layer, "Scale"), "bias": _channels(layer, "Offset"),
                        "running_mean": mean, "running_var": _channels(layer, "TrainedVariance"),
-                       "num_batches_tracked": torch.tensor(0, device="cpu")})
+                       "num_batches_tracked": torch.zeros((), dtype=torch.long,
+                                                             device="cpu")})
 
 
 @converts("LayerNormalizationLayer")

@@ -231,11 +231,13 @@ def _key(value: Any) -> Any:
     kind = type(value)
     if kind is int or kind is str or value is None:
         return value
+    if kind is float:
+        return (float, value.hex())
     if kind is tuple and all(type(v) is int for v in value):
         return value
     if kind is tuple or kind is list:
         return (kind, tuple(map(_key, value)))
-    if isinstance(value, float | np.floating):
+    if isinstance(value, np.floating):
         return (kind, float(value).hex())
     return (kind, value)
 
