@@ -131,6 +131,40 @@ def test_contiguous_copies_of_column_major_matrices(shape: tuple[int, int]) -> N
     np.testing.assert_array_equal(got, w)
 
 
+@pytest.mark.parametrize("shape", [(3, 3, 64, 80), (7, 7, 3, 64), (3, 3, 300, 300), (1, 5, 4, 6),
+                                   (3, 3, 8)])
+def test_contiguous_in_place_reorders_square_kernels_in_their_memory(
+        shape: tuple[int, ...]) -> None:
+    w = np.asfortranarray(RNG.standard_normal(shape).astype(np.float32))
+    want = layout.contiguous(layout.conv_weight(w))
+    got = layout.contiguous_in_place(layout.conv_weight(w))
+    assert got is not None and got.flags.c_contiguous and np.shares_memory(got, w)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("shape", [(1000, 2048), (300, 257), (5, 20000), (64, 2039), (2039, 64)])
+def test_contiguous_in_place_transposes_column_major_matrices_in_their_memory(
+        shape: tuple[int, int]) -> None:
+    w = np.asfortranarray(RNG.standard_normal(shape).astype(np.float32))
+    want = np.ascontiguousarray(w)
+    got = layout.contiguous_in_place(w)
+    assert got is not None and got.flags.c_contiguous and np.shares_memory(got, w)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_contiguous_in_place_leaves_what_needs_a_copy() -> None:
+    w = np.asfortranarray(RNG.standard_normal((3, 5, 4, 6)).astype(np.float32))  # 3 x 5 kernels
+    before = w.copy()
+    assert layout.contiguous_in_place(layout.conv_weight(w)) is None
+    np.testing.assert_array_equal(w, before)
+    assert layout.contiguous_in_place(np.asfortranarray(RNG.standard_normal((5, 7), "f4"))) is None
+    # 2039 rows in memory, prime: only single rows would be blocks, too many to permute
+    assert layout.contiguous_in_place(np.asfortranarray(RNG.standard_normal((300, 2039), "f4"))
+                                      ) is None
+    float64 = RNG.standard_normal((3, 3, 4, 6)).transpose(3, 2, 0, 1)
+    assert layout.contiguous_in_place(float64) is None
+
+
 def test_fc_weight_with_a_scalar_input_size() -> None:
     w = RNG.standard_normal((3, 8))  # InputSize stored as one number (features after pooling)
     np.testing.assert_array_equal(layout.fc_weight(w, 8), w.astype(np.float32))

@@ -6,16 +6,18 @@ present before anything is allocated, inflation is capped, and nesting depth is 
 
 from __future__ import annotations
 
+import io
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any, BinaryIO, TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import scipy.sparse
 
 from matport.errors import MatFileError
 from matport.mat import inflate
+from matport.mat.arena import Arena
 from matport.mat.format import (
     ENDIAN_OFFSET,
     FILEWRAPPER,
@@ -79,13 +81,14 @@ class V5Contents:
     header: str
     variables: dict[str, Any]
     subsystem: memoryview | None
+    subsystem_arena: Arena | None  # the buffer the subsystem's bytes are a view of
 
 
 IN_CHUNK = 1 << 20
 OUT_CHUNK = 1 << 22
 
 
-def parse(f: BinaryIO, size: int, path: str, budget: Budget) -> V5Contents:
+def parse(f: io.BufferedIOBase, size: int, path: str, budget: Budget) -> V5Contents:
     """Parse a v7 (or uncompressed v6) file, streaming one top-level element at a time so that
     peak memory stays near the largest inflated variable."""
     head = f.read(HEADER_BYTES)
@@ -105,6 +108,7 @@ def parse(f: BinaryIO, size: int, path: str, budget: Budget) -> V5Contents:
     reader = _Reader(path, order, budget)
     variables: dict[str, Any] = {}
     subsystem: memoryview | None = None
+    subsystem_arena: Arena | None = None
     pos = HEADER_BYTES
     while pos < size:
         start = pos
@@ -116,13 +120,17 @@ def parse(f: BinaryIO, size: int, path: str, budget: Budget) -> V5Contents:
         if nbytes > size - pos - 8:
             raise MatFileError(path, f"element declares {nbytes} bytes but only "
                                f"{size - pos - 8} remain", where)
+        reader.arena = None
         if mtype == MI_COMPRESSED:
-            inner = reader.inflate(f, nbytes, where)
+            reader.arena, inner = reader.inflate(f, nbytes, where)
             pos += 8 + nbytes
         elif mtype == MI_MATRIX:
             padded = min((nbytes + 7) & ~7, size - pos - 8)
             budget.charge(padded, where)
-            inner = memoryview(tag + f.read(padded))[: 8 + nbytes]
+            reader.arena = Arena(8 + padded)
+            reader.arena.array[:8] = np.frombuffer(tag, np.uint8)
+            got = f.readinto(reader.arena.array[8:].data)
+            inner = reader.arena.array.data[: 8 + min(nbytes, got)]
             pos += 8 + padded
         else:
             raise MatFileError(path, f"unexpected top-level element type {mtype}", where)
@@ -133,6 +141,7 @@ def parse(f: BinaryIO, size: int, path: str, budget: Budget) -> V5Contents:
             flags, _ = reader.integers(inner, idpos, idpos + inbytes, "array flags", where)
             if flags.size < 2 or int(flags[0]) & 0xFF != MX_UINT8:
                 raise MatFileError(path, "subsystem data is not a uint8 array", where)
+            subsystem_arena, reader.arena = reader.arena, None  # its bytes stay where they are
         name, value = reader.matrix(inner, idpos, idpos + inbytes, 0, where)
         if start == subsys_offset:
             if not (isinstance(value, np.ndarray) and value.dtype == np.uint8):
@@ -140,12 +149,14 @@ def parse(f: BinaryIO, size: int, path: str, budget: Budget) -> V5Contents:
             subsystem = value.reshape(-1, order="F").data
         else:
             variables[name] = value
-    return V5Contents(header, variables, subsystem)
+    return V5Contents(header, variables, subsystem, subsystem_arena)
 
 
-def parse_subsystem(data: memoryview, path: str, budget: Budget) -> Any:
+def parse_subsystem(data: memoryview, path: str, budget: Budget,
+                    arena: Arena | None = None) -> Any:
     """Parse the subsystem variable's bytes: an 8-byte stream header, then one matrix (a struct
-    whose field ``MCOS`` holds the FileWrapper__ object)."""
+    whose field ``MCOS`` holds the FileWrapper__ object). ``arena``: the buffer ``data`` is a
+    view of, whose pages are released as large arrays are copied out of it."""
     buf = memoryview(data)
     if len(buf) < 16:
         raise MatFileError(path, "subsystem data is truncated")
@@ -154,6 +165,7 @@ def parse_subsystem(data: memoryview, path: str, budget: Budget) -> Any:
     if order is None:
         raise MatFileError(path, "subsystem data has no endian indicator")
     reader = _Reader(path, order, budget)
+    reader.arena = arena
     mtype, nbytes, dpos, _ = reader.tag(buf, 8, len(buf), "subsystem")
     if mtype != MI_MATRIX:
         raise MatFileError(path, f"subsystem holds element type {mtype}, not a matrix")
@@ -173,6 +185,7 @@ class _Reader:
         self.names_head = struct.Struct(order + "IiII")
         self.dtypes = DTYPES[order]
         self.fields: dict[tuple[bytes, int], tuple[str, ...]] = {}  # see field_names
+        self.arena: Arena | None = None  # the buffer being parsed, when large arrays leave it
 
     def fail(self, message: str, where: Place) -> MatFileError:
         return MatFileError(self.path, one_line(message), render(where))
@@ -180,10 +193,11 @@ class _Reader:
     def expand(self, nbytes: int, where: Place) -> None:
         self.budget.expand(nbytes, lambda: render(where))
 
-    def inflate(self, f: BinaryIO, nbytes: int, where: str) -> memoryview:
+    def inflate(self, f: io.BufferedIOBase, nbytes: int, where: str) -> tuple[Arena, memoryview]:
         """Inflate a compressed element of ``nbytes`` read from ``f`` into one buffer sized by
         the element it holds; refuses output beyond what the element declares."""
         d = inflate.decompressobj()
+        arena: Arena | None = None
         out: np.ndarray | None = None
         head = b""
         filled = 0
@@ -201,7 +215,8 @@ class _Reader:
                         head += piece
                         if len(head) < 8:
                             continue
-                        out = self.inflate_buffer(head, nbytes, where)
+                        arena = self.inflate_buffer(head, nbytes, where)
+                        out = arena.array
                         piece, head = head, b""
                     if filled + len(piece) > out.size:
                         raise self.fail("compressed data inflates beyond the element it "
@@ -212,13 +227,13 @@ class _Reader:
             raise self.fail(f"corrupt compressed data ({exc})", where) from None
         if not d.eof:
             raise self.fail("compressed data is truncated", where)
-        if out is None:
+        if arena is None or out is None:
             raise self.fail("compressed element is empty", where)
         if remaining:
             f.read(remaining)  # trailing bytes after the zlib stream
-        return out.data[:filled]
+        return arena, out.data[:filled]
 
-    def inflate_buffer(self, head: bytes, nbytes: int, where: str) -> np.ndarray:
+    def inflate_buffer(self, head: bytes, nbytes: int, where: str) -> Arena:
         """The output buffer for an inflated element whose first 8 bytes are ``head``."""
         mtype, size = self.u4.unpack_from(head, 0)
         if mtype >> 16:
@@ -228,7 +243,7 @@ class _Reader:
             raise self.fail(f"compressed element of {nbytes} bytes claims to inflate to "
                             f"{total} bytes (decompression bomb)", where)
         self.budget.charge(total + 8, where)
-        return np.empty(total + 8, dtype=np.uint8)
+        return Arena(total + 8)
 
     def tag(self, buf: memoryview, pos: int, end: int, where: Place) -> tuple[int, int, int, int]:
         """Read a tag at ``pos``: returns (type, nbytes, data position, next element position)."""
@@ -388,14 +403,17 @@ class _Reader:
         target = LOGICAL if word & FLAG_LOGICAL else NATIVE[mclass]
         real = np.ndarray(dims, dt, buf, dpos, None, "F")  # a view of the file's bytes
         if dt == target and not word & FLAG_COMPLEX:
-            return real
+            return self.own(real)
         if not word & FLAG_LOGICAL and dt.kind == "f" and target.kind != "f":
             # MATLAB stores values in a smaller type only when that is exact
             raise self.fail(f"{target} array stored as {dt}", where)
         if not word & FLAG_COMPLEX:
-            if dt != target:
-                self.expand(count * target.itemsize, where)
-            return real.astype(target, order="F", copy=False)
+            if dt == target:
+                return self.own(real)
+            self.expand(count * target.itemsize, where)
+            widened = real.astype(target, order="F")
+            self.release(real)
+            return widened
         imag, _ = self.array(buf, nxt, end, where)
         if imag.size != count:
             raise self.fail("complex array with mismatched imaginary part", where)
@@ -404,7 +422,18 @@ class _Reader:
         complex_values = np.empty(dims, dtype=ctype, order="F")
         complex_values.real = real  # each part widened as it is written: no copy in between
         complex_values.imag = imag.reshape(dims, order="F")
+        self.release(real)
+        self.release(imag)
         return complex_values
+
+    def own(self, view: np.ndarray) -> np.ndarray:
+        """A view of the buffer in its own memory (see :meth:`Arena.own`)."""
+        return view if self.arena is None else self.arena.own(view)
+
+    def release(self, view: np.ndarray) -> None:
+        """Release the buffer's pages under a view whose values were converted."""
+        if self.arena is not None:
+            self.arena.release(view)
 
     def char(self, buf: memoryview, pos: int, end: int, dims: tuple[int, ...], count: int,
              where: Place) -> Any:

@@ -117,6 +117,75 @@ def contiguous(a: np.ndarray) -> np.ndarray:
 
 _LARGE = 1 << 16  # values: below this numpy's own copy costs about as much
 _TILE = 128
+_CHUNK = 1 << 16  # values reordered at a time in place (the scratch memory)
+_BLOCK = 1 << 18  # values of the row block a matrix transposed in place is transposed by
+_MOVES = 1 << 16  # pieces a matrix transposed in place may be permuted in (Python steps)
+
+
+def contiguous_in_place(a: np.ndarray) -> np.ndarray | None:
+    """What :func:`contiguous` returns, made in the memory ``a`` views (overwriting it) where
+    that needs no more than a block of scratch memory: ``a`` itself when C-contiguous float32;
+    a 4-D float32 view whose last two axes, of equal length, are swapped against memory (square
+    convolution kernels ``Cout x Cin x k x k`` of column-major ``k x k x Cin x Cout``): every
+    filter plane transposed in place; a large column-major float32 matrix (fully connected
+    weights) whose rows in memory split into blocks (:func:`_transpose_in_place`). None
+    otherwise.
+
+    Args:
+        a: the array (a view of memory nothing else reads any more).
+
+    Returns:
+        The C-contiguous float32 array over ``a``'s memory, or None.
+    """
+    if a.dtype != np.float32:
+        return None
+    if a.flags.c_contiguous:
+        return a
+    if a.ndim == 2 and a.T.flags.c_contiguous:
+        return _transpose_in_place(a.T) if a.size >= _LARGE else None
+    if a.ndim != 4 or a.shape[2] != a.shape[3] or not a.transpose(0, 1, 3, 2).flags.c_contiguous:
+        return None
+    n, c, k, _ = a.shape
+    planes = a.transpose(0, 1, 3, 2).reshape(n * c, k * k)  # a view: memory order
+    order = [j * k + i for i in range(k) for j in range(k)]
+    step = max(_CHUNK // (k * k), 1)
+    for i in range(0, n * c, step):
+        block = planes[i:i + step]
+        block[...] = np.take(block, order, axis=1)
+    return planes.reshape(a.shape)
+
+
+def _transpose_in_place(m: np.ndarray) -> np.ndarray | None:
+    """The transpose of a C-contiguous ``r x c`` matrix, C-contiguous in its memory: its ``g``
+    blocks of ``r / g`` rows are transposed one at a time (one block of scratch), leaving ``g x c``
+    pieces of ``r / g`` values in the order (block, column), which are then permuted into the
+    order (column, block) along the permutation's cycles (one piece of scratch). None when no
+    ``g`` divides ``r`` into blocks of at most ``_BLOCK`` values and ``_MOVES`` pieces."""
+    r, c = m.shape
+    g = next((g for g in range(1, r + 1) if r % g == 0 and r // g * c <= _BLOCK), r)
+    if r // g * c > _BLOCK or g * c > _MOVES:
+        return None
+    rows = r // g
+    blocks = m.reshape(g, rows * c)
+    for k in range(g):
+        scratch = blocks[k].reshape(rows, c).copy()
+        blocks[k].reshape(c, rows)[...] = scratch.T
+    pieces = m.reshape(g * c, rows)  # piece k * c + j: column j of block k
+    done = bytearray(g * c)
+    for start in range(g * c):
+        if done[start]:
+            continue
+        held = pieces[start].copy()
+        q = start
+        while True:  # the piece that belongs at q (column q // g of block q % g) moves there
+            done[q] = 1
+            p = q % g * c + q // g
+            if p == start:
+                pieces[q] = held
+                break
+            pieces[q] = pieces[p]
+            q = p
+    return m.reshape(c, r)
 
 
 def conv_weight(w: np.ndarray) -> np.ndarray:

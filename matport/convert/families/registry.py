@@ -162,7 +162,8 @@ def fit(network: Network, family: str | None = None) -> tuple[Family, FamilyMatc
     raise ConversionError(f"{where}: {what}; {GENERIC_HINT}", reasons)
 
 
-def build_model(family: Family, found: FamilyMatch, network: Network) -> nn.Module:
+def build_model(family: Family, found: FamilyMatch, network: Network,
+                own: bool = False) -> nn.Module:
     """The one place a family model is made: build the architecture on the meta device, assign
     the transplanted tensors, set eval mode and attach the :class:`ModelInfo`, with the cyclic
     garbage collector paused (:func:`~matport.convert.collector.collector_paused`: a model of
@@ -172,6 +173,8 @@ def build_model(family: Family, found: FamilyMatch, network: Network) -> nn.Modu
         family: the family ``found`` was matched by.
         found: the match.
         network: the MATLAB network (its source and variable path go into the ModelInfo).
+        own: whether the caller read ``network`` itself and drops it afterwards: its large
+            arrays then become the model's tensors (overwritten where reordered), not copies.
 
     Returns:
         The ``family.model_class`` instance, with ``model.matport``; like every converted
@@ -179,7 +182,7 @@ def build_model(family: Family, found: FamilyMatch, network: Network) -> nn.Modu
     """
     with collector_paused():
         model = family.build(found.architecture)
-        assign_state(model, transplant(found.slots))
+        assign_state(model, transplant(found.slots, own))
         model.eval()
         attach_info(model, ModelInfo(
             class_names=found.class_names,
@@ -379,4 +382,4 @@ def load_torchvision(path_or_network: str | os.PathLike[str] | Network,
     """
     network = _network(path_or_network, variable)
     fam, found = fit(network, family)
-    return build_model(fam, found, network)
+    return build_model(fam, found, network, own=network is not path_or_network)

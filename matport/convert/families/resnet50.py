@@ -54,9 +54,12 @@ def load_resnet50(
 
     The model takes what MATLAB's first convolution takes: 0-255 RGB images *after* the input
     layer's normalization; ``model.matport.preprocess(images)`` does that normalization
-    (:class:`~matport.convert.info.ModelInfo`). Weights are not copied where the layouts allow
-    (1x1 convolutions, BatchNorm scale/offset/variance): given a ``Network``, the model shares
-    those arrays with it (pass ``copy.deepcopy(net)`` to keep the network as it was).
+    (:class:`~matport.convert.info.ModelInfo`). Weights are not copied where the layouts allow:
+    read from a file, the model's tensors are the arrays the reader made (square kernels
+    reordered in place), so loading peaks little above the weights' size; given a ``Network``,
+    the model shares the arrays that need no reordering (1x1 convolutions, BatchNorm scale,
+    offset, variance) with it and never writes them (pass ``copy.deepcopy(net)`` to keep them
+    apart).
 
     Args:
         path_or_network: a ``.mat`` file or a read :class:`Network`.

@@ -4,7 +4,7 @@ transform of :data:`TRANSFORMS` from MATLAB-layout arrays."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,41 +19,76 @@ from matport.network.model import Layer
 SlotKind = Literal["conv", "conv_bias", "bn", "fc", "fc_spatial"]
 
 
-def _tensor(a: np.ndarray) -> torch.Tensor:
-    """``a`` as a float32 tensor, sharing its memory when it is C-contiguous float32 already."""
-    if a.dtype == np.float32 and a.flags.c_contiguous:
-        return torch.from_numpy(a if a.flags.writeable else a.copy())
-    return torch.from_numpy(layout.contiguous(a))
+class Arrays:
+    """How a transplant turns MATLAB arrays into tensors. ``own``: the transplant holds the only
+    references to the network (its loader read the file), so an array that is a whole allocation
+    of its own (as the readers make them where they can) and that no other source shares becomes
+    a tensor over that memory, reordered in place where that needs no second copy; every other
+    array is copied, so that no tensor keeps a larger buffer alive. Otherwise the network is the
+    caller's: its arrays are never written, and tensors share those already in torch's layout."""
+
+    def __init__(self, own: bool, sources: Iterable[np.ndarray]) -> None:
+        self.own = own
+        seen: set[int] = set()
+        self._shared: set[int] = set()  # allocations more than one source views (by id)
+        for a in sources if own else ():
+            root = id(_allocation(a))
+            (self._shared if root in seen else seen).add(root)
+
+    def tensor(self, a: np.ndarray) -> torch.Tensor:
+        """``a`` (a view in torch's layout) as a C-contiguous float32 tensor."""
+        root = self._root(a) if self.own else None
+        if root is not None:
+            done = layout.contiguous_in_place(a)
+            if done is not None:
+                return torch.from_numpy(done)
+        if not self.own and a.dtype == np.float32 and a.flags.c_contiguous and a.flags.writeable:
+            return torch.from_numpy(a)
+        return torch.from_numpy(layout.contiguous(a))
+
+    def _root(self, a: np.ndarray) -> np.ndarray | None:
+        """The allocation ``a`` views when ``a`` spans all of it and views of no other source
+        (of the network's; ``a`` may be made from one) share it."""
+        root = _allocation(a)
+        whole = root.base is None and root.flags.owndata and root.nbytes == a.nbytes
+        return root if whole and a.flags.writeable and id(root) not in self._shared else None
 
 
-def conv_hwio_to_oihw(w: np.ndarray) -> torch.Tensor:
+def _allocation(a: np.ndarray) -> np.ndarray:
+    """The array whose memory ``a`` views (``a`` itself when it owns its memory)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def conv_hwio_to_oihw(arrays: Arrays, w: np.ndarray) -> torch.Tensor:
     """MATLAB H x W x Cin x Cout -> torch Cout x Cin x H x W (:func:`layout.conv_weight`)."""
-    return _tensor(layout.conv_weight(w))
+    return arrays.tensor(layout.conv_weight(w))
 
 
-def channel_vector(a: np.ndarray) -> torch.Tensor:
+def channel_vector(arrays: Arrays, a: np.ndarray) -> torch.Tensor:
     """1 x 1 x C (or C x 1) -> C (:func:`layout.channel_vector`)."""
-    return _tensor(layout.channel_vector(a))
+    return arrays.tensor(layout.channel_vector(a))
 
 
-def bn_fold_conv_bias(mean: np.ndarray, bias: np.ndarray | None) -> torch.Tensor:
+def bn_fold_conv_bias(arrays: Arrays, mean: np.ndarray, bias: np.ndarray | None) -> torch.Tensor:
     """``BN(conv(x) + b)`` with running mean ``m`` equals ``BN'(conv(x))`` with ``m - b``."""
     m = layout.channel_vector(mean)
-    return _tensor(m - layout.channel_vector(bias) if bias is not None else m)
+    return arrays.tensor(m - layout.channel_vector(bias) if bias is not None else m)
 
 
-def fc_weight(w: np.ndarray) -> torch.Tensor:
+def fc_weight(arrays: Arrays, w: np.ndarray) -> torch.Tensor:
     """MATLAB O x I (or 1 x 1 x I x O after global pooling) -> torch O x I."""
-    return _tensor(layout.fc_weight(w))
+    return arrays.tensor(layout.fc_weight(w))
 
 
-def fc_hwc_to_chw(w: np.ndarray, spatial: np.ndarray) -> torch.Tensor:
+def fc_hwc_to_chw(arrays: Arrays, w: np.ndarray, spatial: np.ndarray) -> torch.Tensor:
     """MATLAB weights over a column-major H x W x C flatten (O x H*W*C, or H x W x C x O) -> torch
     O x C*H*W, the order of ``torch.flatten`` on N x C x H x W. ``spatial`` is ``(H, W, C)``."""
-    return _tensor(layout.fc_weight(w, tuple(int(v) for v in np.ravel(spatial))))
+    return arrays.tensor(layout.fc_weight(w, tuple(int(v) for v in np.ravel(spatial))))
 
 
-def zero_count() -> torch.Tensor:
+def zero_count(arrays: Arrays) -> torch.Tensor:
     """A BatchNorm's ``num_batches_tracked``."""
     return torch.zeros((), dtype=torch.long)
 
@@ -113,17 +148,22 @@ def conv_bias(conv: Layer) -> np.ndarray | None:
     return None if b is None or np.size(b) == 0 else b
 
 
-def transplant(slots: Sequence[Slot]) -> dict[str, torch.Tensor]:
+def transplant(slots: Sequence[Slot], own: bool = False) -> dict[str, torch.Tensor]:
     """The torchvision ``state_dict`` the slots describe, by :data:`PARAMETER_RULES`.
 
     Args:
         slots: the matched layers and the module paths they fill.
+        own: whether nothing but the slots holds their network, whose large arrays then become
+            the tensors' memory (and are overwritten: see :class:`Arrays`).
 
     Returns:
         module path + tensor name -> tensor, ready for ``load_state_dict(assign=True)``.
     """
+    arrays = Arrays(own, (a for slot in slots for _, _, sources in PARAMETER_RULES[slot.kind]
+                          for a in map(slot.source, sources) if isinstance(a, np.ndarray)))
     state: dict[str, torch.Tensor] = {}
     for slot in slots:
         for name, transform, sources in PARAMETER_RULES[slot.kind]:
-            state[f"{slot.path}.{name}"] = TRANSFORMS[transform](*map(slot.source, sources))
+            state[f"{slot.path}.{name}"] = TRANSFORMS[transform](
+                arrays, *map(slot.source, sources))
     return state
