@@ -103,6 +103,22 @@ def test_a_transplant_that_owns_its_network_copies_shared_arrays() -> None:
         np.testing.assert_array_equal(w, before)
 
 
+@pytest.mark.parametrize("own", [True, False])
+def test_a_spatial_fully_connected_weight_is_flattened_in_torch_order(own: bool) -> None:
+    """VGG's fc6 (H x W x C x O) is reordered like a convolution's weights (in place when the
+    transplant owns it): torch's column c*H*W + h*W + w is MATLAB's (h, w, c)."""
+    h, w_, c, o = 3, 3, 4, 5
+    w = np.asfortranarray(np.random.default_rng(2).standard_normal((h, w_, c, o)).astype("f4"))
+    want = np.empty((o, c * h * w_), np.float32)
+    for i, j, k, m in np.ndindex(h, w_, c, o):
+        want[m, k * h * w_ + i * w_ + j] = w[i, j, k, m]
+    layer = Layer("fc6", "FullyConnectedLayer",
+                  learnables={"Weights": w, "Bias": np.zeros((o, 1), np.float32)})
+    state = transplant([Slot("classifier.0", "fc_spatial", layer, spatial=(h, w_, c))], own=own)
+    np.testing.assert_array_equal(state["classifier.0.weight"].numpy(), want)
+    assert state["classifier.0.weight"].is_contiguous()
+
+
 @pytest.fixture(scope="module")
 def finetuned():
     return fixture.finetuned()

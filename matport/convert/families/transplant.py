@@ -84,7 +84,12 @@ def fc_weight(arrays: Arrays, w: np.ndarray) -> torch.Tensor:
 
 def fc_hwc_to_chw(arrays: Arrays, w: np.ndarray, spatial: np.ndarray) -> torch.Tensor:
     """MATLAB weights over a column-major H x W x C flatten (O x H*W*C, or H x W x C x O) -> torch
-    O x C*H*W, the order of ``torch.flatten`` on N x C x H x W. ``spatial`` is ``(H, W, C)``."""
+    O x C*H*W, the order of ``torch.flatten`` on N x C x H x W. ``spatial`` is ``(H, W, C)``.
+    H x W x C x O weights are a convolution's (:func:`conv_hwio_to_oihw`, reordered in place
+    where the transplant owns them: VGG's first FC holds 411 MB), then flattened."""
+    if np.ndim(w) == 4:
+        t = conv_hwio_to_oihw(arrays, w)
+        return t.reshape(t.shape[0], -1)
     return arrays.tensor(layout.fc_weight(w, tuple(int(v) for v in np.ravel(spatial))))
 
 
