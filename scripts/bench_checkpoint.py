@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 import torchvision
-from bench_read import replace_section
+from bench_read import publish
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -155,10 +155,7 @@ def main() -> int:
         lines.append(f"| {label} | {size[case]:.1f} | {t[case]:.3f} | {t[case] / t['floor']:.2f} "
                      f"| {m['loaded'] / m['weights']:.2f} | {m['touched'] / m['weights']:.2f} "
                      f"| {m['held'] / m['weights']:.3f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        replace_section(args.markdown, lines[0], text)
+    publish(lines, args.markdown)
     return 0
 
 

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 from baselines import first_call, paired
-from bench_read import replace_section
+from bench_read import publish
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,10 +291,7 @@ def main() -> int:
             *[f"| {label} | {t * 1e3:.3f} ms | {r:.3f} | {e:.3f} | {c:.1f} |"
               for label, t, r, e, c in compiled],
         ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        replace_section(args.markdown, lines[0], text)
+    publish(lines, args.markdown)
     return 0
 
 

@@ -108,10 +108,7 @@ def main() -> int:
                      f"{r['baseline_s']:.2f} s | {r['read_ratio']:.2f} | {r['network_ratio']:.2f} "
                      f"| {r['peak_over_weights']:.2f} ({r['weights_mb']:.0f} MB of weights) |")
     lines += scipy_lines(net, args.repeat)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        replace_section(args.markdown, lines[0], text)
+    publish(lines, args.markdown)
     return 0
 
 
@@ -170,8 +167,16 @@ def small_v7_files(corpus: Path) -> list[Path]:
     return out
 
 
-def replace_section(path: Path, heading: str, text: str) -> None:
-    """Replace the section starting at ``heading`` (up to the next '## ') in a Markdown file."""
+def publish(lines: list[str], markdown: Path | None) -> None:
+    """Print a section (``lines``, its heading first) and, given ``markdown``, put it in that
+    Markdown file in place of the section with the same heading (up to the next '## ')."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if markdown:
+        _replace_section(markdown, lines[0], text)
+
+
+def _replace_section(path: Path, heading: str, text: str) -> None:
     old = path.read_text() if path.exists() else "# Benchmarks\n"
     start = old.find(heading)
     if start < 0:
