@@ -2,10 +2,12 @@
 
 A v7 element inflates into one buffer (:class:`Arena`); its arrays would be views of it, and one
 array kept would keep the whole buffer. Where the platform can release pages of an anonymous
-mapping (``madvise(MADV_DONTNEED)``: Linux, macOS), :func:`own` copies every array into its own
-allocation, a chunk at a time, and releases the buffer's pages behind each chunk: the resident
-part of the buffer shrinks as parsing advances, the values own their memory, and the buffer is
-unmapped once parsed. Elsewhere the buffer is a plain allocation and arrays stay views of it.
+mapping (``madvise(MADV_DONTNEED)``: Linux, macOS), a buffer of :data:`MAPPED` bytes or more is
+such a mapping and :func:`own` copies every array into its own allocation, a chunk at a time,
+releasing the buffer's pages behind each chunk: the resident part of the buffer shrinks as
+parsing advances, the values own their memory, and the buffer is unmapped once parsed. A smaller
+buffer (or any, elsewhere) is a plain allocation and its arrays stay views of it: an array keeps
+at most :data:`MAPPED` bytes alive, and the many small values of small files are not copied.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Arena:
             self.array = np.frombuffer(self._map, np.uint8)
         else:
             self.array = np.empty(size, np.uint8)
+        self.releasing = self._map is not None  # whether arrays leave it (:meth:`own`)
         self._start = self.array.ctypes.data
 
     def release(self, a: np.ndarray) -> None:
@@ -51,11 +54,11 @@ class Arena:
 
     def own(self, view: np.ndarray) -> np.ndarray:
         """A Fortran-contiguous view of the arena copied into its own memory, the arena's pages
-        under it released chunk by chunk as they are copied (the view itself where the platform
-        releases no pages: a copy would only add memory)."""
-        if not RELEASABLE:
+        under it released chunk by chunk as they are copied (the view itself where the arena is
+        no mapping: a copy would only add memory)."""
+        if self._map is None:
             return view
-        if self._map is None or view.nbytes < mmap.PAGESIZE:
+        if view.nbytes < mmap.PAGESIZE:
             return view.copy(order="F")
         copy = np.empty(view.shape, view.dtype, order="F")
         src, dst = view.reshape(-1, order="F"), copy.reshape(-1, order="F")

@@ -50,7 +50,7 @@ from matport.mat.format import (
     MX_STRUCT,
     MX_UINT8,
 )
-from matport.mat.limits import ELEMENT_COST, Budget
+from matport.mat.limits import ELEMENT_COST, EXPANSION, EXPANSION_FLOOR, Budget
 from matport.mat.raw import MAX_DEPTH, ObjectRef, one_line
 from matport.mat.values import FunctionHandle, MatObject, Struct, StructArray
 
@@ -120,20 +120,20 @@ def parse(f: io.BufferedIOBase, size: int, path: str, budget: Budget) -> V5Conte
         if nbytes > size - pos - 8:
             raise MatFileError(path, f"element declares {nbytes} bytes but only "
                                f"{size - pos - 8} remain", where)
-        reader.arena = None
         if mtype == MI_COMPRESSED:
-            reader.arena, inner = reader.inflate(f, nbytes, where)
+            arena, inner = reader.inflate(f, nbytes, where)
             pos += 8 + nbytes
         elif mtype == MI_MATRIX:
             padded = min((nbytes + 7) & ~7, size - pos - 8)
             budget.charge(padded, where)
-            reader.arena = Arena(8 + padded)
-            reader.arena.array[:8] = np.frombuffer(tag, np.uint8)
-            got = f.readinto(reader.arena.array[8:].data)
-            inner = reader.arena.array.data[: 8 + min(nbytes, got)]
+            arena = Arena(8 + padded)
+            arena.array[:8] = np.frombuffer(tag, np.uint8)
+            got = f.readinto(arena.array[8:].data)
+            inner = arena.array.data[: 8 + min(nbytes, got)]
             pos += 8 + padded
         else:
             raise MatFileError(path, f"unexpected top-level element type {mtype}", where)
+        reader.arena = arena if arena.releasing else None  # else its arrays stay views of it
         itype, inbytes, idpos, _ = reader.tag(inner, 0, len(inner), where)
         if itype != MI_MATRIX:
             raise MatFileError(path, f"element holds type {itype}, not a matrix", where)
@@ -156,7 +156,7 @@ def parse_subsystem(data: memoryview, path: str, budget: Budget,
                     arena: Arena | None = None) -> Any:
     """Parse the subsystem variable's bytes: an 8-byte stream header, then one matrix (a struct
     whose field ``MCOS`` holds the FileWrapper__ object). ``arena``: the buffer ``data`` is a
-    view of, whose pages are released as large arrays are copied out of it."""
+    view of, whose pages are released as arrays are copied out of it (None: arrays stay views)."""
     buf = memoryview(data)
     if len(buf) < 16:
         raise MatFileError(path, "subsystem data is truncated")
@@ -184,14 +184,20 @@ class _Reader:
         # a struct's field-name length (packed into its tag) then the names' tag
         self.names_head = struct.Struct(order + "IiII")
         self.dtypes = DTYPES[order]
-        self.fields: dict[tuple[bytes, int], tuple[str, ...]] = {}  # see field_names
-        self.arena: Arena | None = None  # the buffer being parsed, when large arrays leave it
+        self.fields: dict[tuple[bytes, int], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self.arena: Arena | None = None  # the buffer being parsed, where arrays leave it
 
     def fail(self, message: str, where: Place) -> MatFileError:
         return MatFileError(self.path, one_line(message), render(where))
 
     def expand(self, nbytes: int, where: Place) -> None:
-        self.budget.expand(nbytes, lambda: render(where))
+        """:meth:`Budget.expand`, its arithmetic done here where the limits hold (most calls)."""
+        b = self.budget
+        used, expanded = b.used + nbytes, b.expanded + nbytes
+        if used <= b.limit and expanded <= EXPANSION * (b.used - b.expanded) + EXPANSION_FLOOR:
+            b.used, b.expanded = used, expanded
+        else:
+            b.expand(nbytes, lambda: render(where))
 
     def inflate(self, f: io.BufferedIOBase, nbytes: int, where: str) -> tuple[Arena, memoryview]:
         """Inflate a compressed element of ``nbytes`` read from ``f`` into one buffer sized by
@@ -402,17 +408,17 @@ class _Reader:
             raise self.fail(f"array of size {dims} holds {nbytes // dt.itemsize} values", where)
         target = LOGICAL if word & FLAG_LOGICAL else NATIVE[mclass]
         real = np.ndarray(dims, dt, buf, dpos, None, "F")  # a view of the file's bytes
+        arena = self.arena  # None: arrays stay views of the buffer (see Arena)
         if dt == target and not word & FLAG_COMPLEX:
-            return self.own(real)
+            return real if arena is None else arena.own(real)
         if not word & FLAG_LOGICAL and dt.kind == "f" and target.kind != "f":
             # MATLAB stores values in a smaller type only when that is exact
             raise self.fail(f"{target} array stored as {dt}", where)
         if not word & FLAG_COMPLEX:
-            if dt == target:
-                return self.own(real)
             self.expand(count * target.itemsize, where)
             widened = real.astype(target, order="F")
-            self.release(real)
+            if arena is not None:  # its pages under the values converted
+                arena.release(real)
             return widened
         imag, _ = self.array(buf, nxt, end, where)
         if imag.size != count:
@@ -422,18 +428,10 @@ class _Reader:
         complex_values = np.empty(dims, dtype=ctype, order="F")
         complex_values.real = real  # each part widened as it is written: no copy in between
         complex_values.imag = imag.reshape(dims, order="F")
-        self.release(real)
-        self.release(imag)
+        if arena is not None:
+            arena.release(real)
+            arena.release(imag)
         return complex_values
-
-    def own(self, view: np.ndarray) -> np.ndarray:
-        """A view of the buffer in its own memory (see :meth:`Arena.own`)."""
-        return view if self.arena is None else self.arena.own(view)
-
-    def release(self, view: np.ndarray) -> None:
-        """Release the buffer's pages under a view whose values were converted."""
-        if self.arena is not None:
-            self.arena.release(view)
 
     def char(self, buf: memoryview, pos: int, end: int, dims: tuple[int, ...], count: int,
              where: Place) -> Any:
@@ -465,11 +463,19 @@ class _Reader:
             raise self.fail(f"cell array of size {dims} cannot fit in its element", where)
         self.expand(count * ELEMENT_COST, where)
         out = np.empty(count, dtype=object)
-        tag, matrix = self.tag, self.matrix
+        unpack, matrix = self.u4.unpack_from, self.matrix
         for i in range(count):
-            mtype, nbytes, dpos, pos = tag(buf, pos, end, where)
-            if mtype != MI_MATRIX:
-                raise self.fail(f"cell element {i + 1} is not a matrix", where)
+            # MATLAB's matrix tag read here; anything else through tag(), which says what is wrong
+            mtype, nbytes = unpack(buf, pos) if pos + 8 <= end else (0, 0)
+            dpos = pos + 8
+            if mtype == MI_MATRIX and nbytes <= end - dpos:
+                pos = dpos + ((nbytes + 7) & ~7)
+                if pos > end:
+                    pos = end
+            else:
+                mtype, nbytes, dpos, pos = self.tag(buf, pos, end, where)
+                if mtype != MI_MATRIX:
+                    raise self.fail(f"cell element {i + 1} is not a matrix", where)
             out[i] = matrix(buf, dpos, dpos + nbytes, depth + 1, (where, i))[1]
         return out.reshape(dims, order="F")
 
@@ -478,19 +484,27 @@ class _Reader:
         flen, raw, pos = self.field_block(buf, pos, end, where)
         if len(raw) % flen:
             raise self.fail("struct field names do not fill whole slots", where)
-        fields = self.field_names(raw, flen, where)
+        fields, places = self.field_names(raw, flen, where)
         if count * max(len(fields), 1) * 8 > end - pos + (0 if fields else MAX_FIELDLESS * 8):
             raise self.fail(f"struct array of size {dims} cannot fit in its element", where)
         self.expand(count * max(len(fields), 1) * ELEMENT_COST, where)
-        tag, matrix = self.tag, self.matrix
+        unpack, matrix = self.u4.unpack_from, self.matrix
         elements = []
         for _ in range(count):
             s = Struct()
-            for fname in fields:
-                mtype, nbytes, dpos, pos = tag(buf, pos, end, where)
-                if mtype != MI_MATRIX:
-                    raise self.fail(f"struct field {fname} is not a matrix", where)
-                s[fname] = matrix(buf, dpos, dpos + nbytes, depth + 1, (where, "." + fname))[1]
+            for fname, place in zip(fields, places, strict=True):
+                # as in cell()
+                mtype, nbytes = unpack(buf, pos) if pos + 8 <= end else (0, 0)
+                dpos = pos + 8
+                if mtype == MI_MATRIX and nbytes <= end - dpos:
+                    pos = dpos + ((nbytes + 7) & ~7)
+                    if pos > end:
+                        pos = end
+                else:
+                    mtype, nbytes, dpos, pos = self.tag(buf, pos, end, where)
+                    if mtype != MI_MATRIX:
+                        raise self.fail(f"struct field {fname} is not a matrix", where)
+                s[fname] = matrix(buf, dpos, dpos + nbytes, depth + 1, (where, place))[1]
             elements.append(s)
         if dims == (1, 1):
             return elements[0]
@@ -512,17 +526,19 @@ class _Reader:
         names_arr, pos = self.integers(buf, pos, end, "struct field names", where)
         return int(flen_arr[0]), names_arr.astype(np.uint8, copy=False).tobytes(), pos
 
-    def field_names(self, raw: bytes, flen: int, where: Place) -> tuple[str, ...]:
-        """A struct's field names from their ``flen``-byte slots; cached, since the structs of
-        one class repeat them. Each distinct name is charged as an element: names are the
-        file's bytes made Python objects, so a block of a million 1-byte slots costs."""
-        names = self.fields.get((raw, flen))
-        if names is None:
+    def field_names(self, raw: bytes, flen: int,
+                    where: Place) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """A struct's field names from their ``flen``-byte slots, and the places of its fields
+        (``.name``); cached, since the structs of one class repeat them. Each distinct name is
+        charged as an element: names are the file's bytes made Python objects, so a block of a
+        million 1-byte slots costs."""
+        found = self.fields.get((raw, flen))
+        if found is None:
             self.expand(len(raw) // flen * ELEMENT_COST, where)
-            names = self.fields[raw, flen] = tuple(
-                raw[i : i + flen].split(b"\0", 1)[0].decode("latin-1")
-                for i in range(0, len(raw), flen))
-        return names
+            names = tuple([raw[i : i + flen].split(b"\0", 1)[0].decode("latin-1")
+                           for i in range(0, len(raw), flen)])
+            found = self.fields[raw, flen] = names, tuple(["." + n for n in names])
+        return found
 
     def sparse(self, buf: memoryview, pos: int, end: int, word: int, dims: tuple[int, ...],
                where: Place) -> Any:
