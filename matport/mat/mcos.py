@@ -36,6 +36,7 @@ _REGION_NAMES = ("class table", "saveobj records", "object table", "property rec
                  "dynamic properties")
 _OBJECT = np.dtype(object)
 _UINT32 = np.dtype(np.uint32)
+_HOLDERS = "Ou"  # the kinds of arrays that may hold references: cells, uint32 (and other unsigned)
 
 
 def is_reference(value: Any) -> bool:
@@ -158,30 +159,41 @@ class Subsystem:
     # -- resolution --------------------------------------------------------------------------
 
     def resolve(self, value: Any, depth: int = 0) -> Any:
-        """Return ``value`` with every object reference inside it replaced by its object;
-        ``depth`` counts the values it is nested in."""
+        """Return ``value`` with every object reference inside it replaced by its object (a
+        copy of each container that holds one; ``value`` itself when none does); ``depth``
+        counts the values it is nested in."""
         if depth > 4 * MAX_DEPTH:
             raise self.fail(f"values nested deeper than {4 * MAX_DEPTH} levels")
         if isinstance(value, np.ndarray):
             dtype = value.dtype
             if dtype == _OBJECT:
-                if value.size == 0:
-                    return value
-                out = np.empty(value.shape, dtype=object)
-                flat_in, flat_out = value.reshape(-1), out.reshape(-1)
-                for i, item in enumerate(flat_in):
-                    flat_out[i] = self.resolve(item, depth + 1)
-                return out
+                out: np.ndarray | None = None  # a copy, made at the first item that changes
+                for i, item in enumerate(value.flat):
+                    if type(item) is str or (type(item) is np.ndarray
+                                             and item.dtype.kind not in _HOLDERS):
+                        continue  # most items, seen here without a call
+                    got = self.resolve(item, depth + 1)
+                    if got is not item:
+                        if out is None:
+                            out = value.copy()
+                        out.flat[i] = got
+                return value if out is None else out
             if dtype == _UINT32 and is_reference(value):  # most arrays: no call
                 return self.objects_from_ref(value, depth)
             return value
         if isinstance(value, Struct):
             if is_reference_tag(value.get(ENUMERATION_TAG)):
                 return self.enumeration(value)
-            resolved = Struct()
+            resolved: Struct | None = None  # a copy, made at the first field that changes
             for k, v in value.items():  # a loop, not a generator: one frame less per level
-                resolved[k] = self.resolve(v, depth + 1)
-            return resolved
+                if type(v) is str or (type(v) is np.ndarray and v.dtype.kind not in _HOLDERS):
+                    continue
+                got = self.resolve(v, depth + 1)
+                if got is not v:
+                    if resolved is None:
+                        resolved = Struct(value)
+                    resolved[k] = got
+            return value if resolved is None else resolved
         if isinstance(value, str):
             return value
         if isinstance(value, ObjectRef):
