@@ -347,6 +347,15 @@ class _Reader:
             raise self.fail(f"values nested deeper than {MAX_DEPTH} levels", where)
         if pos == end:  # an empty matrix element: MATLAB writes [] this way inside cells
             return "", np.zeros((0, 0))
+        if pos + 40 <= end:  # most values: an unnamed 2-D numeric array, in MATLAB's layout
+            ftype, fbytes, word, _, dtag, dbytes, rows, cols, ntag, nbytes = (
+                self.head.unpack_from(buf, pos))
+            mclass = word & 0xFF
+            if (mclass in MX_NUMERIC and ftype == MI_UINT32 and fbytes == 8 and dtag == MI_INT32
+                    and dbytes == 8 and rows >= 0 and cols >= 0 and ntag == MI_INT8
+                    and nbytes == 0):
+                return "", self.numeric(buf, pos + 40, end, mclass, word, (rows, cols),
+                                        rows * cols, where)
         word, dims, name, pos = self.header(buf, pos, end, where)
         if dims is None:
             return self.opaque(buf, pos, end, depth, where)
@@ -400,7 +409,14 @@ class _Reader:
 
     def numeric(self, buf: memoryview, pos: int, end: int, mclass: int, word: int,
                 dims: tuple[int, ...], count: int, where: Place) -> np.ndarray:
-        mtype, nbytes, dpos, nxt = self.tag(buf, pos, end, where)
+        mtype, nbytes = self.u4.unpack_from(buf, pos) if pos + 8 <= end else (0, 0)
+        if mtype >> 16 and mtype >> 16 <= 4:  # values packed into the tag
+            mtype, nbytes, dpos, nxt = mtype & 0xFFFF, mtype >> 16, pos + 4, pos + 8
+        elif 0 < mtype and nbytes <= end - pos - 8:
+            dpos = pos + 8
+            nxt = min(dpos + ((nbytes + 7) & ~7), end)
+        else:  # says what is wrong
+            mtype, nbytes, dpos, nxt = self.tag(buf, pos, end, where)
         dt = self.dtypes.get(mtype)
         if dt is None or nbytes % dt.itemsize:
             raise self.not_numeric(mtype, nbytes, where)
