@@ -25,8 +25,9 @@ Fail = Callable[[str], MatFileError]
 # deflate, and the built-in shuffle and checksum filters; any other (szip, n-bit, scale-offset, a
 # plugin loaded from HDF5_PLUGIN_PATH) is refused
 ALLOWED_FILTERS = (h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32)
-ATTRIBUTES = ("MATLAB_class", "MATLAB_empty", "MATLAB_object_decode", "MATLAB_sparse",
-              "MATLAB_fields")
+# most objects have the first, structs the first two: looked up in this order until all are found
+ATTRIBUTES = ("MATLAB_class", "MATLAB_fields", "MATLAB_empty", "MATLAB_object_decode",
+              "MATLAB_sparse")
 MAX_ATTRIBUTE_BYTES = 1 << 20  # MATLAB's attributes are a class name, a flag or field names
 _NUMBER_CLASSES = (h5py.h5t.INTEGER, h5py.h5t.FLOAT)
 _NUMBER_SIZES = (1, 2, 4, 8)
@@ -68,6 +69,30 @@ def check_type(stored: h5py.h5t.TypeID, what: Callable[[], str], fail: Fail) -> 
         raise fail(f"{what()} is stored as {problem} (MATLAB writes no such data)")
 
 
+class Types:
+    """The numpy types of stored types, each checked (:func:`check_type`) and translated once:
+    a MATLAB file stores thousands of datasets and attributes in a handful of types, and
+    h5py's translation of a type costs more than reading a small dataset. Types are told
+    apart by HDF5's encoding of them."""
+
+    def __init__(self) -> None:
+        self._seen: dict[bytes, np.dtype] = {}
+
+    def dtype(self, stored: h5py.h5t.TypeID, what: Callable[[], str], fail: Fail) -> np.dtype:
+        """``stored``'s numpy type, after :func:`check_type`."""
+        try:
+            key = stored.encode()
+        except (ValueError, RuntimeError, TypeError):  # no encoding: checked every time
+            key = None
+        found = self._seen.get(key) if key is not None else None
+        if found is None:
+            check_type(stored, what, fail)
+            found = stored.dtype
+            if key is not None:
+                self._seen[key] = found
+        return found
+
+
 def _type_problem(stored: h5py.h5t.TypeID) -> str | None:
     """Why a stored type is not one MATLAB writes (None: it is)."""
     kind, size = stored.get_class(), stored.get_size()
@@ -92,8 +117,8 @@ def _type_problem(stored: h5py.h5t.TypeID) -> str | None:
     return f"HDF5 type class {kind}"
 
 
-def read_attributes(obj: Any, count: int, budget: Budget, where: Callable[[], str], fail: Fail
-                    ) -> dict[str, Any]:
+def read_attributes(obj: Any, count: int, budget: Budget, types: Types, where: Callable[[], str],
+                    fail: Fail) -> dict[str, Any]:
     """The MATLAB attributes among the ``count`` an HDF5 object has. Asks HDF5 which exist
     first (looking up an absent attribute through h5py raises and is slow; iterating a corrupt
     attribute list may never end) and how big each is before reading it."""
@@ -110,22 +135,20 @@ def read_attributes(obj: Any, count: int, budget: Budget, where: Callable[[], st
             raise fail(f"attribute {name} declares {size} bytes (at most {MAX_ATTRIBUTE_BYTES} "
                        "expected)")
         budget.charge(size, where)
-        out[name] = _attr_value(obj, attr, name, budget, fail)
+        out[name] = _attr_value(obj, attr, name, budget, types, fail)
     return out
 
 
-def _attr_value(obj: Any, attr: h5py.h5a.AttrID, name: str, budget: Budget,
+def _attr_value(obj: Any, attr: h5py.h5a.AttrID, name: str, budget: Budget, types: Types,
                 fail: Fail) -> Any:
     """An attribute's value (its size already checked); a fixed-size string, as MATLAB's class
     names are, is read in its stored type, sparing h5py's type translations."""
     stored = attr.get_type()
-    check_type(stored, lambda: f"attribute {name}", fail)
-    if (isinstance(stored, h5py.h5t.TypeStringID) and not stored.is_variable_str()
-            and attr.get_space().get_simple_extent_npoints() == 1):  # a class name, as stored
-        value = np.empty((), f"S{stored.get_size()}")
+    dtype = types.dtype(stored, lambda: f"attribute {name}", fail)
+    if dtype.kind == "S" and attr.get_space().get_simple_extent_npoints() == 1:
+        value = np.empty((), dtype)  # a class name, read in its stored type
         attr.read(value, mtype=stored)
         return value[()]
-    dtype = stored.dtype
     if dtype.kind in "Siuf":  # read directly (h5py's indexing is slow)
         value = np.empty(attr.shape, dtype)
         attr.read(value)

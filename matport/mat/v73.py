@@ -31,10 +31,10 @@ from matport.mat.format import (
 )
 from matport.mat.h5heap import corrupt_heap
 from matport.mat.h5safe import (
+    Types,
     attr_int,
     attr_text,
     check_storage,
-    check_type,
     key_of,
     member_name,
     name_of,
@@ -115,6 +115,7 @@ class _Reader:
         self.path = path
         self.budget = budget
         self.cache: dict[int, Any] = {}
+        self.types = Types()
         self.active: set[int] = set()
         self.variable = "/"
         self.current: Any = "/"  # a path, or the HDF5 object being read
@@ -154,7 +155,7 @@ class _Reader:
         return open_member(g, key, self.fail)
 
     def attrs(self, obj: Any, count: int) -> dict[str, Any]:
-        return read_attributes(obj, count, self.budget, self.where, self.fail)
+        return read_attributes(obj, count, self.budget, self.types, self.where, self.fail)
 
     def value(self, obj: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
@@ -183,17 +184,22 @@ class _Reader:
 
     # -- datasets ------------------------------------------------------------------------------
 
-    def read(self, ds: h5py.h5d.DatasetID) -> np.ndarray:
-        """The dataset's data in MATLAB's shape (h5py's dims reversed, at least 2-D)."""
+    def dtype(self, ds: h5py.h5d.DatasetID) -> np.dtype:
+        """The dataset's numpy type, its stored type checked."""
+        return self.types.dtype(ds.get_type(), lambda: name_of(ds), self.fail)
+
+    def read(self, ds: h5py.h5d.DatasetID, dtype: np.dtype | None = None) -> np.ndarray:
+        """The dataset's data in MATLAB's shape (h5py's dims reversed, at least 2-D); ``dtype``:
+        :meth:`dtype`'s, when known."""
         check_storage(ds, self.fail)
-        check_type(ds.get_type(), lambda: name_of(ds), self.fail)
+        if dtype is None:
+            dtype = self.dtype(ds)
         space = ds.get_space()
         if space.get_simple_extent_type() == h5py.h5s.NULL:
             raise self.fail("has a null dataspace (no data at all)")
         shape = space.get_simple_extent_dims()
         if len(shape) > MAX_DIMS:
             raise self.fail(f"has {len(shape)} dimensions (at most {MAX_DIMS} expected)")
-        dtype = ds.dtype
         nbytes = _prod(shape) * dtype.itemsize
         stored = ds.get_storage_size()
         if nbytes > INFLATE_RATIO * stored + UNSTORED_SLACK:
@@ -216,15 +222,15 @@ class _Reader:
         decode = attr_int(attrs, "MATLAB_object_decode")
         if attr_int(attrs, "MATLAB_empty"):
             return self.empty(ds, cls, attrs.get("MATLAB_fields"))
-        is_ref = h5py.check_dtype(ref=ds.dtype) is not None
+        dtype = self.dtype(ds)
         if cls == "char":
-            return self.char(self.read(ds))
-        if is_ref:
-            cells = self.cells(ds, depth)
+            return self.char(self.read(ds, dtype))
+        if h5py.check_dtype(ref=dtype) is not None:
+            cells = self.cells(ds, depth, dtype)
             if decode == DECODE_OBJECT and cls != FILEWRAPPER:
                 return MatObject(cls, {"TypeSystem": "handle", "Data": cells}, legacy=True)
             return cells
-        data = self.read(ds)
+        data = self.read(ds, dtype)
         if decode == DECODE_OBJECT:
             if data.dtype == np.uint32:
                 return ObjectRef(cls, data.reshape(-1, 1, order="F"))
@@ -263,8 +269,8 @@ class _Reader:
         self.budget.expand(data.size * ELEMENT_COST, self.where)
         return np.array(list(chars), dtype="<U1").reshape(data.shape, order="F")
 
-    def cells(self, ds: h5py.h5d.DatasetID, depth: int) -> np.ndarray:
-        refs = self.read(ds)
+    def cells(self, ds: h5py.h5d.DatasetID, depth: int, dtype: np.dtype) -> np.ndarray:
+        refs = self.read(ds, dtype)
         self.budget.expand(refs.size * ELEMENT_COST, self.where)
         out = np.empty(refs.size, dtype=object)
         for i, ref in enumerate(refs.ravel(order="F")):
