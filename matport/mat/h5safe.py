@@ -135,17 +135,17 @@ def read_attributes(obj: Any, count: int, budget: Budget, types: Types, where: C
             raise fail(f"attribute {name} declares {size} bytes (at most {MAX_ATTRIBUTE_BYTES} "
                        "expected)")
         budget.charge(size, where)
-        out[name] = _attr_value(obj, attr, name, budget, types, fail)
+        out[name] = _attr_value(obj, attr, name, size, budget, types, fail)
     return out
 
 
-def _attr_value(obj: Any, attr: h5py.h5a.AttrID, name: str, budget: Budget, types: Types,
-                fail: Fail) -> Any:
-    """An attribute's value (its size already checked); a fixed-size string, as MATLAB's class
-    names are, is read in its stored type, sparing h5py's type translations."""
+def _attr_value(obj: Any, attr: h5py.h5a.AttrID, name: str, size: int, budget: Budget,
+                types: Types, fail: Fail) -> Any:
+    """An attribute's value (its ``size`` in bytes already checked); one fixed-size string, as
+    MATLAB's class names are, is read in its stored type, sparing h5py's type translations."""
     stored = attr.get_type()
     dtype = types.dtype(stored, lambda: f"attribute {name}", fail)
-    if dtype.kind == "S" and attr.get_space().get_simple_extent_npoints() == 1:
+    if dtype.kind == "S" and size == dtype.itemsize:  # one string (HDF5 has no empty ones)
         value = np.empty((), dtype)  # a class name, read in its stored type
         attr.read(value, mtype=stored)
         return value[()]
