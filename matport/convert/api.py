@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from torch import nn
 
-from matport.convert.graph import ConvertedNetwork, build_module, network_spec
+from matport.convert.graph import ConvertedNetwork, build_module, eval_mode, network_spec
 from matport.convert.head import OUTPUTS, Output, split_softmax
 from matport.convert.info import ModelInfo, attach_info
 from matport.convert.layers import Converter, layout_of
@@ -65,7 +65,7 @@ def load(path_or_network: str | os.PathLike[str] | Network, variable: str | None
     if output == "logits":
         network, postprocess = split_softmax(network)
     model = build_module(network, converters)
-    model.eval()
+    eval_mode(model)
     attach_info(model, model_info(network, model))
     model.matport.postprocess = postprocess
     return model

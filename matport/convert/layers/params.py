@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules import module as _module_hooks
 
 from matport.convert.layers.registry import ConversionContext
 from matport.errors import LayerNotConvertible
@@ -172,7 +173,8 @@ _MAX_PROTOTYPES = 4096
 def _cached(build: Callable[..., M], cls: type[M], args: tuple[Any, ...],
             kwargs: dict[str, Any]) -> M:
     try:
-        key = (build, cls, _key(args), _key(tuple(sorted(kwargs.items()))))
+        key = (build, cls, _key(args),
+               tuple([(k, _key(v)) for k, v in sorted(kwargs.items())]) if kwargs else ())
         known = key in _PROTOTYPES
     except TypeError:  # an argument that is no key
         return build(cls, *args, **kwargs)
@@ -260,6 +262,8 @@ def assign(module: M, values: Mapping[str, np.ndarray | torch.Tensor]) -> M:
             module's, or a tensor is left without a value.
     """
     params, buffers = module._parameters, module._buffers
+    direct = not (_module_hooks._global_parameter_registration_hooks
+                  or _module_hooks._global_buffer_registration_hooks)
     for name, value in values.items():
         old = params[name] if name in params else buffers[name] if name in buffers else getattr(
             module, name, None)
@@ -267,11 +271,20 @@ def assign(module: M, values: Mapping[str, np.ndarray | torch.Tensor]) -> M:
         if not isinstance(old, torch.Tensor) or old.shape != new.shape:
             raise ValueError(f"{type(module).__name__}.{name}: no tensor of shape "
                              f"{tuple(new.shape)}")
-        # what nn.Module.__setattr__ calls for a parameter or a buffer, without its dispatch
+        # what nn.Module.__setattr__ calls for a parameter or a buffer, without its dispatch;
+        # the entry exists and the new tensor is a leaf, so that without global registration
+        # hooks registering it is storing it in the module's dict
         if isinstance(old, nn.Parameter):
-            module.register_parameter(name, nn.Parameter(new, old.requires_grad))
+            param = nn.Parameter(new, old.requires_grad)
+            if direct and name in params:
+                params[name] = param
+            else:
+                module.register_parameter(name, param)
         elif name in buffers:
-            module.register_buffer(name, new, name not in module._non_persistent_buffers_set)
+            if direct:
+                buffers[name] = new
+            else:
+                module.register_buffer(name, new, name not in module._non_persistent_buffers_set)
         else:
             setattr(module, name, new)
     tensors = ([*module._parameters.items(), *module._buffers.items()] if not module._modules
