@@ -29,6 +29,7 @@ from matport.convert.layers import (
     LayerNotConvertible,
     find_converter,
 )
+from matport.convert.layers.params import adoptable, adopting
 from matport.errors import ConversionError
 from matport.network.build import SKIP_PROPS
 from matport.network.checks import analyze, warn_non_finite
@@ -245,7 +246,8 @@ def _output_refs(graph: GraphIndex, names: dict[str, str]) -> tuple[list[Ref], l
 
 def build_module(network: Network,
                  converters: Mapping[str, Converter] | None = None,
-                 loss_layers: Collection[str] | None = None) -> ConvertedNetwork:
+                 loss_layers: Collection[str] | None = None,
+                 own: bool = False) -> ConvertedNetwork:
     """Convert every layer and wire them up.
 
     Sizes are propagated through the graph first (:func:`matport.network.checks.analyze`):
@@ -257,6 +259,9 @@ def build_module(network: Network,
         converters: converters for this call, by MATLAB class name (before the registry's).
         loss_layers: the layers to pass through as loss layers; None: every terminal
             user-defined layer without a converter (a rebuild gives the list it recorded).
+        own: whether nothing but this call holds ``network`` (its loader read the file): the
+            built-in converters then make tensors over its arrays' memory where they can
+            (reordered in place, so that the network's values change) instead of copies.
 
     Returns:
         The module.
@@ -282,6 +287,7 @@ def build_module(network: Network,
     losses: list[dict[str, Any]] = []
     sizes, checked = analyze(network, graph)
     inconsistent = {name: reason for name, _, reason in checked}
+    owned = adoptable(network) if own else None
     for layer in order:
         sources = graph.input_refs(layer)
         in_formats = tuple(formats.get(source, VECTOR) for source, _ in sources)
@@ -301,7 +307,8 @@ def build_module(network: Network,
         if reason is None and converter is not None:
             try:
                 context = ConversionContext(in_formats, tuple(sizes.get(r) for r in sources))
-                modules[names[layer.name]] = converter(layer, context)
+                with adopting(owned if builtin else None):
+                    modules[names[layer.name]] = converter(layer, context)
             except LayerNotConvertible as exc:
                 reason = exc.reason
             except Exception as exc:  # a converter's failure is reported with the others

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import numpy as np
@@ -14,7 +16,7 @@ from torch.nn.modules import module as _module_hooks
 from matport.convert.layers.registry import ConversionContext
 from matport.errors import LayerNotConvertible
 from matport.network import layout
-from matport.network.model import Layer
+from matport.network.model import Layer, Network
 from matport.network.specs import Format
 
 
@@ -100,6 +102,84 @@ def tensor(arr: np.ndarray) -> torch.Tensor:
         The tensor.
     """
     return torch.from_numpy(layout.contiguous(arr))
+
+
+# allocations the conversion may turn into tensors in place: id -> the array owning the memory
+_OWNED: ContextVar[dict[int, np.ndarray] | None] = ContextVar("matport_owned", default=None)
+
+
+def adoptable(network: Network) -> dict[int, np.ndarray]:
+    """For a conversion of ``network`` that alone holds it (its loader read the file and drops
+    it afterwards): the allocations of its learnable and state arrays that exactly one of them
+    views (no input normalization's), which :func:`adopting` lets :func:`assign` make tensors
+    over, reordered in place, instead of copying them.
+
+    Args:
+        network: the network being converted.
+
+    Returns:
+        id -> allocation (each taken out once adopted).
+    """
+    seen: dict[int, np.ndarray | None] = {}
+    for lay in network.layers:
+        for table in (lay.learnables, lay.state):
+            for a in table.values():
+                if type(a) is np.ndarray:
+                    root = _allocation(a)
+                    seen[id(root)] = None if id(root) in seen else root
+        norm = lay.normalization
+        for value in (norm.mean, norm.std, norm.min, norm.max) if norm is not None else ():
+            if type(value) is np.ndarray:
+                seen[id(_allocation(value))] = None
+    return {k: v for k, v in seen.items() if v is not None}
+
+
+@contextlib.contextmanager
+def adopting(owned: dict[int, np.ndarray] | None) -> Iterator[None]:
+    """:func:`assign` adopts the ``owned`` allocations (:func:`adoptable`; None: none) while a
+    built-in converter, which reads each of its layer's arrays once, runs."""
+    token = _OWNED.set(owned)
+    try:
+        yield
+    finally:
+        _OWNED.reset(token)
+
+
+def _allocation(a: np.ndarray) -> np.ndarray:
+    """The array whose memory ``a`` views (``a`` itself when it owns its memory)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _adopted(a: np.ndarray) -> torch.Tensor | None:
+    """``a`` as a float32 tensor over its memory, reordered there, when :func:`adopting` lets it
+    be and ``a`` spans the whole of an allocation nothing else views (None otherwise)."""
+    owned = _OWNED.get()
+    if not owned or type(a) is not np.ndarray or not a.flags.writeable:
+        return None
+    root = _allocation(a)
+    if owned.get(id(root)) is not root or not root.flags.owndata or root.nbytes != a.nbytes:
+        return None
+    done = layout.contiguous_in_place(a)
+    if done is None:
+        return None
+    del owned[id(root)]
+    return torch.from_numpy(done)
+
+
+def adopted_or_copied(a: np.ndarray) -> torch.Tensor:
+    """``a`` as a C-contiguous float32 tensor: over its own memory where :func:`adopting`
+    allows, else a copy (:func:`tensor`).
+
+    Args:
+        a: the array (in PyTorch layout).
+
+    Returns:
+        The tensor.
+    """
+    done = _adopted(a)
+    return tensor(a) if done is None else done
 
 
 M = TypeVar("M", bound=nn.Module)
@@ -247,8 +327,8 @@ def _key(value: Any) -> Any:
 def assign(module: M, values: Mapping[str, np.ndarray | torch.Tensor]) -> M:
     """Give a module built by :func:`on_meta` its values: each of its own parameters and
     buffers (by attribute name, arrays in PyTorch layout) becomes a tensor holding the value
-    (arrays are copied by :func:`tensor`, tensors taken as they are); parameters keep their
-    ``requires_grad``.
+    (arrays are copied by :func:`tensor`, or made tensors in place where :func:`adopting` allows;
+    tensors taken as they are); parameters keep their ``requires_grad``.
 
     Args:
         module: the module.
@@ -267,7 +347,7 @@ def assign(module: M, values: Mapping[str, np.ndarray | torch.Tensor]) -> M:
     for name, value in values.items():
         old = params[name] if name in params else buffers[name] if name in buffers else getattr(
             module, name, None)
-        new = value if isinstance(value, torch.Tensor) else tensor(value)
+        new = value if isinstance(value, torch.Tensor) else adopted_or_copied(value)
         if not isinstance(old, torch.Tensor) or old.shape != new.shape:
             raise ValueError(f"{type(module).__name__}.{name}: no tensor of shape "
                              f"{tuple(new.shape)}")
