@@ -160,8 +160,10 @@ _NAME = re.compile(r"[^\W\d_]\w*")  # what module_name makes: no leading digit o
 
 
 def module_name(layer_name: str, taken: set[str]) -> str:
-    """A valid, unused Python identifier for a MATLAB layer name."""
-    name = base = _identifier(layer_name)
+    """A valid, unused Python identifier for a MATLAB layer name (the name itself, the same
+    object, when it is one: what a model pickles stays byte for byte the same)."""
+    made = _identifier(layer_name)
+    name = base = layer_name if made == layer_name else made
     i = 1
     while name in taken:
         name, i = f"{base}_{i}", i + 1
