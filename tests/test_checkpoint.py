@@ -274,3 +274,19 @@ def test_broken_files_are_checkpoint_errors(models, tmp_path: Path) -> None:
 
 def test_matport_exports_the_checkpoint_error() -> None:
     assert matport.CheckpointError is CheckpointError
+
+
+def test_a_saved_model_is_the_same_bytes_whatever_was_loaded_before(tmp_path: Path) -> None:
+    """A .pt checkpoint of a network is byte for byte the same after other loads in the process
+    (migrate compares a cluster's artifacts with a local run's): a pickle writes a text once
+    per object, so the layer and module names must not be objects a cache kept from a load
+    before."""
+    from matport.network import read_network
+    from matport.network.encode import write_network
+
+    write_network(tmp_path / "n.mat", cnn(), format="v7")
+    saved = []
+    for i in range(2):
+        save(load(read_network(tmp_path / "n.mat")), tmp_path / f"{i}.pt")
+        saved.append((tmp_path / f"{i}.pt").read_bytes())
+    assert saved[0] == saved[1]

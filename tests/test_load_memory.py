@@ -8,6 +8,7 @@ was alive) and the model holds its weights and nothing more.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -21,12 +22,15 @@ import torch
 import matport
 from matport.convert.families.resnet50 import load_resnet50
 from matport.convert.families.transplant import Slot, transplant
+from matport.convert.graph import build_module
 from matport.mat import arena
 from matport.mat.values import Struct
 from matport.mat.writer import write
-from matport.network import layout
-from matport.network.model import Layer
+from matport.network import layout, read_network
+from matport.network.encode import write_network
+from matport.network.model import Layer, Network
 from matport.synth import resnet50 as fixture
+from matport.synth.networks import chain, conv, fc, image_input, simple
 from tests.support import reference_resnet50 as reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +44,7 @@ import gc, json, sys, torch
 from pathlib import Path
 import matport.mat.v73, matport.network  # what a first load imports (h5py) is no part of it
 from matport.convert.families.resnet50 import load_resnet50
+from matport.convert.graph import build_module
 
 def status(key):
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -127,6 +132,50 @@ def test_a_spatial_fully_connected_weight_is_flattened_in_torch_order(own: bool)
     state = transplant([Slot("classifier.0", "fc_spatial", layer, spatial=(h, w_, c))], own=own)
     np.testing.assert_array_equal(state["classifier.0.weight"].numpy(), want)
     assert state["classifier.0.weight"].is_contiguous()
+
+
+def _small_cnn() -> Network:
+    """Two 3 x 3 convolutions and a fully connected layer over their H x W x C output (MATLAB's
+    H x W x C x O weights), float32 arrays in MATLAB's column-major order."""
+    net = chain(image_input("in", (6, 6, 2)), conv("c1", (3, 3), 2, 4),
+                conv("c2", (3, 3), 4, 4), simple("ReLULayer", "r"), fc("f", (2, 2, 4), 3))
+    for lay in net.layers:
+        for key, a in lay.learnables.items():
+            lay.learnables[key] = np.asfortranarray(a.astype(np.float32))
+    return net
+
+
+def test_generic_load_owning_its_network_turns_whole_arrays_into_tensors() -> None:
+    """``build_module(own=True)`` (``matport.load`` of a file) gives the values of a copying
+    conversion; a whole, unshared array becomes the tensor's memory (reordered in place), an
+    array two layers view is copied and left as it was."""
+    net = _small_cnn()
+    shared = net.layers[1].learnables["Weights"]
+    net.layers[3].learnables = {"W": shared[:, :, :1]}  # a second layer viewing c1's array
+    want = build_module(copy.deepcopy(net)).state_dict()
+    before = shared.copy()
+    conv2 = net.layers[2].learnables["Weights"]
+    fc_w = net.layers[4].learnables["Weights"]
+    got = build_module(net, own=True).state_dict()
+    assert got.keys() == want.keys()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
+        assert got[key].is_contiguous()
+        assert got[key].untyped_storage().nbytes() == got[key].numel() * 4
+    np.testing.assert_array_equal(shared, before)
+    assert got["c2.weight"].data_ptr() == conv2.ctypes.data  # adopted, reordered in place
+    assert got["f.weight"].data_ptr() == fc_w.ctypes.data
+
+
+def test_generic_load_of_a_file_equals_the_conversion_of_the_read_network(tmp_path: Path) -> None:
+    net = _small_cnn()
+    write_network(tmp_path / "n.mat", net, format="v7")
+    want = matport.load(read_network(tmp_path / "n.mat")).state_dict()
+    got = matport.load(tmp_path / "n.mat").state_dict()
+    assert got.keys() == want.keys()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
+        assert got[key].untyped_storage().nbytes() == got[key].numel() * 4
 
 
 @pytest.fixture(scope="module")

@@ -146,3 +146,34 @@ def test_modules_with_real_tensors_are_built_each_time() -> None:
     a, b = make(_OwnBuffer), make(_OwnBuffer)
     a.state += 1
     assert b.state.sum() == 0
+
+
+def test_assign_runs_global_registration_hooks() -> None:
+    """``assign`` stores tensors directly only while torch has no global parameter or buffer
+    registration hook: with one, the hook sees every tensor."""
+    seen: list[str] = []
+
+    def hook(module: nn.Module, name: str, tensor: torch.Tensor) -> None:
+        seen.append(name)
+
+    bn = on_meta(nn.BatchNorm2d, 2)
+    values = {"weight": torch.ones(2), "bias": torch.zeros(2), "running_mean": torch.ones(2),
+              "running_var": torch.ones(2), "num_batches_tracked": torch.tensor(0)}
+    handles = [nn.modules.module.register_module_parameter_registration_hook(hook),
+               nn.modules.module.register_module_buffer_registration_hook(hook)]
+    try:
+        assign(bn, values)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert seen == list(values)
+    assert bn.weight.tolist() == [1.0, 1.0] and bn.running_mean.tolist() == [1.0, 1.0]
+    assert isinstance(bn.weight, nn.Parameter) and bn.weight.requires_grad
+
+
+def test_loaded_model_is_in_eval_mode_throughout() -> None:
+    """Every submodule of a loaded network, nested ones too (an LSTM's ``rnn``), is in eval
+    mode, and ``train()`` switches them all back."""
+    model = load(corpus_file("AgoroAkorede__LSTM/net.mat"))
+    assert not any(m.training for m in model.modules())
+    assert all(m.training for m in model.train().modules())

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from torch import nn
 
-from matport.convert.graph import ConvertedNetwork, build_module, network_spec
+from matport.convert.graph import ConvertedNetwork, build_module, eval_mode, network_spec
 from matport.convert.head import OUTPUTS, Output, split_softmax
 from matport.convert.info import ModelInfo, attach_info
 from matport.convert.layers import Converter, layout_of
@@ -53,6 +53,7 @@ def load(path_or_network: str | os.PathLike[str] | Network, variable: str | None
     """
     if output not in OUTPUTS:
         raise ArgumentError(f"unknown output {output!r}: expected one of {OUTPUTS}")
+    own = not isinstance(path_or_network, Network)  # the network is read here and dropped
     if isinstance(path_or_network, Network):
         network = path_or_network
     else:
@@ -64,8 +65,8 @@ def load(path_or_network: str | os.PathLike[str] | Network, variable: str | None
     postprocess = None
     if output == "logits":
         network, postprocess = split_softmax(network)
-    model = build_module(network, converters)
-    model.eval()
+    model = build_module(network, converters, own=own)
+    eval_mode(model)
     attach_info(model, model_info(network, model))
     model.matport.postprocess = postprocess
     return model

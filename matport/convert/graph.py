@@ -20,6 +20,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules import module as _module_hooks
 
 from matport.convert.info import ModelInfo
 from matport.convert.layers import (
@@ -28,6 +29,7 @@ from matport.convert.layers import (
     LayerNotConvertible,
     find_converter,
 )
+from matport.convert.layers.params import adoptable, adopting
 from matport.errors import ConversionError
 from matport.network.build import SKIP_PROPS
 from matport.network.checks import analyze, warn_non_finite
@@ -61,9 +63,14 @@ class ConvertedNetwork(nn.Module):
     def __init__(self, modules: Mapping[str, nn.Module], inputs: list[str], steps: list[Step],
                  outputs: list[Ref], layer_map: dict[str, str], output_names: list[str]) -> None:
         super().__init__()
-        for name, module in modules.items():
-            self.add_module(name, module)
-        self._source = _forward_source(inputs, steps, outputs)
+        if _module_hooks._global_module_registration_hooks or not all(
+                isinstance(m, nn.Module) and _NAME.fullmatch(n) and n not in self.__dict__
+                and not hasattr(type(self), n) for n, m in modules.items()):
+            for name, module in modules.items():
+                self.add_module(name, module)  # its checks and errors, and the hooks
+        else:  # what add_module stores for names such as module_name makes
+            self._modules.update(modules)
+        self._source = _forward_source(tuple(inputs), tuple(steps), tuple(outputs))
         self._run = _compile(self._source)
         self.layer_map = layer_map
         matlab_names = {t: m for m, t in layer_map.items()}
@@ -87,7 +94,29 @@ class ConvertedNetwork(nn.Module):
         self._run = _compile(self._source)
 
 
-def _forward_source(inputs: list[str], steps: list[Step], outputs: list[Ref]) -> str:
+def eval_mode(module: nn.Module) -> None:
+    """``module.eval()``: every module's ``training`` set to False, the attribute written
+    directly where no module type has its own ``train`` (``nn.Module.train`` would call itself
+    on every submodule and set the flag through ``nn.Module.__setattr__``)."""
+    modules = []
+    stack = [module]
+    while stack:
+        m = stack.pop()
+        if type(m).train is not _MODULE_TRAIN:
+            module.eval()
+            return
+        modules.append(m)
+        stack.extend(sub for sub in m._modules.values() if sub is not None)
+    for m in modules:
+        m.__dict__["training"] = False
+
+
+_MODULE_TRAIN = nn.Module.train
+
+
+@functools.lru_cache(maxsize=64)
+def _forward_source(inputs: tuple[str, ...], steps: tuple[Step, ...],
+                    outputs: tuple[Ref, ...]) -> str:
     """The source of the network's forward function: straight-line code calling the submodules
     in topological order (no per-call interpretation of the graph), each value deleted after
     its last use so that its memory is reused by the next layers."""
@@ -127,20 +156,29 @@ def _compile(source: str) -> Callable[..., Any]:
 
 
 _NOT_WORD = re.compile(r"\W")
+_NAME = re.compile(r"[^\W\d_]\w*")  # what module_name makes: no leading digit or underscore
 
 
 def module_name(layer_name: str, taken: set[str]) -> str:
-    """A valid, unused Python identifier for a MATLAB layer name."""
+    """A valid, unused Python identifier for a MATLAB layer name (the name itself, the same
+    object, when it is one: what a model pickles stays byte for byte the same)."""
+    made = _identifier(layer_name)
+    name = base = layer_name if made == layer_name else made
+    i = 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    taken.add(name)
+    return name
+
+
+@functools.lru_cache(maxsize=4096)
+def _identifier(layer_name: str) -> str:
     name = _NOT_WORD.sub("_", layer_name) or "layer"
     if name[0].isdigit():
         name = "layer_" + name
     if keyword.iskeyword(name) or hasattr(nn.Module, name) or name.startswith("_"):
         name = name.lstrip("_") + "_"
         name = "layer_" + name if name == "_" or name[0].isdigit() else name
-    base, i = name, 1
-    while name in taken:
-        name, i = f"{base}_{i}", i + 1
-    taken.add(name)
     return name
 
 
@@ -210,7 +248,8 @@ def _output_refs(graph: GraphIndex, names: dict[str, str]) -> tuple[list[Ref], l
 
 def build_module(network: Network,
                  converters: Mapping[str, Converter] | None = None,
-                 loss_layers: Collection[str] | None = None) -> ConvertedNetwork:
+                 loss_layers: Collection[str] | None = None,
+                 own: bool = False) -> ConvertedNetwork:
     """Convert every layer and wire them up.
 
     Sizes are propagated through the graph first (:func:`matport.network.checks.analyze`):
@@ -222,6 +261,9 @@ def build_module(network: Network,
         converters: converters for this call, by MATLAB class name (before the registry's).
         loss_layers: the layers to pass through as loss layers; None: every terminal
             user-defined layer without a converter (a rebuild gives the list it recorded).
+        own: whether nothing but this call holds ``network`` (its loader read the file): the
+            built-in converters then make tensors over its arrays' memory where they can
+            (reordered in place, so that the network's values change) instead of copies.
 
     Returns:
         The module.
@@ -247,6 +289,7 @@ def build_module(network: Network,
     losses: list[dict[str, Any]] = []
     sizes, checked = analyze(network, graph)
     inconsistent = {name: reason for name, _, reason in checked}
+    owned = adoptable(network) if own else None
     for layer in order:
         sources = graph.input_refs(layer)
         in_formats = tuple(formats.get(source, VECTOR) for source, _ in sources)
@@ -266,7 +309,8 @@ def build_module(network: Network,
         if reason is None and converter is not None:
             try:
                 context = ConversionContext(in_formats, tuple(sizes.get(r) for r in sources))
-                modules[names[layer.name]] = converter(layer, context)
+                with adopting(owned if builtin else None):
+                    modules[names[layer.name]] = converter(layer, context)
             except LayerNotConvertible as exc:
                 reason = exc.reason
             except Exception as exc:  # a converter's failure is reported with the others

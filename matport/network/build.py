@@ -257,12 +257,13 @@ def _param(key: str, value: Any) -> Any:
         if value.size == 0:
             return None
         if value.size == 1:
-            return _scalar(value.ravel()[0])
+            return _scalar(value.item())
         return _scalars(value)
     return _SKIP
 
 
 def _scalar(v: Any) -> Any:
+    """A number as Python's bool, int (an integral value below 2**53) or float."""
     if isinstance(v, np.bool_ | bool):
         return bool(v)
     f = float(v)

@@ -11,6 +11,7 @@ from torch import nn
 
 from matport.convert.layers.padding import PAD_MODES, pad, static_padding, torch_pad
 from matport.convert.layers.params import (
+    adopted_or_copied,
     array,
     assign,
     on_meta,
@@ -108,8 +109,8 @@ def _conv_padding(layer: Layer, kernel: tuple[int, int]) -> dict[str, Any]:
     return {"pad": torch_pad(t, b, left, r), "pad_value": fill, "pad_mode": mode}
 
 
-def _set_weights(module: nn.Conv2d | nn.ConvTranspose2d | nn.Linear, weight: np.ndarray,
-                 bias: np.ndarray | None) -> None:
+def _set_weights(module: nn.Conv2d | nn.ConvTranspose2d | nn.Linear,
+                 weight: np.ndarray | torch.Tensor, bias: np.ndarray | None) -> None:
     """Give ``module`` (built on the meta device) ``weight`` and ``bias`` (zeros when None)."""
     assert module.bias is not None
     assign(module, {"weight": weight,
@@ -172,7 +173,12 @@ def _transposed_convolution(layer: Layer, context: ConversionContext) -> nn.Modu
 def _fully_connected(layer: Layer, context: ConversionContext) -> nn.Module:
     flatten = context.input_format == IMAGE
     image_size = layer.params.get("InputSize", ()) if flatten else None
-    w = layout.fc_weight(array(layer, "Weights"), image_size)
+    weights = array(layer, "Weights")
+    w: np.ndarray | torch.Tensor
+    if weights.ndim >= 3:  # H x W x C x O: a convolution's weights over the whole input
+        w = adopted_or_copied(layout.conv_weight(weights)).flatten(1)  # = layout.fc_weight's
+    else:
+        w = layout.fc_weight(weights, image_size)
     fc = on_meta(FullyConnected if flatten else nn.Linear, w.shape[1], w.shape[0])
     _set_weights(fc, w, _bias(layer))
     return fc

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules import module as _module_hooks
 
 from matport.convert.layers.registry import ConversionContext
 from matport.errors import LayerNotConvertible
 from matport.network import layout
-from matport.network.model import Layer
+from matport.network.model import Layer, Network
 from matport.network.specs import Format
 
 
@@ -101,6 +104,84 @@ def tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(layout.contiguous(arr))
 
 
+# allocations the conversion may turn into tensors in place: id -> the array owning the memory
+_OWNED: ContextVar[dict[int, np.ndarray] | None] = ContextVar("matport_owned", default=None)
+
+
+def adoptable(network: Network) -> dict[int, np.ndarray]:
+    """For a conversion of ``network`` that alone holds it (its loader read the file and drops
+    it afterwards): the allocations of its learnable and state arrays that exactly one of them
+    views (no input normalization's), which :func:`adopting` lets :func:`assign` make tensors
+    over, reordered in place, instead of copying them.
+
+    Args:
+        network: the network being converted.
+
+    Returns:
+        id -> allocation (each taken out once adopted).
+    """
+    seen: dict[int, np.ndarray | None] = {}
+    for lay in network.layers:
+        for table in (lay.learnables, lay.state):
+            for a in table.values():
+                if type(a) is np.ndarray:
+                    root = _allocation(a)
+                    seen[id(root)] = None if id(root) in seen else root
+        norm = lay.normalization
+        for value in (norm.mean, norm.std, norm.min, norm.max) if norm is not None else ():
+            if type(value) is np.ndarray:
+                seen[id(_allocation(value))] = None
+    return {k: v for k, v in seen.items() if v is not None}
+
+
+@contextlib.contextmanager
+def adopting(owned: dict[int, np.ndarray] | None) -> Iterator[None]:
+    """:func:`assign` adopts the ``owned`` allocations (:func:`adoptable`; None: none) while a
+    built-in converter, which reads each of its layer's arrays once, runs."""
+    token = _OWNED.set(owned)
+    try:
+        yield
+    finally:
+        _OWNED.reset(token)
+
+
+def _allocation(a: np.ndarray) -> np.ndarray:
+    """The array whose memory ``a`` views (``a`` itself when it owns its memory)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _adopted(a: np.ndarray) -> torch.Tensor | None:
+    """``a`` as a float32 tensor over its memory, reordered there, when :func:`adopting` lets it
+    be and ``a`` spans the whole of an allocation nothing else views (None otherwise)."""
+    owned = _OWNED.get()
+    if not owned or type(a) is not np.ndarray or not a.flags.writeable:
+        return None
+    root = _allocation(a)
+    if owned.get(id(root)) is not root or not root.flags.owndata or root.nbytes != a.nbytes:
+        return None
+    done = layout.contiguous_in_place(a)
+    if done is None:
+        return None
+    del owned[id(root)]
+    return torch.from_numpy(done)
+
+
+def adopted_or_copied(a: np.ndarray) -> torch.Tensor:
+    """``a`` as a C-contiguous float32 tensor: over its own memory where :func:`adopting`
+    allows, else a copy (:func:`tensor`).
+
+    Args:
+        a: the array (in PyTorch layout).
+
+    Returns:
+        The tensor.
+    """
+    done = _adopted(a)
+    return tensor(a) if done is None else done
+
+
 M = TypeVar("M", bound=nn.Module)
 
 
@@ -172,7 +253,8 @@ _MAX_PROTOTYPES = 4096
 def _cached(build: Callable[..., M], cls: type[M], args: tuple[Any, ...],
             kwargs: dict[str, Any]) -> M:
     try:
-        key = (build, cls, _key(args), _key(tuple(sorted(kwargs.items()))))
+        key = (build, cls, _key(args),
+               tuple([(k, _key(v)) for k, v in sorted(kwargs.items())]) if kwargs else ())
         known = key in _PROTOTYPES
     except TypeError:  # an argument that is no key
         return build(cls, *args, **kwargs)
@@ -245,8 +327,8 @@ def _key(value: Any) -> Any:
 def assign(module: M, values: Mapping[str, np.ndarray | torch.Tensor]) -> M:
     """Give a module built by :func:`on_meta` its values: each of its own parameters and
     buffers (by attribute name, arrays in PyTorch layout) becomes a tensor holding the value
-    (arrays are copied by :func:`tensor`, tensors taken as they are); parameters keep their
-    ``requires_grad``.
+    (arrays are copied by :func:`tensor`, or made tensors in place where :func:`adopting` allows;
+    tensors taken as they are); parameters keep their ``requires_grad``.
 
     Args:
         module: the module.
@@ -260,18 +342,29 @@ def assign(module: M, values: Mapping[str, np.ndarray | torch.Tensor]) -> M:
             module's, or a tensor is left without a value.
     """
     params, buffers = module._parameters, module._buffers
+    direct = not (_module_hooks._global_parameter_registration_hooks
+                  or _module_hooks._global_buffer_registration_hooks)
     for name, value in values.items():
         old = params[name] if name in params else buffers[name] if name in buffers else getattr(
             module, name, None)
-        new = value if isinstance(value, torch.Tensor) else tensor(value)
+        new = value if isinstance(value, torch.Tensor) else adopted_or_copied(value)
         if not isinstance(old, torch.Tensor) or old.shape != new.shape:
             raise ValueError(f"{type(module).__name__}.{name}: no tensor of shape "
                              f"{tuple(new.shape)}")
-        # what nn.Module.__setattr__ calls for a parameter or a buffer, without its dispatch
+        # what nn.Module.__setattr__ calls for a parameter or a buffer, without its dispatch;
+        # the entry exists and the new tensor is a leaf, so that without global registration
+        # hooks registering it is storing it in the module's dict
         if isinstance(old, nn.Parameter):
-            module.register_parameter(name, nn.Parameter(new, old.requires_grad))
+            param = nn.Parameter(new, old.requires_grad)
+            if direct and name in params:
+                params[name] = param
+            else:
+                module.register_parameter(name, param)
         elif name in buffers:
-            module.register_buffer(name, new, name not in module._non_persistent_buffers_set)
+            if direct:
+                buffers[name] = new
+            else:
+                module.register_buffer(name, new, name not in module._non_persistent_buffers_set)
         else:
             setattr(module, name, new)
     tensors = ([*module._parameters.items(), *module._buffers.items()] if not module._modules
