@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
-import scipy.sparse
 
 from matport.errors import MatFileError
 from matport.mat import inflate
@@ -52,7 +51,7 @@ from matport.mat.format import (
 )
 from matport.mat.limits import ELEMENT_COST, EXPANSION, EXPANSION_FLOOR, Budget
 from matport.mat.raw import MAX_DEPTH, ObjectRef, one_line
-from matport.mat.values import FunctionHandle, MatObject, Struct, StructArray
+from matport.mat.values import FunctionHandle, MatObject, Struct, StructArray, sparse_matrix
 
 MAX_FIELDLESS = 1 << 16  # elements of a struct array without fields (they occupy no bytes)
 MAX_TEXT = 4096  # bytes of a name (MATLAB's names have 63 characters, class names a few more)
@@ -572,8 +571,7 @@ class _Reader:
             pi, pos = self.array(buf, pos, end, where)
             data = data + 1j * pi[:nnz].astype(np.float64)
         try:
-            return scipy.sparse.csc_array((data, ir[:nnz].astype(np.int64),
-                                           jc.astype(np.int64)), shape=dims)
-        except ValueError as exc:
+            return sparse_matrix(data, ir[:nnz], jc, dims)
+        except (ValueError, OverflowError) as exc:
             raise self.fail(f"invalid sparse array ({exc})", where) from None
 

@@ -27,6 +27,18 @@ import numpy as np
 from matport.mat.format import MATLAB_CLASS
 
 
+def sparse_matrix(values: np.ndarray, rows: np.ndarray, starts: np.ndarray,
+                  shape: tuple[int, ...]) -> Any:
+    """A MATLAB sparse matrix as ``scipy.sparse.csc_array`` (``values`` and ``rows`` cut to its
+    non-zeros, ``starts`` its column starts). scipy is imported here, on the first sparse value:
+    networks hold none, and importing ``scipy.sparse`` costs more than reading a small file.
+    Raises ValueError or OverflowError on inconsistent index data."""
+    import scipy.sparse
+
+    return scipy.sparse.csc_array((values, rows.astype(np.int64), starts.astype(np.int64)),
+                                  shape=shape)
+
+
 class Struct(dict[str, Any]):
     """A 1x1 MATLAB struct: field name -> value, in the stored field order."""
 
