@@ -45,19 +45,26 @@ def open_member(g: h5py.h5g.GroupID, key: bytes, fail: Fail) -> Any:
     return h5py.h5o.open(g, key)
 
 
-def check_storage(ds: h5py.h5d.DatasetID, fail: Fail) -> None:
+def check_storage(ds: h5py.h5d.DatasetID, fail: Fail) -> tuple[int, ...] | None:
     """Refuse a dataset whose data would come from outside the file, or through a filter MATLAB
-    never uses (a plugin filter is code loaded from elsewhere), before reading it."""
+    never uses (a plugin filter is code loaded from elsewhere), before reading it. Returns the
+    chunk shape of a dataset stored in chunks through deflate alone (None: any other)."""
+    if ds.get_offset() is not None:  # contiguous in this file (HDF5 filters no contiguous data)
+        return None
     plist = ds.get_create_plist()
-    if plist.get_layout() == h5py.h5d.VIRTUAL:
+    layout = plist.get_layout()
+    if layout == h5py.h5d.VIRTUAL:
         raise fail(f"{name_of(ds)} is a virtual dataset (its data lives in other files; MATLAB "
                    "writes none)")
     if plist.get_external_count():
         raise fail(f"{name_of(ds)} keeps its data in an external file (MATLAB never does)")
-    for i in range(plist.get_nfilters()):
-        code = plist.get_filter(i)[0]
+    codes = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    for code in codes:
         if code not in ALLOWED_FILTERS:
             raise fail(f"{name_of(ds)} uses HDF5 filter {code} (MATLAB uses only deflate)")
+    if layout == h5py.h5d.CHUNKED and codes == [h5py.h5z.FILTER_DEFLATE]:
+        return tuple(plist.get_chunk())
+    return None
 
 
 def check_type(stored: h5py.h5t.TypeID, what: Callable[[], str], fail: Fail) -> None:

@@ -29,6 +29,7 @@ from matport.mat.format import (
     NUMERIC_CLASSES,
     USER_BLOCK,
 )
+from matport.mat.h5chunks import read_chunks
 from matport.mat.h5heap import corrupt_heap
 from matport.mat.h5safe import (
     Types,
@@ -191,7 +192,7 @@ class _Reader:
     def read(self, ds: h5py.h5d.DatasetID, dtype: np.dtype | None = None) -> np.ndarray:
         """The dataset's data in MATLAB's shape (h5py's dims reversed, at least 2-D); ``dtype``:
         :meth:`dtype`'s, when known."""
-        check_storage(ds, self.fail)
+        chunk = check_storage(ds, self.fail)
         if dtype is None:
             dtype = self.dtype(ds)
         space = ds.get_space()
@@ -207,7 +208,10 @@ class _Reader:
             raise self.fail(f"declares {nbytes} bytes but stores only {stored}")
         self.budget.charge(nbytes, self.where)
         data = np.empty(shape, dtype=dtype)
-        if data.size:  # the low-level read: h5py's indexing costs more than small reads do
+        # deflated numbers inflated here (their bytes are their values), else HDF5's low-level
+        # read (h5py's indexing costs more than small reads do)
+        inflated = chunk and dtype.kind in "iuf" and read_chunks(ds, chunk, data, self.fail)
+        if data.size and not inflated:
             if h5py.check_dtype(vlen=dtype) is None and dtype.kind != "O":
                 ds.read(h5py.h5s.ALL, h5py.h5s.ALL, data)
             else:
