@@ -156,9 +156,9 @@ def _attr_value(obj: Any, attr: h5py.h5a.AttrID, name: str, size: int, budget: B
         value = np.empty((), dtype)  # a class name, read in its stored type
         attr.read(value, mtype=stored)
         return value[()]
-    if dtype.kind in "Siuf":  # read directly (h5py's indexing is slow)
+    if dtype.kind in "Siuf":  # read directly (h5py's indexing is slow); numbers in their type
         value = np.empty(attr.shape, dtype)
-        attr.read(value)
+        attr.read(value, mtype=stored if dtype.kind != "S" else None)
         return value[()] if value.ndim == 0 else value
     # variable-length (MATLAB_fields) or anything else: HDF5 allocates what the data declares
     headroom = min(VLEN_HEADROOM, budget.remaining())
