@@ -32,8 +32,13 @@ def read_chunks(ds: h5py.h5d.DatasetID, chunk: tuple[int, ...], out: np.ndarray,
     starts = [range(0, n, c) for n, c in zip(shape, chunk, strict=True)]
     if ds.get_num_chunks() != math.prod(len(r) for r in starts):
         return False  # chunks never written read as the fill value: HDF5 knows it
+    # each chunk's region of ``out``, and the part of the chunk inside it (edge chunks overhang)
+    regions = [[slice(o, min(o + c, n)) for o in r]
+               for r, c, n in zip(starts, chunk, shape, strict=True)]
+    parts = [[slice(0, s.stop - s.start) for s in axis] for axis in regions]
     nbytes = math.prod(chunk) * out.itemsize
-    for origin in itertools.product(*starts):
+    for origin, region, part in zip(itertools.product(*starts), itertools.product(*regions),
+                                    itertools.product(*parts), strict=True):
         mask, raw = ds.read_direct_chunk(origin)
         if mask:  # this chunk skipped its filter
             return False
@@ -46,9 +51,6 @@ def read_chunks(ds: h5py.h5d.DatasetID, chunk: tuple[int, ...], out: np.ndarray,
             data += d.decompress(d.unconsumed_tail, 1)
         if len(data) != nbytes or not d.eof:
             raise fail(f"chunk at {origin} does not inflate to its {nbytes} bytes")
-        block = np.frombuffer(data, out.dtype).reshape(chunk)
-        region = tuple(slice(o, min(o + c, n))
-                       for o, c, n in zip(origin, chunk, shape, strict=True))
-        out[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
+        out[region] = np.frombuffer(data, out.dtype).reshape(chunk)[part]
     return True
 
