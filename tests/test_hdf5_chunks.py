@@ -80,3 +80,22 @@ def test_a_chunk_that_does_not_inflate_to_its_size_is_refused(tmp_path: Path, st
     with pytest.raises(MatFileError, match=message) as info:
         read(_v73_file(tmp_path / "bad_chunk.mat", build))
     assert info.value.where == "/w"
+
+
+@pytest.mark.parametrize("unusual", ["exponent bias", "precision"])
+def test_a_number_of_unusual_layout_is_refused(tmp_path: Path, unusual: str) -> None:
+    """Numbers are read as stored (their bytes taken as their value), so a layout MATLAB never
+    writes, which HDF5 would convert, is refused."""
+    stored = h5py.h5t.IEEE_F32LE.copy() if unusual == "exponent bias" else \
+        h5py.h5t.STD_I32LE.copy()
+    if unusual == "exponent bias":
+        stored.set_ebias(100)
+    else:
+        stored.set_precision(24)
+
+    def build(f: h5py.File) -> None:
+        ds = h5py.Dataset(h5py.h5d.create(f.id, b"w", stored, h5py.h5s.create_simple((4, 4))))
+        ds.attrs["MATLAB_class"] = np.bytes_("single" if unusual == "exponent bias" else "int32")
+
+    with pytest.raises(MatFileError, match="is stored as a 4-byte number of unusual layout"):
+        read(_v73_file(tmp_path / "unusual.mat", build))

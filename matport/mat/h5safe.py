@@ -31,6 +31,8 @@ ATTRIBUTES = ("MATLAB_class", "MATLAB_fields", "MATLAB_empty", "MATLAB_object_de
 MAX_ATTRIBUTE_BYTES = 1 << 20  # MATLAB's attributes are a class name, a flag or field names
 _NUMBER_CLASSES = (h5py.h5t.INTEGER, h5py.h5t.FLOAT)
 _NUMBER_SIZES = (1, 2, 4, 8)
+_IEEE = {2: ((15, 10, 5, 0, 10), 15), 4: ((31, 23, 8, 0, 23), 127),  # (fields, exponent bias)
+         8: ((63, 52, 11, 0, 52), 1023)}
 _LINK_KINDS = {h5py.h5l.TYPE_SOFT: "a soft link", h5py.h5l.TYPE_EXTERNAL: "an external link"}
 
 
@@ -104,7 +106,9 @@ def _type_problem(stored: h5py.h5t.TypeID) -> str | None:
     """Why a stored type is not one MATLAB writes (None: it is)."""
     kind, size = stored.get_class(), stored.get_size()
     if kind in _NUMBER_CLASSES:
-        return None if size in _NUMBER_SIZES else f"a {size}-byte number"
+        if size not in _NUMBER_SIZES:
+            return f"a {size}-byte number"
+        return None if _standard_number(stored) else f"a {size}-byte number of unusual layout"
     if kind == h5py.h5t.STRING:
         return "variable-length text" if stored.is_variable_str() else None
     if kind == h5py.h5t.REFERENCE:
@@ -122,6 +126,17 @@ def _type_problem(stored: h5py.h5t.TypeID) -> str | None:
             return None
         return "variable-length data of something other than characters"
     return f"HDF5 type class {kind}"
+
+
+def _standard_number(stored: Any) -> bool:
+    """Whether a number's bytes are its value (an integer of all its bits, an IEEE float), so
+    that it can be read as stored, without conversion."""
+    if stored.get_precision() != 8 * stored.get_size() or stored.get_offset():
+        return False
+    if stored.get_class() == h5py.h5t.INTEGER:
+        return True
+    return (stored.get_fields(), stored.get_ebias(), stored.get_norm()) == \
+        (*_IEEE.get(stored.get_size(), ((), 0)), h5py.h5t.NORM_IMPLIED)
 
 
 def read_attributes(obj: Any, count: int, budget: Budget, types: Types, where: Callable[[], str],
