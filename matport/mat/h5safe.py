@@ -31,6 +31,8 @@ ATTRIBUTES = ("MATLAB_class", "MATLAB_fields", "MATLAB_empty", "MATLAB_object_de
 MAX_ATTRIBUTE_BYTES = 1 << 20  # MATLAB's attributes are a class name, a flag or field names
 _NUMBER_CLASSES = (h5py.h5t.INTEGER, h5py.h5t.FLOAT)
 _NUMBER_SIZES = (1, 2, 4, 8)
+_IEEE = {2: ((15, 10, 5, 0, 10), 15), 4: ((31, 23, 8, 0, 23), 127),  # (fields, exponent bias)
+         8: ((63, 52, 11, 0, 52), 1023)}
 _LINK_KINDS = {h5py.h5l.TYPE_SOFT: "a soft link", h5py.h5l.TYPE_EXTERNAL: "an external link"}
 
 
@@ -45,19 +47,26 @@ def open_member(g: h5py.h5g.GroupID, key: bytes, fail: Fail) -> Any:
     return h5py.h5o.open(g, key)
 
 
-def check_storage(ds: h5py.h5d.DatasetID, fail: Fail) -> None:
+def check_storage(ds: h5py.h5d.DatasetID, fail: Fail) -> tuple[int, ...] | None:
     """Refuse a dataset whose data would come from outside the file, or through a filter MATLAB
-    never uses (a plugin filter is code loaded from elsewhere), before reading it."""
+    never uses (a plugin filter is code loaded from elsewhere), before reading it. Returns the
+    chunk shape of a dataset stored in chunks through deflate alone (None: any other)."""
+    if ds.get_offset() is not None:  # contiguous in this file (HDF5 filters no contiguous data)
+        return None
     plist = ds.get_create_plist()
-    if plist.get_layout() == h5py.h5d.VIRTUAL:
+    layout = plist.get_layout()
+    if layout == h5py.h5d.VIRTUAL:
         raise fail(f"{name_of(ds)} is a virtual dataset (its data lives in other files; MATLAB "
                    "writes none)")
     if plist.get_external_count():
         raise fail(f"{name_of(ds)} keeps its data in an external file (MATLAB never does)")
-    for i in range(plist.get_nfilters()):
-        code = plist.get_filter(i)[0]
+    codes = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+    for code in codes:
         if code not in ALLOWED_FILTERS:
             raise fail(f"{name_of(ds)} uses HDF5 filter {code} (MATLAB uses only deflate)")
+    if layout == h5py.h5d.CHUNKED and codes == [h5py.h5z.FILTER_DEFLATE]:
+        return tuple(plist.get_chunk())
+    return None
 
 
 def check_type(stored: h5py.h5t.TypeID, what: Callable[[], str], fail: Fail) -> None:
@@ -97,7 +106,9 @@ def _type_problem(stored: h5py.h5t.TypeID) -> str | None:
     """Why a stored type is not one MATLAB writes (None: it is)."""
     kind, size = stored.get_class(), stored.get_size()
     if kind in _NUMBER_CLASSES:
-        return None if size in _NUMBER_SIZES else f"a {size}-byte number"
+        if size not in _NUMBER_SIZES:
+            return f"a {size}-byte number"
+        return None if _standard_number(stored) else f"a {size}-byte number of unusual layout"
     if kind == h5py.h5t.STRING:
         return "variable-length text" if stored.is_variable_str() else None
     if kind == h5py.h5t.REFERENCE:
@@ -115,6 +126,17 @@ def _type_problem(stored: h5py.h5t.TypeID) -> str | None:
             return None
         return "variable-length data of something other than characters"
     return f"HDF5 type class {kind}"
+
+
+def _standard_number(stored: Any) -> bool:
+    """Whether a number's bytes are its value (an integer of all its bits, an IEEE float), so
+    that it can be read as stored, without conversion."""
+    if stored.get_precision() != 8 * stored.get_size() or stored.get_offset():
+        return False
+    if stored.get_class() == h5py.h5t.INTEGER:
+        return True
+    return (stored.get_fields(), stored.get_ebias(), stored.get_norm()) == \
+        (*_IEEE.get(stored.get_size(), ((), 0)), h5py.h5t.NORM_IMPLIED)
 
 
 def read_attributes(obj: Any, count: int, budget: Budget, types: Types, where: Callable[[], str],
@@ -149,9 +171,9 @@ def _attr_value(obj: Any, attr: h5py.h5a.AttrID, name: str, size: int, budget: B
         value = np.empty((), dtype)  # a class name, read in its stored type
         attr.read(value, mtype=stored)
         return value[()]
-    if dtype.kind in "Siuf":  # read directly (h5py's indexing is slow)
+    if dtype.kind in "Siuf":  # read directly (h5py's indexing is slow); numbers in their type
         value = np.empty(attr.shape, dtype)
-        attr.read(value)
+        attr.read(value, mtype=stored if dtype.kind != "S" else None)
         return value[()] if value.ndim == 0 else value
     # variable-length (MATLAB_fields) or anything else: HDF5 allocates what the data declares
     headroom = min(VLEN_HEADROOM, budget.remaining())

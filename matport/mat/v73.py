@@ -29,6 +29,7 @@ from matport.mat.format import (
     NUMERIC_CLASSES,
     USER_BLOCK,
 )
+from matport.mat.h5chunks import read_chunks
 from matport.mat.h5heap import corrupt_heap
 from matport.mat.h5safe import (
     Types,
@@ -54,6 +55,7 @@ UNSTORED_SLACK = 1 << 16  # bytes a dataset may declare beyond INFLATE_RATIO x w
 # whole, each chunk once).
 METADATA_CACHE = 1 << 16
 SKIPPED = ("#refs#", "#subsystem#")
+Typed = tuple[h5py.h5t.TypeID, np.dtype]  # a dataset's stored type and its numpy type
 
 
 @dataclass
@@ -184,16 +186,16 @@ class _Reader:
 
     # -- datasets ------------------------------------------------------------------------------
 
-    def dtype(self, ds: h5py.h5d.DatasetID) -> np.dtype:
-        """The dataset's numpy type, its stored type checked."""
-        return self.types.dtype(ds.get_type(), lambda: name_of(ds), self.fail)
+    def typed(self, ds: h5py.h5d.DatasetID) -> Typed:
+        """The dataset's stored type, checked, and its numpy type."""
+        stored = ds.get_type()
+        return stored, self.types.dtype(stored, lambda: name_of(ds), self.fail)
 
-    def read(self, ds: h5py.h5d.DatasetID, dtype: np.dtype | None = None) -> np.ndarray:
-        """The dataset's data in MATLAB's shape (h5py's dims reversed, at least 2-D); ``dtype``:
-        :meth:`dtype`'s, when known."""
-        check_storage(ds, self.fail)
-        if dtype is None:
-            dtype = self.dtype(ds)
+    def read(self, ds: h5py.h5d.DatasetID, typed: Typed | None = None) -> np.ndarray:
+        """The dataset's data in MATLAB's shape (h5py's dims reversed, at least 2-D); ``typed``:
+        :meth:`typed`'s, when known."""
+        chunk = check_storage(ds, self.fail)
+        stored, dtype = self.typed(ds) if typed is None else typed
         space = ds.get_space()
         if space.get_simple_extent_type() == h5py.h5s.NULL:
             raise self.fail("has a null dataspace (no data at all)")
@@ -201,14 +203,19 @@ class _Reader:
         if len(shape) > MAX_DIMS:
             raise self.fail(f"has {len(shape)} dimensions (at most {MAX_DIMS} expected)")
         nbytes = _prod(shape) * dtype.itemsize
-        stored = ds.get_storage_size()
-        if nbytes > INFLATE_RATIO * stored + UNSTORED_SLACK:
+        kept = ds.get_storage_size()
+        if nbytes > INFLATE_RATIO * kept + UNSTORED_SLACK:
             # fill values only, or more than deflate can give: MATLAB writes every array's data
-            raise self.fail(f"declares {nbytes} bytes but stores only {stored}")
+            raise self.fail(f"declares {nbytes} bytes but stores only {kept}")
         self.budget.charge(nbytes, self.where)
         data = np.empty(shape, dtype=dtype)
-        if data.size:  # the low-level read: h5py's indexing costs more than small reads do
-            if h5py.check_dtype(vlen=dtype) is None and dtype.kind != "O":
+        # deflated numbers inflated here (their bytes are their values), else HDF5's low-level
+        # read (h5py's indexing costs more than small reads do)
+        inflated = chunk and dtype.kind in "iuf" and read_chunks(ds, chunk, data, self.fail)
+        if data.size and not inflated:
+            if dtype.kind in "iuf":  # numbers: read in their stored type (no conversion)
+                ds.read(h5py.h5s.ALL, h5py.h5s.ALL, data, mtype=stored)
+            elif h5py.check_dtype(vlen=dtype) is None and dtype.kind != "O":
                 ds.read(h5py.h5s.ALL, h5py.h5s.ALL, data)
             else:
                 with capped_address_space(min(VLEN_HEADROOM, self.budget.remaining())):
@@ -222,15 +229,15 @@ class _Reader:
         decode = attr_int(attrs, "MATLAB_object_decode")
         if attr_int(attrs, "MATLAB_empty"):
             return self.empty(ds, cls, attrs.get("MATLAB_fields"))
-        dtype = self.dtype(ds)
+        typed = self.typed(ds)
         if cls == "char":
-            return self.char(self.read(ds, dtype))
-        if h5py.check_dtype(ref=dtype) is not None:
-            cells = self.cells(ds, depth, dtype)
+            return self.char(self.read(ds, typed))
+        if h5py.check_dtype(ref=typed[1]) is not None:
+            cells = self.cells(ds, depth, typed)
             if decode == DECODE_OBJECT and cls != FILEWRAPPER:
                 return MatObject(cls, {"TypeSystem": "handle", "Data": cells}, legacy=True)
             return cells
-        data = self.read(ds, dtype)
+        data = self.read(ds, typed)
         if decode == DECODE_OBJECT:
             if data.dtype == np.uint32:
                 return ObjectRef(cls, data.reshape(-1, 1, order="F"))
@@ -269,8 +276,8 @@ class _Reader:
         self.budget.expand(data.size * ELEMENT_COST, self.where)
         return np.array(list(chars), dtype="<U1").reshape(data.shape, order="F")
 
-    def cells(self, ds: h5py.h5d.DatasetID, depth: int, dtype: np.dtype) -> np.ndarray:
-        refs = self.read(ds, dtype)
+    def cells(self, ds: h5py.h5d.DatasetID, depth: int, typed: Typed) -> np.ndarray:
+        refs = self.read(ds, typed)
         self.budget.expand(refs.size * ELEMENT_COST, self.where)
         out = np.empty(refs.size, dtype=object)
         for i, ref in enumerate(refs.ravel(order="F")):
