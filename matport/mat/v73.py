@@ -14,7 +14,6 @@ from typing import Any
 
 import h5py
 import numpy as np
-import scipy.sparse
 
 from matport.errors import MatFileError
 from matport.mat.format import (
@@ -45,7 +44,7 @@ from matport.mat.h5safe import (
 )
 from matport.mat.limits import ELEMENT_COST, VLEN_HEADROOM, Budget, capped_address_space
 from matport.mat.raw import MAX_DEPTH, ObjectRef, one_line
-from matport.mat.values import FunctionHandle, MatObject, Struct, StructArray
+from matport.mat.values import FunctionHandle, MatObject, Struct, StructArray, sparse_matrix
 
 UNSTORED_SLACK = 1 << 16  # bytes a dataset may declare beyond INFLATE_RATIO x what it stores
 # HDF5's metadata cache grows to 32 MiB over a file of many small objects (MATLAB's #refs#), and
@@ -390,8 +389,7 @@ class _Reader:
         else:
             values = data[:nnz].astype(bool if cls == "logical" else np.float64)
         try:
-            return scipy.sparse.csc_array((values, ir[:nnz].astype(np.int64), jc.astype(np.int64)),
-                                          shape=(nrows, jc.size - 1))
+            return sparse_matrix(values, ir[:nnz], jc, (nrows, jc.size - 1))
         except (ValueError, OverflowError) as exc:
             raise self.fail(f"invalid sparse array ({exc})") from None
 
