@@ -472,25 +472,27 @@ class _Reader:
         self.expand(count * ELEMENT_COST, where)
         return np.array(list(chars), dtype="<U1").reshape(dims, order="F")
 
+    def matrix_tag(self, buf: memoryview, pos: int, end: int,
+                   where: Place) -> tuple[int, int, int, int]:
+        """The tag of an element where a matrix is expected, as :meth:`tag` gives it: MATLAB's
+        matrix tag read directly, anything else through :meth:`tag`, which says what is wrong."""
+        mtype, nbytes = self.u4.unpack_from(buf, pos) if pos + 8 <= end else (0, 0)
+        dpos = pos + 8
+        if mtype == MI_MATRIX and nbytes <= end - dpos:
+            return mtype, nbytes, dpos, min(dpos + ((nbytes + 7) & ~7), end)
+        return self.tag(buf, pos, end, where)
+
     def cell(self, buf: memoryview, pos: int, end: int, dims: tuple[int, ...], count: int,
              depth: int, where: Place) -> np.ndarray:
         if count * 8 > end - pos:
             raise self.fail(f"cell array of size {dims} cannot fit in its element", where)
         self.expand(count * ELEMENT_COST, where)
         out = np.empty(count, dtype=object)
-        unpack, matrix = self.u4.unpack_from, self.matrix
+        matrix_tag, matrix = self.matrix_tag, self.matrix
         for i in range(count):
-            # MATLAB's matrix tag read here; anything else through tag(), which says what is wrong
-            mtype, nbytes = unpack(buf, pos) if pos + 8 <= end else (0, 0)
-            dpos = pos + 8
-            if mtype == MI_MATRIX and nbytes <= end - dpos:
-                pos = dpos + ((nbytes + 7) & ~7)
-                if pos > end:
-                    pos = end
-            else:
-                mtype, nbytes, dpos, pos = self.tag(buf, pos, end, where)
-                if mtype != MI_MATRIX:
-                    raise self.fail(f"cell element {i + 1} is not a matrix", where)
+            mtype, nbytes, dpos, pos = matrix_tag(buf, pos, end, where)
+            if mtype != MI_MATRIX:
+                raise self.fail(f"cell element {i + 1} is not a matrix", where)
             out[i] = matrix(buf, dpos, dpos + nbytes, depth + 1, (where, i))[1]
         return out.reshape(dims, order="F")
 
@@ -503,22 +505,14 @@ class _Reader:
         if count * max(len(fields), 1) * 8 > end - pos + (0 if fields else MAX_FIELDLESS * 8):
             raise self.fail(f"struct array of size {dims} cannot fit in its element", where)
         self.expand(count * max(len(fields), 1) * ELEMENT_COST, where)
-        unpack, matrix = self.u4.unpack_from, self.matrix
+        matrix_tag, matrix = self.matrix_tag, self.matrix
         elements = []
         for _ in range(count):
             s = Struct()
             for fname, place in zip(fields, places, strict=True):
-                # as in cell()
-                mtype, nbytes = unpack(buf, pos) if pos + 8 <= end else (0, 0)
-                dpos = pos + 8
-                if mtype == MI_MATRIX and nbytes <= end - dpos:
-                    pos = dpos + ((nbytes + 7) & ~7)
-                    if pos > end:
-                        pos = end
-                else:
-                    mtype, nbytes, dpos, pos = self.tag(buf, pos, end, where)
-                    if mtype != MI_MATRIX:
-                        raise self.fail(f"struct field {fname} is not a matrix", where)
+                mtype, nbytes, dpos, pos = matrix_tag(buf, pos, end, where)
+                if mtype != MI_MATRIX:
+                    raise self.fail(f"struct field {fname} is not a matrix", where)
                 s[fname] = matrix(buf, dpos, dpos + nbytes, depth + 1, (where, place))[1]
             elements.append(s)
         if dims == (1, 1):
