@@ -126,14 +126,18 @@ def timed_run(src: Path, out: Path, jobs: int, fmt: str,
     return seconds, per_file, report["counts"], cpu
 
 
-def profile_files(folder: Path, rounds: int) -> tuple[float, float]:
-    """Median wall and CPU seconds of one file's migration in this process, set up as a worker
-    (one torch thread), warm (the first round not counted)."""
+def profile_files(folder: Path, rounds: int) -> tuple[float, float, float]:
+    """Median wall seconds, CPU seconds (every thread) and CPU seconds of the converting thread
+    alone of one file's migration in this process, set up as a ``--jobs 1`` worker on this
+    machine (its torch threads and the thread that overlaps reading, hashing and the export's
+    run), warm (the first round not counted)."""
     import torch
 
-    from matport.migrate.artifact import FileTask, migrate_file
+    from matport.migrate import pool
+    from matport.migrate.artifact import FileTask, background, migrate_file
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(pool.torch_threads(pool.worker_threads(1)))
+    background()
     runs = []
     mats = sorted(folder.glob("*.mat"))
     with tempfile.TemporaryDirectory() as out:
@@ -142,13 +146,14 @@ def profile_files(folder: Path, rounds: int) -> tuple[float, float]:
             onnx = mat.with_suffix(".onnx")
             task = FileTask(str(mat), mat.name, out, 0, str(onnx) if onnx.exists() else None,
                             "pt", "auto")
-            wall, cpu = time.perf_counter(), time.process_time()
+            wall, cpu, main = time.perf_counter(), time.process_time(), time.thread_time()
             result, _ = migrate_file(task)
-            runs.append((time.perf_counter() - wall, time.process_time() - cpu))
+            runs.append((time.perf_counter() - wall, time.process_time() - cpu,
+                         time.thread_time() - main))
             assert result.outcome in ("verified", "converted"), result.reason
             shutil.rmtree(task.folder)
-    wall, cpu = (statistics.median(r[k] for r in runs[1:]) for k in range(2))
-    return wall, cpu
+    wall, cpu, main = (statistics.median(r[k] for r in runs[1:]) for k in range(3))
+    return wall, cpu, main
 
 
 def journal_record_seconds(entries: int = 10_000) -> float:
@@ -297,13 +302,19 @@ def main() -> None:
                   f"done against 1 on this machine right now (the busy loop): at most "
                   f"{max(before[0], after[0]):.2f}x.")
         if profiles:
-            print(f"\nOne file in a warm worker on this machine (in this process, one thread, "
-                  f"median of {args.profile}): wall and CPU seconds (wall above CPU: other "
-                  "processes' share of the core):\n")
-            print("| exports | wall s | CPU s |")
-            print("|---|---|---|")
-            for label, (wall, cpu) in profiles:
-                print(f"| {label} | {wall:.2f} | {cpu:.2f} |")
+            print(f"\nOne file in a warm `--jobs 1` worker on this machine (in this process, "
+                  f"median of {args.profile}): wall time; CPU time of every thread (what 2 "
+                  "workers share the cores out for); CPU time of the converting thread alone "
+                  "(the least wall time `--jobs 1` can take while other threads overlap it). "
+                  "With the files' CPU time spread over every core and no start-up, `--jobs "
+                  f"2` would be at most {cores} x converting / all faster than `--jobs 1` at "
+                  "that least wall time:\n")
+            print("| exports | wall s | CPU s, all threads | CPU s, converting thread | "
+                  f"{cores} x converting / all |")
+            print("|---|---|---|---|---|")
+            for label, (wall, cpu, main) in profiles:
+                print(f"| {label} | {wall:.2f} | {cpu:.2f} | {main:.2f} | "
+                      f"{cores * main / cpu:.2f}x |")
         if cluster_rows:
             print("\nOn a local Dask cluster (`--cluster`, with ONNX exports, started before "
                   "the timing; each worker starts its converter process, importing torch, on "

@@ -1,13 +1,11 @@
 """How a migration's work is shared out: the largest files first when several workers convert
-at once (source order for one), one thread a worker, the fork server started
+at once (source order for one), the cores shared out among the workers, the fork server started
 early, and a worker still starting killed at the end instead of waited for."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
@@ -82,30 +80,17 @@ def test_a_clash_of_artifact_folders_fails_the_later_file_in_any_order(tmp_path:
         assert tasks[0].source in (results[1].reason or "")
 
 
-def _worker_threads(conn: Connection) -> None:
-    import threading
-
-    import torch
-
-    pool.prepare_worker(None, os.getppid())
-    conn.send((torch.get_num_threads(), sorted(t.name for t in threading.enumerate())))
-
-
-def test_a_worker_runs_one_thread() -> None:
-    """--jobs N keeps N cores busy: one torch thread, no thread beside the converting one but
-    the watcher that ends the worker with the migrating process."""
-    import multiprocessing
-
-    ours, theirs = multiprocessing.Pipe()
-    worker = multiprocessing.get_context("spawn").Process(target=_worker_threads, args=(theirs,))
-    worker.start()
-    try:
-        assert ours.poll(120)
-        torch_threads, python_threads = ours.recv()
-    finally:
-        worker.join(10)
-    assert torch_threads == 1
-    assert python_threads == ["MainThread", "end-with-migrate"]
+@pytest.mark.parametrize(("jobs", "cores", "threads", "torch"), [
+    (1, 2, 2, 1),  # a second thread overlaps reading, hashing and the export's run
+    (2, 2, 1, 1),
+    (3, 2, 1, 1),
+    (1, 8, 8, 7),
+    (2, 8, 4, 3),
+    (8, 8, 1, 1),
+])
+def test_the_cores_are_shared_out(jobs: int, cores: int, threads: int, torch: int) -> None:
+    assert pool.worker_threads(jobs, cores) == threads
+    assert pool.torch_threads(threads) == torch
 
 
 def test_a_worker_still_starting_is_killed_at_the_end(tmp_path: Path) -> None:

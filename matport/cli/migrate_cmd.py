@@ -34,8 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the output folder (artifacts mirror the source tree; report and state "
                         "files go here)")
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
-                   help="worker processes, one thread each: the cores to keep busy (default "
-                        "1)")
+                   help="worker processes (default 1)")
     p.add_argument("--format", choices=get_args(CheckpointFormat), default="pt",
                    help="weights as a matport .pt checkpoint (default) or .safetensors")
     p.add_argument("--family", choices=FAMILIES, default="auto",

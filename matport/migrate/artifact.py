@@ -19,6 +19,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -202,14 +203,11 @@ def migrate_file(task: FileTask, memory_mb: int | None = None) -> tuple[FileResu
 
 
 def _attempt(step: Callable[[], None], memory_mb: int | None) -> tuple[str | None, bool]:
-    """Run ``step``: why it failed (None when it did not) and whether the process is sound (not
-    after running out of memory, also where the reader turned that into its own error)."""
+    """Run ``step``: why it failed (None when it did not) and whether the process is sound."""
     try:
         step()
     except MatportError as exc:
-        if not isinstance(exc.__context__, MemoryError):
-            return str(exc), True
-        return f"out of memory (limit {memory_mb} MB per file)", False
+        return str(exc), True
     except MemoryError:
         return f"out of memory (limit {memory_mb} MB per file)", False
     except OSError as exc:  # an artifact that cannot be written (a full disk ...)
@@ -220,40 +218,62 @@ def _attempt(step: Callable[[], None], memory_mb: int | None) -> tuple[str | Non
 
 
 def _migrate_networks(task: FileTask, result: FileResult) -> None:
-    """Fill ``result.networks``; raises what fails the whole file. One thread does it all, one
-    step after another: hash the source, read it, read, hash and load the ONNX export (each
-    file read once), then convert, check and write each network."""
+    """Fill ``result.networks``; raises what fails the whole file. A second thread meanwhile
+    hashes the source and reads, hashes and loads the ONNX export (each read once), building
+    its onnxruntime session while this one reads and converts the network."""
     from matport.mat import read
     from matport.network import find_networks
 
+    hashed = background().submit(_hash_source, task)
+    export = background().submit(_load_export, task) if task.onnx else None
     try:
-        if task.sha256 is None:  # unless the migrating process hashed it (signature first)
-            task.signature = source_signature(task.source)
-            task.sha256 = file_sha256(task.source)
         refs = find_networks(read(task.source))
-        export = _load_export(task, len(refs) == 1) if task.onnx else None
-    except OSError as exc:
-        raise MigrationError(f"{task.source}: cannot read: {exc}") from None
-    finally:
+        for ref, name in zip(refs, artifact_names([r.path for r in refs]), strict=True):
+            net_result = NetworkResult(ref.path, ref.class_name)
+            result.networks.append(net_result)
+            step = functools.partial(_migrate_network, task, ref, name, len(refs), net_result,
+                                     export)
+            reason, healthy = _attempt(step, None)
+            if not healthy:
+                raise MemoryError
+            if reason is not None:
+                net_result.reason = reason
+    finally:  # the next file does not start before this one's jobs end
+        for job in (hashed, export):
+            _wait_read(job, task)
         result.sha256, result.onnx_sha256 = task.sha256, task.onnx_sha256
-    for ref, name in zip(refs, artifact_names([r.path for r in refs]), strict=True):
-        net_result = NetworkResult(ref.path, ref.class_name)
-        result.networks.append(net_result)
-        step = functools.partial(_migrate_network, task, ref, name, len(refs), net_result,
-                                 export)
-        reason, healthy = _attempt(step, None)
-        if not healthy:
-            raise MemoryError
-        if reason is not None:
-            net_result.reason = reason
     if source_signature(task.source) != task.signature:
         raise MigrationError(f"{task.source}: the file changed during the migration")
 
 
-def _load_export(task: FileTask, checked: bool) -> OnnxExport | str:
-    """Read the ONNX export once: hash it (unless the migrating process did) and, when it checks
-    the file's one network (``checked``), load it and build the session its check runs first;
-    why it cannot be checked instead of the export."""
+def background() -> ThreadPoolExecutor:
+    """This process's second thread, for the work that overlaps a file's conversion (started
+    on first use; a worker starts it before its memory limit, which a new thread's stack would
+    not fit in).
+
+    Returns:
+        An executor of one thread.
+    """
+    global _background
+    if _background is None:
+        _background = ThreadPoolExecutor(1, thread_name_prefix="matport-migrate")
+        _background.submit(int).result()  # the thread starts now
+    return _background
+
+
+_background: ThreadPoolExecutor | None = None
+
+
+def _hash_source(task: FileTask) -> None:
+    """Hash the source unless the migrating process did (its signature first)."""
+    if task.sha256 is None:
+        task.signature = source_signature(task.source)
+        task.sha256 = file_sha256(task.source)
+
+
+def _load_export(task: FileTask) -> OnnxExport | str:
+    """Read the ONNX export once: hash it (unless the migrating process did), load it and build
+    the session its check runs first; why it cannot be checked instead of the export."""
     from matport.verify.check import prepare_export
 
     assert task.onnx is not None
@@ -261,12 +281,20 @@ def _load_export(task: FileTask, checked: bool) -> OnnxExport | str:
         data = f.read()
     if task.onnx_sha256 is None:
         task.onnx_sha256 = hashlib.sha256(data).hexdigest()
-    if not checked:
-        return "not loaded: it checks a file of one network"
     try:
         return prepare_export(task.onnx, data)
     except Exception as exc:  # noqa: BLE001 (a check that cannot run is recorded, not fatal)
         return one_line(str(exc))
+
+
+def _wait_read(job: Future[Any] | None, task: FileTask) -> None:
+    """Wait for a background job; a source or export it could not read fails the file."""
+    if job is None:
+        return
+    try:
+        job.result()
+    except OSError as exc:
+        raise MigrationError(f"{task.source}: cannot read: {exc}") from None
 
 
 def _file_outcome(networks: list[NetworkResult]) -> tuple[str, str | None]:
@@ -281,7 +309,7 @@ def _file_outcome(networks: list[NetworkResult]) -> tuple[str, str | None]:
 
 
 def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
-                     result: NetworkResult, export: OnnxExport | str | None) -> None:
+                     result: NetworkResult, export: Future[OnnxExport | str] | None) -> None:
     """Convert, verify and write one network, filling ``result``. The old metadata goes first,
     then the weights (and a safetensors config) are written all or nothing, the metadata last: a
     ``.json`` always describes the weights beside it."""
@@ -315,11 +343,12 @@ def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
         result.reason = f"the ONNX check failed: {result.verification['reason']}"
 
 
-def _verify(model: nn.Module, net: Network, onnx: str | None, export: OnnxExport | str | None,
+def _verify(model: nn.Module, net: Network, onnx: str | None,
+            export: Future[OnnxExport | str] | None,
             count: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The check against MATLAB's export ``onnx`` (``export``: loaded, or why it cannot be) of
-    the file's ``count`` networks: ``{status, reason, onnx}`` (status verified / failed /
-    error, or none without an export) and the full report."""
+    """The check against MATLAB's export ``onnx`` (loaded by ``export``) of the file's ``count``
+    networks: ``{status, reason, onnx}`` (status verified / failed / error, or none without an
+    export) and the full report."""
     if onnx is None or export is None:
         return {"status": "none", "reason": None, "onnx": None}, None
     if count != 1:
@@ -328,10 +357,11 @@ def _verify(model: nn.Module, net: Network, onnx: str | None, export: OnnxExport
                           "matched to one of them"}, None
     from matport.verify import verify
 
-    if isinstance(export, str):
-        return {"status": "error", "onnx": onnx, "reason": export}, None
     try:
-        report = verify(model, export, network=net)
+        loaded = export.result()
+        if isinstance(loaded, str):
+            return {"status": "error", "onnx": onnx, "reason": loaded}, None
+        report = verify(model, loaded, network=net)
     except Exception as exc:  # noqa: BLE001 (a check that cannot run is recorded, not fatal)
         return {"status": "error", "onnx": onnx, "reason": one_line(str(exc))}, None
     return {"status": report.status, "onnx": onnx, "reason": report.reason}, report.to_dict()

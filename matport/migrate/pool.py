@@ -3,11 +3,12 @@
 Workers fork from a server that imported torch and onnx once (started by
 :func:`start_fork_server` as a migration with files to convert begins, so that its imports
 overlap what the migrating process does before the first file; a worker killed at its time limit
-is replaced in milliseconds), convert file after file in one thread each (torch and onnxruntime
-run one intra-op thread: ``--jobs N`` keeps N cores busy, and N workers convert N times the files
-one does; see :func:`prepare_worker`), end with the migrating process even when it is killed by
-SIGKILL, and convert each file under a time limit (the worker is killed) and an address-space
-limit (``RLIMIT_AS``).
+is replaced in milliseconds), convert file after file, share the machine's cores out
+(:func:`worker_threads`; torch and onnxruntime get one thread fewer than a worker's share, at
+least one: :func:`torch_threads`, and a second thread overlaps reading and hashing, and the
+export's run, with the conversion; see :func:`~matport.migrate.artifact.background`), end with
+the migrating process even when it is killed by SIGKILL, and convert each file under a time
+limit (the worker is killed) and an address-space limit (``RLIMIT_AS``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from matport.errors import MigrationError
-from matport.migrate.artifact import FileTask, migrate_file, remove_unfinished
+from matport.migrate.artifact import FileTask, background, migrate_file, remove_unfinished
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
@@ -39,6 +40,36 @@ SERVER_IMPORTS = ("torch", "matport.checkpoint", "matport.convert.api",
 # malloc arena a fork server would hand down to every worker (address space the limit counts as
 # held, then lends out)
 WORKER_IMPORTS = (*SERVER_IMPORTS, "onnxruntime")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the platform tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_threads(jobs: int, cores: int | None = None) -> int:
+    """The threads each of ``jobs`` workers may keep busy: the cores shared out (at least 1).
+
+    Args:
+        jobs: the number of worker processes.
+        cores: the cores there are (default: :func:`usable_cores`).
+
+    Returns:
+        The threads per worker.
+    """
+    return max(1, (cores or usable_cores()) // max(1, jobs))
+
+
+def torch_threads(threads: int) -> int:
+    """torch's (and the export's onnxruntime session's) intra-op threads in a worker that may
+    keep ``threads`` busy: one fewer, for the thread that overlaps reading, hashing and the
+    export's run with the conversion (and at least one). On 2 cores ``--jobs 1`` thus runs one
+    torch thread beside that thread: 2 intra-op threads there cost 1.3-2x the CPU time per file
+    on a shared machine (spinning) for no gain in wall time."""
+    return max(1, threads - 1)
 
 
 def start_fork_server() -> None:
@@ -78,6 +109,7 @@ class ProcessPool:
         self.ctx = multiprocessing.get_context("forkserver")
         self.ctx.set_forkserver_preload(list(SERVER_IMPORTS))
         self.jobs, self.timeout, self.memory_mb = jobs, timeout, memory_mb
+        self.threads = worker_threads(jobs)
         self.parallel = jobs
         self.capacity = 2 * jobs  # one waiting per worker: it starts as soon as one is free
         self.workers: list[_Worker] = []
@@ -118,7 +150,7 @@ class ProcessPool:
     def _start(self) -> _Worker:
         ours, theirs = self.ctx.Pipe()
         process = self.ctx.Process(target=_worker_main,
-                                   args=(theirs, self.memory_mb, os.getpid()),
+                                   args=(theirs, self.memory_mb, os.getpid(), self.threads),
                                    daemon=True, name="matport-migrate-worker")
         process.start()
         theirs.close()
@@ -208,20 +240,15 @@ class ProcessPool:
 # the worker process
 
 
-def prepare_worker(memory_mb: int | None, migrating: int) -> None:
+def prepare_worker(memory_mb: int | None, migrating: int, threads: int = 1) -> None:
     """Make this process a worker: Ctrl-C left to the migrating process, ends with it, what it
-    needs imported, one torch thread (onnxruntime's sessions take as many), then the memory
-    limit.
-
-    One thread a worker, so that ``--jobs N`` means N busy cores: on 2 cores ``--jobs 2``
-    converts twice the files of ``--jobs 1`` in the same time, less what the workers' start-up
-    and the shared memory bandwidth take, where workers that each use every core (intra-op
-    threads, or a second thread overlapping reading and the export's run with the conversion)
-    gain little over one and cost more CPU time per file (spinning, switching).
+    needs imported, its torch threads (:func:`torch_threads`; onnxruntime takes as many), its
+    second thread (:func:`~matport.migrate.artifact.background`), then the memory limit.
 
     Args:
         memory_mb: address space (MB) it may add for one file (None: no limit).
         migrating: the process it ends with.
+        threads: the threads it may keep busy (:func:`worker_threads`).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _one_malloc_arena()
@@ -232,13 +259,15 @@ def prepare_worker(memory_mb: int | None, migrating: int) -> None:
         importlib.import_module(name)
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(torch_threads(threads))
+    background()
     _limit_memory(memory_mb)
 
 
-def _worker_main(conn: Connection, memory_mb: int | None, migrating: int) -> None:
+def _worker_main(conn: Connection, memory_mb: int | None, migrating: int,
+                 threads: int = 1) -> None:
     """A worker process: converts the files it gets."""
-    prepare_worker(memory_mb, migrating)
+    prepare_worker(memory_mb, migrating, threads)
     conn.send("ready")
     while True:
         try:

@@ -85,7 +85,7 @@ def migrate(
     Args:
         sources: ``.mat`` files and folders (searched recursively, in sorted order).
         out: the output folder (created when missing).
-        jobs: the number of worker processes, one thread each (the cores kept busy).
+        jobs: the number of worker processes.
         format: the weights file of each artifact: ``"pt"`` or ``"safetensors"``
             (:func:`matport.checkpoint.save`).
         family: ``"auto"`` (a torchvision resnet50 when the network fits, else matport's graph

@@ -3,6 +3,7 @@ sides, compare, certify the weights and, when the outputs differ, find the layer
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,15 +104,20 @@ def _run_and_compare(
     raw: np.ndarray,
     rtol: float,
 ) -> tuple[OutputCheck, np.ndarray]:
-    """Run both sides on ``raw``, one after the other; compare outputs and, when the export
-    ends in Softmax, logits (the Softmax's input against the model's output or the module
-    feeding its own softmax)."""
+    """Run both sides on ``raw``; compare outputs and, when the export ends in Softmax, logits
+    (the Softmax's input against the model's output or the module feeding its own softmax).
+    With one torch thread (matport migrate's workers; onnxruntime gets as many), the export
+    runs in a second thread beside the model."""
     extra = plain_outputs(export)
     logits_tensor = extra[0] if extra else None
     logits_layer = layer_feeding(export, info, network, logits_tensor) if logits_tensor else None
     hooked = {logits_layer: info.layer_map[logits_layer]} if logits_layer else {}
-    ran = onnx_run.run(export, onnx_input(export, info, raw), extra)
-    torch_out, seen = capture(model, info.preprocess(torch.from_numpy(raw)), hooked)
+    x_onnx, x_torch = onnx_input(export, info, raw), info.preprocess(torch.from_numpy(raw))
+    beside = torch.get_num_threads() == 1
+    with ThreadPoolExecutor(1, thread_name_prefix="matport-onnx") as side:
+        running = side.submit(onnx_run.run, export, x_onnx, extra) if beside else None
+        torch_out, seen = capture(model, x_torch, hooked)
+    ran = running.result() if running else onnx_run.run(export, x_onnx, extra)
     torch_logits = seen[logits_layer][-1] if logits_layer and seen.get(logits_layer) else None
     return compare_outputs(
         torch_out, torch_logits, ran[export.output_name], ran.get(logits_tensor or ""), export,

@@ -268,7 +268,7 @@ def _session(export: OnnxExport, tensors: Sequence[str], instrumented: bool):  #
         ort.GraphOptimizationLevel.ORT_DISABLE_ALL if instrumented
         else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     )
-    # as many threads as torch uses (one in a matport migrate worker: --jobs N keeps N cores busy)
+    # as many threads as torch uses: parallel workers (matport migrate) share the cores out
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
     try:
