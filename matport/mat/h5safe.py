@@ -51,8 +51,8 @@ def check_storage(ds: h5py.h5d.DatasetID, fail: Fail) -> tuple[int, ...] | None:
     """Refuse a dataset whose data would come from outside the file, or through a filter MATLAB
     never uses (a plugin filter is code loaded from elsewhere), before reading it. Returns the
     chunk shape of a dataset stored in chunks through deflate alone (None: any other)."""
-    if ds.get_offset() is not None:  # contiguous in this file (HDF5 filters no contiguous data)
-        return None
+    # every dataset, contiguous ones too: HDF5 reports a contiguous dataset's address even when
+    # its external file list is in use, where the address in the layout is defined
     plist = ds.get_create_plist()
     layout = plist.get_layout()
     if layout == h5py.h5d.VIRTUAL:
