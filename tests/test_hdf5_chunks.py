@@ -99,3 +99,21 @@ def test_a_number_of_unusual_layout_is_refused(tmp_path: Path, unusual: str) -> 
 
     with pytest.raises(MatFileError, match="is stored as a 4-byte number of unusual layout"):
         read(_v73_file(tmp_path / "unusual.mat", build))
+
+
+def test_a_chunk_claiming_more_bytes_than_the_file_is_refused_before_it_is_read(
+        tmp_path: Path) -> None:
+    stream = zlib.compress(np.arange(1024, dtype="<f8").tobytes())
+    path = _v73_file(tmp_path / "huge_chunk.mat", lambda f: _dataset(
+        f, "w", np.zeros((1, 1024)), "double", chunks=(1, 1024), compression="gzip"))
+    with h5py.File(path, "r+") as f:
+        f["w"].id.write_direct_chunk((0, 0), stream)
+    # the chunk's key in HDF5's version-1 B-tree: its stored size, filter mask, offsets (0, 0, 0)
+    key = np.array([len(stream), 0], "<u4").tobytes() + bytes(24)
+    raw = bytearray(path.read_bytes())
+    assert raw.count(key) == 1
+    at = raw.index(key)
+    raw[at:at + 4] = np.array([1 << 31], "<u4").tobytes()  # 2 GiB, in a file of a few KB
+    path.write_bytes(bytes(raw))
+    with pytest.raises(MatFileError, match=r"stores 2147483648 bytes, more than the file's"):
+        read(path)

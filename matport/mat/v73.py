@@ -117,6 +117,7 @@ class _Reader:
         self.budget = budget
         self.cache: dict[int, Any] = {}
         self.types = Types()
+        self.file_bytes = f.id.get_filesize()
         self.active: set[int] = set()
         self.variable = "/"
         self.current: Any = "/"  # a path, or the HDF5 object being read
@@ -203,6 +204,8 @@ class _Reader:
             raise self.fail(f"has {len(shape)} dimensions (at most {MAX_DIMS} expected)")
         nbytes = _prod(shape) * dtype.itemsize
         kept = ds.get_storage_size()
+        if kept > self.file_bytes:  # bounds every chunk's stored size before a chunk is read
+            raise self.fail(f"stores {kept} bytes, more than the file's {self.file_bytes}")
         if nbytes > INFLATE_RATIO * kept + UNSTORED_SLACK:
             # fill values only, or more than deflate can give: MATLAB writes every array's data
             raise self.fail(f"declares {nbytes} bytes but stores only {kept}")
