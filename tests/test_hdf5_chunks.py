@@ -14,16 +14,9 @@ import pytest
 
 from matport.errors import MatFileError
 from matport.mat import read
+from tests.support.v73_files import v73_file
 
 RNG = np.random.default_rng(7)
-
-
-def _v73_file(path: Path, build: Any) -> Path:
-    with h5py.File(path, "w", userblock_size=512) as f:
-        build(f)
-    with open(path, "r+b") as fh:
-        fh.write(b"MATLAB 7.3 MAT-file, Platform: test".ljust(116))
-    return path
 
 
 def _dataset(f: h5py.File, name: str, data: np.ndarray, cls: str, **options: Any) -> None:
@@ -36,7 +29,7 @@ def _dataset(f: h5py.File, name: str, data: np.ndarray, cls: str, **options: Any
 def test_edge_chunks_read_as_hdf5_gives_them(tmp_path: Path, dtype: str, cls: str) -> None:
     # 37 x 300 in chunks of 16 x 128: the last chunk along each axis is partly outside
     data = (RNG.standard_normal((37, 300)) * 100).astype(dtype)
-    path = _v73_file(tmp_path / "edges.mat", lambda f: _dataset(
+    path = v73_file(tmp_path / "edges.mat", lambda f: _dataset(
         f, "w", data, cls, chunks=(16, 128), compression="gzip"))
     got = read(path)["w"]
     assert got.dtype == np.dtype(dtype) and got.shape == (300, 37)
@@ -46,7 +39,7 @@ def test_edge_chunks_read_as_hdf5_gives_them(tmp_path: Path, dtype: str, cls: st
 @pytest.mark.parametrize("options", [{"shuffle": True}, {"fletcher32": True}])
 def test_other_pipelines_are_left_to_hdf5(tmp_path: Path, options: dict[str, bool]) -> None:
     data = RNG.standard_normal((64, 64))
-    path = _v73_file(tmp_path / "pipeline.mat", lambda f: _dataset(
+    path = v73_file(tmp_path / "pipeline.mat", lambda f: _dataset(
         f, "w", data, "double", chunks=(32, 32), compression="gzip", **options))
     np.testing.assert_array_equal(read(path)["w"], data.T)
 
@@ -57,7 +50,7 @@ def test_a_chunk_never_written_reads_as_the_fill_value(tmp_path: Path) -> None:
         ds.attrs["MATLAB_class"] = np.bytes_("double")
         ds[:32, :] = 1.5  # the lower two chunks are never written
 
-    got = read(_v73_file(tmp_path / "sparse_chunks.mat", build))["w"]
+    got = read(v73_file(tmp_path / "sparse_chunks.mat", build))["w"]
     expected = np.zeros((64, 64))
     expected[:32, :] = 1.5
     np.testing.assert_array_equal(got, expected.T)
@@ -78,7 +71,7 @@ def test_a_chunk_that_does_not_inflate_to_its_size_is_refused(tmp_path: Path, st
         ds.id.write_direct_chunk((0, 32), stream)
 
     with pytest.raises(MatFileError, match=message) as info:
-        read(_v73_file(tmp_path / "bad_chunk.mat", build))
+        read(v73_file(tmp_path / "bad_chunk.mat", build))
     assert info.value.where == "/w"
 
 
@@ -98,13 +91,13 @@ def test_a_number_of_unusual_layout_is_refused(tmp_path: Path, unusual: str) -> 
         ds.attrs["MATLAB_class"] = np.bytes_("single" if unusual == "exponent bias" else "int32")
 
     with pytest.raises(MatFileError, match="is stored as a 4-byte number of unusual layout"):
-        read(_v73_file(tmp_path / "unusual.mat", build))
+        read(v73_file(tmp_path / "unusual.mat", build))
 
 
 def test_a_chunk_claiming_more_bytes_than_the_file_is_refused_before_it_is_read(
         tmp_path: Path) -> None:
     stream = zlib.compress(np.arange(1024, dtype="<f8").tobytes())
-    path = _v73_file(tmp_path / "huge_chunk.mat", lambda f: _dataset(
+    path = v73_file(tmp_path / "huge_chunk.mat", lambda f: _dataset(
         f, "w", np.zeros((1, 1024)), "double", chunks=(1, 1024), compression="gzip"))
     with h5py.File(path, "r+") as f:
         f["w"].id.write_direct_chunk((0, 0), stream)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
@@ -18,6 +17,7 @@ from matport.mat import read
 from matport.mat.raw import MAX_DEPTH
 from matport.mat.values import Categorical, StructArray, Table
 from tests.support.paths import CORPUS
+from tests.support.v73_files import v73_file
 from tests.support.value_compare import assert_values_equal
 
 MATIO = CORPUS / "foreverallama__matio"
@@ -108,14 +108,6 @@ def test_v73_table_reads() -> None:
 
 # -- hostile files ---------------------------------------------------------------------------
 
-def _v73_file(path: Path, build: Any) -> Path:
-    with h5py.File(path, "w", userblock_size=512) as f:
-        build(f)
-    with open(path, "r+b") as fh:
-        fh.write(b"MATLAB 7.3 MAT-file, Platform: test".ljust(116))
-    return path
-
-
 def test_reference_cycle_is_refused(tmp_path: Path) -> None:
     def build(f: h5py.File) -> None:
         refs = f.create_group("#refs#")
@@ -127,7 +119,7 @@ def test_reference_cycle_is_refused(tmp_path: Path) -> None:
         top[0, 0] = loop.ref
 
     with pytest.raises(MatFileError, match="reference cycle") as info:
-        read(_v73_file(tmp_path / "cycle.mat", build))
+        read(v73_file(tmp_path / "cycle.mat", build))
     assert "/#refs#/a" in str(info.value)
 
 
@@ -144,7 +136,7 @@ def test_deep_nesting_is_refused(tmp_path: Path) -> None:
         f["deep"] = inner
 
     with pytest.raises(MatFileError, match=f"deeper than {MAX_DEPTH}") as info:
-        read(_v73_file(tmp_path / "deep.mat", build))
+        read(v73_file(tmp_path / "deep.mat", build))
     assert info.value.where is not None and info.value.where.startswith("/deep > /#refs#/c")
 
 
@@ -155,7 +147,7 @@ def test_declared_size_beyond_file_is_refused(tmp_path: Path) -> None:
         big.attrs["MATLAB_class"] = np.bytes_("double")
 
     with pytest.raises(MatFileError, match="declares 8796093022208 bytes but stores only") as info:
-        read(_v73_file(tmp_path / "bomb.mat", build))
+        read(v73_file(tmp_path / "bomb.mat", build))
     assert info.value.where == "/w"
 
 
