@@ -122,6 +122,14 @@ _BLOCK = 1 << 18  # values of the row block a matrix transposed in place is tran
 _MOVES = 1 << 16  # pieces a matrix transposed in place may be permuted in (Python steps)
 
 
+def allocation(a: np.ndarray) -> np.ndarray:
+    """The array whose memory ``a`` views (``a`` itself when it owns its memory): what
+    :func:`contiguous_in_place` may reorder when ``a`` spans all of it."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
 def contiguous_in_place(a: np.ndarray) -> np.ndarray | None:
     """What :func:`contiguous` returns, made in the memory ``a`` views (overwriting it) where
     that needs no more than a block of scratch memory: ``a`` itself when C-contiguous float32;

@@ -32,7 +32,7 @@ class Arrays:
         seen: set[int] = set()
         self._shared: set[int] = set()  # allocations more than one source views (by id)
         for a in sources if own else ():
-            root = id(_allocation(a))
+            root = id(layout.allocation(a))
             (self._shared if root in seen else seen).add(root)
 
     def tensor(self, a: np.ndarray) -> torch.Tensor:
@@ -49,16 +49,9 @@ class Arrays:
     def _root(self, a: np.ndarray) -> np.ndarray | None:
         """The allocation ``a`` views when ``a`` spans all of it and views of no other source
         (of the network's; ``a`` may be made from one) share it."""
-        root = _allocation(a)
+        root = layout.allocation(a)
         whole = root.base is None and root.flags.owndata and root.nbytes == a.nbytes
         return root if whole and a.flags.writeable and id(root) not in self._shared else None
-
-
-def _allocation(a: np.ndarray) -> np.ndarray:
-    """The array whose memory ``a`` views (``a`` itself when it owns its memory)."""
-    while isinstance(a.base, np.ndarray):
-        a = a.base
-    return a
 
 
 def conv_hwio_to_oihw(arrays: Arrays, w: np.ndarray) -> torch.Tensor:

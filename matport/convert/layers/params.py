@@ -125,12 +125,12 @@ def adoptable(network: Network) -> dict[int, np.ndarray]:
         for table in (lay.learnables, lay.state):
             for a in table.values():
                 if type(a) is np.ndarray:
-                    root = _allocation(a)
+                    root = layout.allocation(a)
                     seen[id(root)] = None if id(root) in seen else root
         norm = lay.normalization
         for value in (norm.mean, norm.std, norm.min, norm.max) if norm is not None else ():
             if type(value) is np.ndarray:
-                seen[id(_allocation(value))] = None
+                seen[id(layout.allocation(value))] = None
     return {k: v for k, v in seen.items() if v is not None}
 
 
@@ -145,20 +145,13 @@ def adopting(owned: dict[int, np.ndarray] | None) -> Iterator[None]:
         _OWNED.reset(token)
 
 
-def _allocation(a: np.ndarray) -> np.ndarray:
-    """The array whose memory ``a`` views (``a`` itself when it owns its memory)."""
-    while isinstance(a.base, np.ndarray):
-        a = a.base
-    return a
-
-
 def _adopted(a: np.ndarray) -> torch.Tensor | None:
     """``a`` as a float32 tensor over its memory, reordered there, when :func:`adopting` lets it
     be and ``a`` spans the whole of an allocation nothing else views (None otherwise)."""
     owned = _OWNED.get()
     if not owned or type(a) is not np.ndarray or not a.flags.writeable:
         return None
-    root = _allocation(a)
+    root = layout.allocation(a)
     if owned.get(id(root)) is not root or not root.flags.owndata or root.nbytes != a.nbytes:
         return None
     done = layout.contiguous_in_place(a)
