@@ -7,7 +7,9 @@ interleaved (A B A B ...), the median of ``--repeat`` rounds:
   beside the project, and a larger synthetic CNN written by matport's writer, v7 and v7.3);
   the conversion alone (``matport.load`` of the network already read) / ``matport.read``; and
   the first call in a fresh process (torch imported, matport's own imports and first-use work
-  included) against the best warm call after it;
+  included) against the best warm call after it, and the same in a process that touched and
+  freed memory first (``baselines.first_call``: this VM's hypervisor charges for memory touched
+  first);
 - inference: the converted model / a hand-written ``nn.Sequential`` of stock layers holding the
   same weights, batch 1, one thread (per-call overhead shows there);
 - compiled: ``torch.compile(model, fullgraph=True)`` (with ``model.matport.preprocess``, as
@@ -32,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from baselines import first_call, paired
+from baselines import first_call, paired, pretouch_mb
 from bench_read import publish
 from torch import nn
 
@@ -140,8 +142,9 @@ def example_input(model: Any) -> torch.Tensor:
     return torch.randn(1, *size)
 
 
-# label, read s, load / read, conversion / read, first - warm call s of load, the same of read
-LoadRow = tuple[str, float, float, float, float, float]
+# label, read s, load / read, conversion / read, first - warm call s of load, the same with
+# memory touched first (baselines.first_call), first - warm call s of read
+LoadRow = tuple[str, float, float, float, float, float, float]
 
 
 def load_rows(repeat: int, tmp: Path) -> list[LoadRow]:
@@ -166,7 +169,9 @@ def load_rows(repeat: int, tmp: Path) -> list[LoadRow]:
         _, _, conversion = paired(lambda n=network: matport.load(n),
                                   lambda p=path: matport.read(p), repeat)
         first, read_first = first_call("load", path, variable), first_call("read", path)
+        touched = first_call("load", path, variable, pretouch_mb=pretouch_mb(path))
         rows.append((label, t_read, ratio, conversion, first["first_s"] - first["warm_s"],
+                     touched["first_s"] - touched["warm_s"],
                      read_first["first_s"] - read_first["warm_s"]))
     return rows
 
@@ -269,10 +274,10 @@ def main() -> int:
         "",
         "| file | `matport.read` s | `matport.load` / `matport.read` (target <= 1.1) "
         "| conversion of the read network / `matport.read` | first call - warm call s "
-        "(target <= 0.2) | the same for `matport.read` s |",
-        "|---|---|---|---|---|---|",
-        *[f"| {label} | {t:.4f} | {r:.2f} | {c:.2f} | {f:.3f} | {fr:.3f} |"
-          for label, t, r, c, f, fr in loads],
+        "(target <= 0.2) | the same, memory touched first s | the same for `matport.read` s |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {label} | {t:.4f} | {r:.2f} | {c:.2f} | {f:.3f} | {ft:.3f} | {fr:.3f} |"
+          for label, t, r, c, f, ft, fr in loads],
     ]
     if infer:
         lines += [
