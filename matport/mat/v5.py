@@ -15,7 +15,6 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from matport.errors import MatFileError
-from matport.mat import inflate
 from matport.mat.arena import Arena
 from matport.mat.format import (
     ENDIAN_OFFSET,
@@ -49,6 +48,7 @@ from matport.mat.format import (
     MX_STRUCT,
     MX_UINT8,
 )
+from matport.mat.inflated import Inflated, flat_bytes
 from matport.mat.limits import ELEMENT_COST, EXPANSION, EXPANSION_FLOOR, Budget
 from matport.mat.raw import MAX_DEPTH, ObjectRef, one_line
 from matport.mat.values import FunctionHandle, MatObject, Struct, StructArray, sparse_matrix
@@ -83,8 +83,7 @@ class V5Contents:
     subsystem_arena: Arena | None  # the buffer the subsystem's bytes are a view of
 
 
-IN_CHUNK = 1 << 20
-OUT_CHUNK = 1 << 22
+PAD = 8  # bytes an inflated element may hold beyond what its tag declares (padding)
 
 
 def parse(f: io.BufferedIOBase, size: int, path: str, budget: Budget) -> V5Contents:
@@ -119,8 +118,15 @@ def parse(f: io.BufferedIOBase, size: int, path: str, budget: Budget) -> V5Conte
         if nbytes > size - pos - 8:
             raise MatFileError(path, f"element declares {nbytes} bytes but only "
                                f"{size - pos - 8} remain", where)
+        active = reader
         if mtype == MI_COMPRESSED:
-            arena, inner = reader.inflate(f, nbytes, where)
+            src = Inflated(f, nbytes, path, where)
+            arena = src.start(lambda head: reader.inflate_buffer(head, nbytes, where))  # noqa: B023
+            if arena.releasing:  # inflated as it is parsed (see inflated.py)
+                active = streamed = _Streamed(reader, src)
+                inner = arena.array.data[: arena.array.size - PAD]
+            else:
+                inner = arena.array.data[: src.finish()]
             pos += 8 + nbytes
         elif mtype == MI_MATRIX:
             padded = min((nbytes + 7) & ~7, size - pos - 8)
@@ -132,16 +138,18 @@ def parse(f: io.BufferedIOBase, size: int, path: str, budget: Budget) -> V5Conte
             pos += 8 + padded
         else:
             raise MatFileError(path, f"unexpected top-level element type {mtype}", where)
-        reader.arena = arena if arena.releasing else None  # else its arrays stay views of it
-        itype, inbytes, idpos, _ = reader.tag(inner, 0, len(inner), where)
+        active.arena = arena if arena.releasing else None  # else its arrays stay views of it
+        itype, inbytes, idpos, _ = active.tag(inner, 0, len(inner), where)
         if itype != MI_MATRIX:
             raise MatFileError(path, f"element holds type {itype}, not a matrix", where)
         if start == subsys_offset:  # uint8 bytes: refused before any other class is built
-            flags, _ = reader.integers(inner, idpos, idpos + inbytes, "array flags", where)
+            flags, _ = active.integers(inner, idpos, idpos + inbytes, "array flags", where)
             if flags.size < 2 or int(flags[0]) & 0xFF != MX_UINT8:
                 raise MatFileError(path, "subsystem data is not a uint8 array", where)
-            subsystem_arena, reader.arena = reader.arena, None  # its bytes stay where they are
-        name, value = reader.matrix(inner, idpos, idpos + inbytes, 0, where)
+            subsystem_arena, active.arena = active.arena, None  # its bytes stay where they are
+        name, value = active.matrix(inner, idpos, idpos + inbytes, 0, where)
+        if active is not reader:
+            streamed.src.finish()
         if start == subsys_offset:
             if not (isinstance(value, np.ndarray) and value.dtype == np.uint8):
                 raise MatFileError(path, "subsystem data is not a uint8 array", where)
@@ -198,46 +206,6 @@ class _Reader:
         else:
             b.expand(nbytes, lambda: render(where))
 
-    def inflate(self, f: io.BufferedIOBase, nbytes: int, where: str) -> tuple[Arena, memoryview]:
-        """Inflate a compressed element of ``nbytes`` read from ``f`` into one buffer sized by
-        the element it holds; refuses output beyond what the element declares."""
-        d = inflate.decompressobj()
-        arena: Arena | None = None
-        out: np.ndarray | None = None
-        head = b""
-        filled = 0
-        remaining = nbytes
-        try:
-            while remaining and not d.eof:
-                data = f.read(min(IN_CHUNK, remaining))
-                if not data:
-                    raise self.fail("compressed data is truncated", where)
-                remaining -= len(data)
-                while data and not d.eof:
-                    piece = d.decompress(data, OUT_CHUNK)
-                    data = d.unconsumed_tail
-                    if out is None:
-                        head += piece
-                        if len(head) < 8:
-                            continue
-                        arena = self.inflate_buffer(head, nbytes, where)
-                        out = arena.array
-                        piece, head = head, b""
-                    if filled + len(piece) > out.size:
-                        raise self.fail("compressed data inflates beyond the element it "
-                                        "declares", where)
-                    out[filled : filled + len(piece)] = np.frombuffer(piece, np.uint8)
-                    filled += len(piece)
-        except inflate.ERRORS as exc:
-            raise self.fail(f"corrupt compressed data ({exc})", where) from None
-        if not d.eof:
-            raise self.fail("compressed data is truncated", where)
-        if arena is None or out is None:
-            raise self.fail("compressed element is empty", where)
-        if remaining:
-            f.read(remaining)  # trailing bytes after the zlib stream
-        return arena, out.data[:filled]
-
     def inflate_buffer(self, head: bytes, nbytes: int, where: str) -> Arena:
         """The output buffer for an inflated element whose first 8 bytes are ``head``."""
         mtype, size = self.u4.unpack_from(head, 0)
@@ -247,8 +215,8 @@ class _Reader:
         if total > INFLATE_RATIO * nbytes + 4096:
             raise self.fail(f"compressed element of {nbytes} bytes claims to inflate to "
                             f"{total} bytes (decompression bomb)", where)
-        self.budget.charge(total + 8, where)
-        return Arena(total + 8)
+        self.budget.charge(total + PAD, where)
+        return Arena(total + PAD)
 
     def tag(self, buf: memoryview, pos: int, end: int, where: Place) -> tuple[int, int, int, int]:
         """Read a tag at ``pos``: returns (type, nbytes, data position, next element position)."""
@@ -569,3 +537,71 @@ class _Reader:
         except (ValueError, OverflowError) as exc:
             raise self.fail(f"invalid sparse array ({exc})", where) from None
 
+
+
+class _Streamed(_Reader):
+    """The reader of one large compressed element, inflated (:class:`Inflated`) as far as it has
+    read: each read first makes its bytes readable, and the values of a numeric array that needs
+    no conversion are inflated straight into the array's own memory."""
+
+    def __init__(self, reader: _Reader, src: Inflated) -> None:
+        super().__init__(reader.path, reader.order, reader.budget)
+        self.fields = reader.fields
+        self.src = src
+
+    def tag(self, buf: memoryview, pos: int, end: int, where: Place) -> tuple[int, int, int, int]:
+        self.src.need(pos, min(pos + 8, end))
+        return super().tag(buf, pos, end, where)
+
+    def matrix_tag(self, buf: memoryview, pos: int, end: int,
+                   where: Place) -> tuple[int, int, int, int]:
+        self.src.need(pos, min(pos + 8, end))
+        return super().matrix_tag(buf, pos, end, where)
+
+    def array(self, buf: memoryview, pos: int, end: int, where: Place) -> tuple[np.ndarray, int]:
+        _, nbytes, dpos, _ = self.tag(buf, pos, end, where)
+        self.src.need(dpos, dpos + nbytes)
+        return super().array(buf, pos, end, where)
+
+    def text(self, buf: memoryview, pos: int, end: int, where: Place) -> tuple[str, int]:
+        _, nbytes, dpos, _ = self.tag(buf, pos, end, where)
+        if nbytes <= MAX_TEXT:  # else no name: :meth:`array` reads it to say why
+            self.src.need(dpos, dpos + nbytes)
+        return super().text(buf, pos, end, where)
+
+    def header(self, buf: memoryview, pos: int, end: int,
+               where: Place) -> tuple[int, tuple[int, ...] | None, str, int]:
+        self.src.need(pos, min(pos + 40 + MAX_TEXT, end))  # MATLAB's layout; others read on
+        return super().header(buf, pos, end, where)
+
+    def matrix(self, buf: memoryview, pos: int, end: int, depth: int,
+               where: Place) -> tuple[str, Any]:
+        self.src.need(pos, min(pos + 40, end))
+        return super().matrix(buf, pos, end, depth, where)
+
+    def numeric(self, buf: memoryview, pos: int, end: int, mclass: int, word: int,
+                dims: tuple[int, ...], count: int, where: Place) -> np.ndarray:
+        src = self.src
+        src.need(pos, min(pos + 8, end))
+        mtype, nbytes = self.u4.unpack_from(buf, pos) if pos + 8 <= end else (0, 0)
+        dt = self.dtypes.get(mtype)
+        if (self.arena is not None and dt is not None and dt == NATIVE[mclass]
+                and not word & (FLAG_COMPLEX | FLAG_LOGICAL) and nbytes == count * dt.itemsize
+                and nbytes <= end - pos - 8):
+            values = np.empty(dims, dt, order="F")
+            src.take(pos + 8, flat_bytes(values))
+            return values
+        src.need(pos, end)  # converted, complex, or wrong: read as it is in the arena
+        return super().numeric(buf, pos, end, mclass, word, dims, count, where)
+
+    def char(self, buf: memoryview, pos: int, end: int, dims: tuple[int, ...], count: int,
+             where: Place) -> Any:
+        self.src.need(pos, end)
+        return super().char(buf, pos, end, dims, count, where)
+
+    def field_block(self, buf: memoryview, pos: int, end: int,
+                    where: Place) -> tuple[int, bytes, int]:
+        self.src.need(pos, min(pos + 16, end))
+        if pos + 16 <= end:  # the names' tag in MATLAB's layout; others read on
+            self.src.need(pos, min(pos + 16 + self.names_head.unpack_from(buf, pos)[3], end))
+        return super().field_block(buf, pos, end, where)

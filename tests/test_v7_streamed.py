@@ -1,0 +1,112 @@
+"""Large compressed v7 elements are inflated as they are parsed (matport/mat/inflated.py): every
+v7 fixture and corpus file reads alike with each element streamed (``arena.MAPPED`` lowered to 1
+byte) and whole, an array's values go straight into its own memory, and a stream that ends
+early, runs long, is cut or corrupt inside a large array is refused."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import matport
+from matport.mat import MatFile, arena, inflated
+from matport.mat.arena import Arena
+from tests.support.paths import CORPUS, FIXTURES
+from tests.support.value_compare import assert_values_equal
+from tests.test_bad_input import compressed, element, matrix, write
+
+pytestmark = pytest.mark.skipif(not arena.RELEASABLE,
+                                reason="elements stream only where arena pages can be released")
+
+V7_FILES = sorted(p for p in [*FIXTURES.glob("*.mat"), *CORPUS.glob("*/*.mat")]
+                  if p.read_bytes()[:10] == b"MATLAB 5.0")
+BIG = np.arange(1 << 18, dtype="<f8").reshape(512, 512, order="F") / 7  # 2 MiB: streamed as is
+
+
+def read_or_error(path: Path) -> object:
+    try:
+        return matport.read(path)
+    except matport.MatFileError as exc:
+        return type(exc)
+
+
+@pytest.mark.parametrize("path", V7_FILES, ids=lambda p: p.name)
+def test_streamed_and_whole_elements_read_alike(path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = read_or_error(path)
+    monkeypatch.setattr(arena, "MAPPED", 1)
+    streamed = read_or_error(path)
+    if isinstance(whole, type):
+        assert streamed is whole
+        return
+    assert isinstance(streamed, MatFile) and isinstance(whole, MatFile)
+    assert list(streamed) == list(whole)
+    for name in whole:
+        assert_values_equal(streamed[name], whole[name], name)
+
+
+def big_matrix(name: bytes = b"x") -> bytes:
+    return matrix(6, BIG.shape, name, element(9, BIG.tobytes(order="F")))
+
+
+def test_a_large_array_is_inflated_into_its_own_memory(tmp_path: Path) -> None:
+    path = write(tmp_path, compressed(big_matrix()))
+    got = matport.read(path)["x"]
+    np.testing.assert_array_equal(got, BIG)
+    assert got.base is None and got.flags.f_contiguous and got.flags.writeable
+
+
+def test_a_stream_ending_inside_an_array_is_refused(tmp_path: Path) -> None:
+    inner = big_matrix()
+    packed = zlib.compress(inner[: len(inner) // 2])  # a whole zlib stream, half the element
+    path = write(tmp_path, struct.pack("<II", 15, len(packed)) + packed)
+    with pytest.raises(matport.MatFileError, match="compressed data ends after"):
+        matport.read(path)
+
+
+def test_a_stream_beyond_its_element_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, compressed(big_matrix() + b"\0" * 4096))
+    with pytest.raises(matport.MatFileError, match="inflates beyond"):
+        matport.read(path)
+
+
+def test_a_cut_stream_is_refused(tmp_path: Path) -> None:
+    packed = zlib.compress(big_matrix())[:100_000]
+    path = write(tmp_path, struct.pack("<II", 15, len(packed)) + packed)
+    with pytest.raises(matport.MatFileError, match="compressed data is truncated"):
+        matport.read(path)
+
+
+def test_a_corrupt_stream_is_refused(tmp_path: Path) -> None:
+    packed = bytearray(zlib.compress(big_matrix()))
+    packed[len(packed) // 2] ^= 0xFF
+    path = write(tmp_path, struct.pack("<II", 15, len(packed)) + bytes(packed))
+    with pytest.raises(matport.MatFileError, match="corrupt compressed data|inflates|ends"):
+        matport.read(path)
+
+
+def test_the_element_after_a_streamed_one_reads(tmp_path: Path) -> None:
+    """A streamed element leaves the file at the next one, past bytes after its zlib stream."""
+    packed = zlib.compress(big_matrix()) + b"\0" * 24  # trailing bytes inside the element
+    small = matrix(6, (1, 2), b"z", element(9, np.array([1.0, 2.0]).tobytes()))
+    path = write(tmp_path, struct.pack("<II", 15, len(packed)) + packed + compressed(small))
+    got = matport.read(path)
+    np.testing.assert_array_equal(got["x"], BIG)
+    np.testing.assert_array_equal(got["z"], [[1.0, 2.0]])
+
+
+def test_bytes_taken_past_the_arena_are_not_read_again() -> None:
+    data = bytes(range(256)) * 64
+    src = inflated.Inflated(io.BytesIO(zlib.compress(data)), len(zlib.compress(data)), "f", "v")
+    src.start(lambda head: Arena(len(data)))
+    out = bytearray(1000)
+    src.take(5000, memoryview(out))
+    assert bytes(out) == data[5000:6000]
+    src.need(6000, 9000)
+    with pytest.raises(matport.MatFileError, match="overlap"):
+        src.need(5500, 5600)
