@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -79,8 +80,7 @@ def render(where: Place) -> str:
 class V5Contents:
     header: str
     variables: dict[str, Any]
-    subsystem: memoryview | None
-    subsystem_arena: Arena | None  # the buffer the subsystem's bytes are a view of
+    subsystem: Any  # the subsystem variable parsed (None: the file has none)
 
 
 PAD = 8  # bytes an inflated element may hold beyond what its tag declares (padding)
@@ -105,8 +105,7 @@ def parse(f: io.BufferedIOBase, size: int, path: str, budget: Budget) -> V5Conte
         subsys_offset = 0
     reader = _Reader(path, order, budget)
     variables: dict[str, Any] = {}
-    subsystem: memoryview | None = None
-    subsystem_arena: Arena | None = None
+    subsystem: Any = None
     pos = HEADER_BYTES
     while pos < size:
         start = pos
@@ -142,38 +141,29 @@ def parse(f: io.BufferedIOBase, size: int, path: str, budget: Budget) -> V5Conte
         itype, inbytes, idpos, _ = active.tag(inner, 0, len(inner), where)
         if itype != MI_MATRIX:
             raise MatFileError(path, f"element holds type {itype}, not a matrix", where)
-        if start == subsys_offset:  # uint8 bytes: refused before any other class is built
-            flags, _ = active.integers(inner, idpos, idpos + inbytes, "array flags", where)
-            if flags.size < 2 or int(flags[0]) & 0xFF != MX_UINT8:
-                raise MatFileError(path, "subsystem data is not a uint8 array", where)
-            subsystem_arena, active.arena = active.arena, None  # its bytes stay where they are
-        name, value = active.matrix(inner, idpos, idpos + inbytes, 0, where)
+        if start == subsys_offset:
+            subsystem = active.subsystem(inner, idpos, idpos + inbytes, where)
+        else:
+            name, value = active.matrix(inner, idpos, idpos + inbytes, 0, where)
+            variables[name] = value
         if active is not reader:
             streamed.src.finish()
-        if start == subsys_offset:
-            if not (isinstance(value, np.ndarray) and value.dtype == np.uint8):
-                raise MatFileError(path, "subsystem data is not a uint8 array", where)
-            subsystem = value.reshape(-1, order="F").data
-        else:
-            variables[name] = value
-    return V5Contents(header, variables, subsystem, subsystem_arena)
+    return V5Contents(header, variables, subsystem)
 
 
-def parse_subsystem(data: memoryview, path: str, budget: Budget,
-                    arena: Arena | None = None) -> Any:
-    """Parse the subsystem variable's bytes: an 8-byte stream header, then one matrix (a struct
-    whose field ``MCOS`` holds the FileWrapper__ object). ``arena``: the buffer ``data`` is a
-    view of, whose pages are released as arrays are copied out of it (None: arrays stay views)."""
-    buf = memoryview(data)
-    if len(buf) < 16:
+def parse_subsystem(buf: memoryview, lo: int, hi: int, path: str,
+                    reader_for: Callable[[str], _Reader]) -> Any:
+    """Parse the subsystem variable's bytes ``buf[lo:hi]``: an 8-byte stream header, then one
+    matrix (a struct whose field ``MCOS`` holds the FileWrapper__ object), read by
+    ``reader_for(byte order)``."""
+    if hi - lo < 16:
         raise MatFileError(path, "subsystem data is truncated")
-    mark = bytes(buf[2:4])
+    mark = bytes(buf[lo + 2 : lo + 4])
     order = "<" if mark == b"IM" else ">" if mark == b"MI" else None
     if order is None:
         raise MatFileError(path, "subsystem data has no endian indicator")
-    reader = _Reader(path, order, budget)
-    reader.arena = arena
-    mtype, nbytes, dpos, _ = reader.tag(buf, 8, len(buf), "subsystem")
+    reader = reader_for(order)
+    mtype, nbytes, dpos, _ = reader.tag(buf, lo + 8, hi, "subsystem")
     if mtype != MI_MATRIX:
         raise MatFileError(path, f"subsystem holds element type {mtype}, not a matrix")
     return reader.matrix(buf, dpos, dpos + nbytes, 0, "subsystem")[1]
@@ -193,6 +183,25 @@ class _Reader:
         self.dtypes = DTYPES[order]
         self.fields: dict[tuple[bytes, int], tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self.arena: Arena | None = None  # the buffer being parsed, where arrays leave it
+
+    def like(self, order: str, arena: Arena | None) -> _Reader:
+        """A reader of the same kind for data in byte ``order`` whose arrays leave ``arena``."""
+        reader = _Reader(self.path, order, self.budget)
+        reader.fields, reader.arena = self.fields, arena
+        return reader
+
+    def subsystem(self, buf: memoryview, pos: int, end: int, where: str) -> Any:
+        """The subsystem variable, the body of a matrix at ``buf[pos:end]``: a uint8 array (any
+        other class is refused before it is built), its bytes parsed."""
+        flags, _ = self.integers(buf, pos, end, "array flags", where)
+        if flags.size < 2 or int(flags[0]) & 0xFF != MX_UINT8:
+            raise self.fail("subsystem data is not a uint8 array", where)
+        arena, self.arena = self.arena, None  # its bytes stay where they are to be parsed
+        value = self.matrix(buf, pos, end, 0, where)[1]
+        if not (isinstance(value, np.ndarray) and value.dtype == np.uint8):
+            raise self.fail("subsystem data is not a uint8 array", where)
+        data = value.reshape(-1, order="F").data
+        return parse_subsystem(data, 0, len(data), self.path, lambda o: self.like(o, arena))
 
     def fail(self, message: str, where: Place) -> MatFileError:
         return MatFileError(self.path, one_line(message), render(where))
@@ -548,6 +557,24 @@ class _Streamed(_Reader):
         super().__init__(reader.path, reader.order, reader.budget)
         self.fields = reader.fields
         self.src = src
+
+    def like(self, order: str, arena: Arena | None) -> _Reader:
+        reader = _Streamed(super().like(order, arena), self.src)
+        reader.arena = arena
+        return reader
+
+    def subsystem(self, buf: memoryview, pos: int, end: int, where: str) -> Any:
+        """The subsystem's bytes parsed where they are inflated, its arrays taken like any
+        (MATLAB's layout: a uint8 row; anything else is read whole and checked)."""
+        word, dims, _, at = self.header(buf, pos, end, where)
+        mtype, nbytes, dpos, _ = self.tag(buf, at, end, where)
+        if (dims is not None and word & 0xFF == MX_UINT8 and not word & FLAG_COMPLEX
+                and mtype == MI_UINT8 and nbytes == math.prod(dims)):
+            self.src.need(dpos, min(dpos + 16, end))
+            arena = self.arena
+            return parse_subsystem(buf, dpos, dpos + nbytes, self.path,
+                                   lambda o: self.like(o, arena))
+        return super().subsystem(buf, pos, end, where)
 
     def tag(self, buf: memoryview, pos: int, end: int, where: Place) -> tuple[int, int, int, int]:
         self.src.need(pos, min(pos + 8, end))
