@@ -548,6 +548,9 @@ class _Reader:
 
 
 
+WHOLE = 1 << 16  # bytes of the elements a streamed element's reader inflates before reading
+
+
 class _Streamed(_Reader):
     """The reader of one large compressed element, inflated (:class:`Inflated`) as far as it has
     read: each read first makes its bytes readable, and the values of a numeric array that needs
@@ -557,6 +560,8 @@ class _Streamed(_Reader):
         super().__init__(reader.path, reader.order, reader.budget)
         self.fields = reader.fields
         self.src = src
+        self.plain = _Reader(reader.path, reader.order, reader.budget)  # for small elements
+        self.plain.fields = reader.fields
 
     def like(self, order: str, arena: Arena | None) -> _Reader:
         reader = _Streamed(super().like(order, arena), self.src)
@@ -603,6 +608,11 @@ class _Streamed(_Reader):
 
     def matrix(self, buf: memoryview, pos: int, end: int, depth: int,
                where: Place) -> tuple[str, Any]:
+        if end - pos <= WHOLE:  # inflated whole and read as any (its arrays copied out)
+            self.src.need(pos, end)
+            plain = self.plain
+            plain.arena = self.arena
+            return plain.matrix(buf, pos, end, depth, where)
         self.src.need(pos, min(pos + 40, end))
         return super().matrix(buf, pos, end, depth, where)
 
