@@ -1,7 +1,8 @@
 """Large compressed v7 elements are inflated as they are parsed (matport/mat/inflated.py): every
 v7 fixture and corpus file reads alike with each element streamed (``arena.MAPPED`` lowered to 1
-byte) and whole, an array's values go straight into its own memory, and a stream that ends
-early, runs long, is cut or corrupt inside a large array is refused."""
+byte; with ``v5.WHOLE`` at 0 even its smallest parts are read where they are inflated) and
+whole, an array's values go straight into its own memory, and a stream that ends early, runs
+long, is cut or corrupt inside a large array is refused."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 import matport
-from matport.mat import MatFile, arena, inflated
+from matport.mat import MatFile, arena, inflated, v5
 from matport.mat.arena import Arena
 from tests.support.paths import CORPUS, FIXTURES
 from tests.support.value_compare import assert_values_equal
@@ -35,11 +36,17 @@ def read_or_error(path: Path) -> object:
         return type(exc)
 
 
+def stream_everything(monkeypatch: pytest.MonkeyPatch, whole_parts: int) -> None:
+    monkeypatch.setattr(arena, "MAPPED", 1)
+    monkeypatch.setattr(v5, "WHOLE", whole_parts)
+
+
+@pytest.mark.parametrize("whole_parts", [0, v5.WHOLE])
 @pytest.mark.parametrize("path", V7_FILES, ids=lambda p: p.name)
-def test_streamed_and_whole_elements_read_alike(path: Path,
+def test_streamed_and_whole_elements_read_alike(path: Path, whole_parts: int,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     whole = read_or_error(path)
-    monkeypatch.setattr(arena, "MAPPED", 1)
+    stream_everything(monkeypatch, whole_parts)
     streamed = read_or_error(path)
     if isinstance(whole, type):
         assert streamed is whole
@@ -110,3 +117,25 @@ def test_bytes_taken_past_the_arena_are_not_read_again() -> None:
     src.need(6000, 9000)
     with pytest.raises(matport.MatFileError, match="overlap"):
         src.need(5500, 5600)
+
+
+def test_a_subsystem_stored_in_another_layout_reads_alike(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A subsystem MATLAB would store as uint8 values stored as int8: converted, then parsed
+    from memory (not where it is inflated), streamed or not."""
+    raw = (FIXTURES / "dag_net_v7.mat").read_bytes()
+    (offset,) = struct.unpack_from("<Q", raw, 116)
+    mtype, nbytes = struct.unpack_from("<II", raw, offset)
+    inner = bytearray(zlib.decompress(raw[offset + 8 : offset + 8 + nbytes]))
+    assert mtype == 15 and struct.unpack_from("<II", inner, 48)[0] == 2  # uint8 values
+    inner[48:52] = struct.pack("<I", 1)
+    packed = zlib.compress(bytes(inner))
+    path = tmp_path / "int8_subsystem.mat"
+    path.write_bytes(raw[:offset] + struct.pack("<II", 15, len(packed)) + packed)
+    want = matport.read(FIXTURES / "dag_net_v7.mat")
+    whole = matport.read(path)
+    stream_everything(monkeypatch, 0)
+    streamed = matport.read(path)
+    for name in want:
+        assert_values_equal(whole[name], want[name], name)
+        assert_values_equal(streamed[name], want[name], name)

@@ -185,7 +185,7 @@ class _Reader:
         self.arena: Arena | None = None  # the buffer being parsed, where arrays leave it
 
     def like(self, order: str, arena: Arena | None) -> _Reader:
-        """A reader of the same kind for data in byte ``order`` whose arrays leave ``arena``."""
+        """A reader of data in memory in byte ``order``, whose arrays leave ``arena``."""
         reader = _Reader(self.path, order, self.budget)
         reader.fields, reader.arena = self.fields, arena
         return reader
@@ -563,11 +563,6 @@ class _Streamed(_Reader):
         self.plain = _Reader(reader.path, reader.order, reader.budget)  # for small elements
         self.plain.fields = reader.fields
 
-    def like(self, order: str, arena: Arena | None) -> _Reader:
-        reader = _Streamed(super().like(order, arena), self.src)
-        reader.arena = arena
-        return reader
-
     def subsystem(self, buf: memoryview, pos: int, end: int, where: str) -> Any:
         """The subsystem's bytes parsed where they are inflated, its arrays taken like any
         (MATLAB's layout: a uint8 row; anything else is read whole and checked)."""
@@ -576,10 +571,14 @@ class _Streamed(_Reader):
         if (dims is not None and word & 0xFF == MX_UINT8 and not word & FLAG_COMPLEX
                 and mtype == MI_UINT8 and nbytes == math.prod(dims)):
             self.src.need(dpos, min(dpos + 16, end))
-            arena = self.arena
-            return parse_subsystem(buf, dpos, dpos + nbytes, self.path,
-                                   lambda o: self.like(o, arena))
-        return super().subsystem(buf, pos, end, where)
+            return parse_subsystem(buf, dpos, dpos + nbytes, self.path, self.streamed_like)
+        return super().subsystem(buf, pos, end, where)  # its bytes in memory: plain readers
+
+    def streamed_like(self, order: str) -> _Streamed:
+        """A reader of this element's data in byte ``order``."""
+        reader = _Streamed(self.like(order, self.arena), self.src)
+        reader.arena = self.arena
+        return reader
 
     def tag(self, buf: memoryview, pos: int, end: int, where: Place) -> tuple[int, int, int, int]:
         self.src.need(pos, min(pos + 8, end))
