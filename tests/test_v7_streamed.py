@@ -1,4 +1,4 @@
-"""Large compressed v7 elements are inflated as they are parsed (matport/mat/inflated.py): every
+"""Large compressed v7 elements are inflated as they are parsed (matport/mat/streamed.py): every
 v7 fixture and corpus file reads alike with each element streamed (``arena.MAPPED`` lowered to 1
 byte; with ``v5.WHOLE`` at 0 even its smallest parts are read where they are inflated) and
 whole, an array's values go straight into its own memory, and a stream that ends early, runs
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import matport
-from matport.mat import MatFile, arena, inflated, v5
+from matport.mat import MatFile, arena, streamed, v5
 from matport.mat.arena import Arena
 from tests.support.paths import CORPUS, FIXTURES
 from tests.support.value_compare import assert_values_equal
@@ -41,11 +41,41 @@ def stream_everything(monkeypatch: pytest.MonkeyPatch, whole_parts: int) -> None
     monkeypatch.setattr(v5, "WHOLE", whole_parts)
 
 
+def uncompressed(raw: bytes) -> bytes:
+    """A little-endian v7 file with its compressed elements stored inflated (as MATLAB's
+    ``-nocompression`` saves them), its subsystem offset moved with them."""
+    (subsystem,) = struct.unpack_from("<Q", raw, 116)
+    out, pos = [raw[:128]], 128
+    moved = 0
+    while pos + 8 <= len(raw):
+        mtype, nbytes = struct.unpack_from("<II", raw, pos)
+        element = raw[pos : pos + 8 + nbytes]
+        if mtype == 15:
+            element = zlib.decompressobj().decompress(element[8:])
+            element += b"\0" * (-len(element) % 8)
+        if pos == subsystem:
+            moved = sum(map(len, out))
+        out.append(element)
+        pos += 8 + nbytes
+    head = bytearray(out[0])
+    if moved:
+        head[116:124] = struct.pack("<Q", moved)
+    return bytes(head) + b"".join(out[1:])
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["compressed", "stored"])
 @pytest.mark.parametrize("whole_parts", [0, v5.WHOLE])
 @pytest.mark.parametrize("path", V7_FILES, ids=lambda p: p.name)
-def test_streamed_and_whole_elements_read_alike(path: Path, whole_parts: int,
+def test_streamed_and_whole_elements_read_alike(path: Path, whole_parts: int, stored: bool,
+                                                tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     whole = read_or_error(path)
+    if stored:
+        raw = path.read_bytes()
+        if raw[126:128] != b"IM" or isinstance(whole, type):
+            pytest.skip("a little-endian file that reads")
+        path = tmp_path / path.name
+        path.write_bytes(uncompressed(raw))
     stream_everything(monkeypatch, whole_parts)
     streamed = read_or_error(path)
     if isinstance(whole, type):
@@ -109,7 +139,7 @@ def test_the_element_after_a_streamed_one_reads(tmp_path: Path) -> None:
 
 def test_bytes_taken_past_the_arena_are_not_read_again() -> None:
     data = bytes(range(256)) * 64
-    src = inflated.Inflated(io.BytesIO(zlib.compress(data)), len(zlib.compress(data)), "f", "v")
+    src = streamed.Inflated(io.BytesIO(zlib.compress(data)), len(zlib.compress(data)), "f", "v")
     src.start(lambda head: Arena(len(data)))
     out = bytearray(1000)
     src.take(5000, memoryview(out))

@@ -49,9 +49,9 @@ from matport.mat.format import (
     MX_STRUCT,
     MX_UINT8,
 )
-from matport.mat.inflated import Inflated, flat_bytes
 from matport.mat.limits import ELEMENT_COST, EXPANSION, EXPANSION_FLOOR, Budget
 from matport.mat.raw import MAX_DEPTH, ObjectRef, one_line
+from matport.mat.streamed import Inflated, Stored, flat_bytes
 from matport.mat.values import FunctionHandle, MatObject, Struct, StructArray, sparse_matrix
 
 MAX_FIELDLESS = 1 << 16  # elements of a struct array without fields (they occupy no bytes)
@@ -121,7 +121,7 @@ def parse(f: io.BufferedIOBase, size: int, path: str, budget: Budget) -> V5Conte
         if mtype == MI_COMPRESSED:
             src = Inflated(f, nbytes, path, where)
             arena = src.start(lambda head: reader.inflate_buffer(head, nbytes, where))  # noqa: B023
-            if arena.releasing:  # inflated as it is parsed (see inflated.py)
+            if arena.releasing:  # inflated as it is parsed (see streamed.py)
                 active = streamed = _Streamed(reader, src)
                 inner = arena.array.data[: arena.array.size - PAD]
             else:
@@ -131,9 +131,12 @@ def parse(f: io.BufferedIOBase, size: int, path: str, budget: Budget) -> V5Conte
             padded = min((nbytes + 7) & ~7, size - pos - 8)
             budget.charge(padded, where)
             arena = Arena(8 + padded)
-            arena.array[:8] = np.frombuffer(tag, np.uint8)
-            got = f.readinto(arena.array[8:].data)
-            inner = arena.array.data[: 8 + min(nbytes, got)]
+            if arena.releasing:  # read as it is parsed
+                active = streamed = _Streamed(reader, Stored(f, padded, path, where, tag, arena))
+            else:
+                arena.array[:8] = np.frombuffer(tag, np.uint8)
+                nbytes = min(nbytes, f.readinto(arena.array[8:].data))
+            inner = arena.array.data[: 8 + nbytes]
             pos += 8 + padded
         else:
             raise MatFileError(path, f"unexpected top-level element type {mtype}", where)
@@ -556,7 +559,7 @@ class _Streamed(_Reader):
     read: each read first makes its bytes readable, and the values of a numeric array that needs
     no conversion are inflated straight into the array's own memory."""
 
-    def __init__(self, reader: _Reader, src: Inflated) -> None:
+    def __init__(self, reader: _Reader, src: Inflated | Stored) -> None:
         super().__init__(reader.path, reader.order, reader.budget)
         self.fields = reader.fields
         self.src = src
