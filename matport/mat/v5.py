@@ -551,13 +551,13 @@ class _Reader:
 
 
 
-WHOLE = 1 << 16  # bytes of the elements a streamed element's reader inflates before reading
+WHOLE = 1 << 16  # parts of a streamed element this small are read whole, by the plain reader
 
 
 class _Streamed(_Reader):
-    """The reader of one large compressed element, inflated (:class:`Inflated`) as far as it has
-    read: each read first makes its bytes readable, and the values of a numeric array that needs
-    no conversion are inflated straight into the array's own memory."""
+    """The reader of one large top-level element, inflated (:class:`Inflated`) or read from the
+    file (:class:`Stored`) as far as it has read: each read first makes its bytes readable, and
+    the values of a numeric array that needs no conversion go straight into its own memory."""
 
     def __init__(self, reader: _Reader, src: Inflated | Stored) -> None:
         super().__init__(reader.path, reader.order, reader.budget)
@@ -567,7 +567,7 @@ class _Streamed(_Reader):
         self.plain.fields = reader.fields
 
     def subsystem(self, buf: memoryview, pos: int, end: int, where: str) -> Any:
-        """The subsystem's bytes parsed where they are inflated, its arrays taken like any
+        """The subsystem's bytes parsed where they are read, its arrays taken like any
         (MATLAB's layout: a uint8 row; anything else is read whole and checked)."""
         word, dims, _, at = self.header(buf, pos, end, where)
         mtype, nbytes, dpos, _ = self.tag(buf, at, end, where)
@@ -610,7 +610,7 @@ class _Streamed(_Reader):
 
     def matrix(self, buf: memoryview, pos: int, end: int, depth: int,
                where: Place) -> tuple[str, Any]:
-        if end - pos <= WHOLE:  # inflated whole and read as any (its arrays copied out)
+        if end - pos <= WHOLE:  # read whole and parsed as any (its arrays copied out)
             self.src.need(pos, end)
             plain = self.plain
             plain.arena = self.arena
