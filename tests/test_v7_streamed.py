@@ -1,8 +1,9 @@
-"""Large compressed v7 elements are inflated as they are parsed (matport/mat/streamed.py): every
-v7 fixture and corpus file reads alike with each element streamed (``arena.MAPPED`` lowered to 1
-byte; with ``v5.WHOLE`` at 0 even its smallest parts are read where they are inflated) and
-whole, an array's values go straight into its own memory, and a stream that ends early, runs
-long, is cut or corrupt inside a large array is refused."""
+"""Large v7 elements are inflated (or read, when stored uncompressed) as they are parsed
+(matport/mat/streamed.py): every v7 fixture and corpus file, compressed and stored, reads alike
+with each element streamed (``arena.MAPPED`` lowered to 1 byte; with ``v5.WHOLE`` at 0 even its
+smallest parts are read where they are produced) and whole, an array's values go straight into
+its own memory, and a stream that ends early, runs long, is cut or corrupt inside a large array
+is refused."""
 
 from __future__ import annotations
 
@@ -77,14 +78,14 @@ def test_streamed_and_whole_elements_read_alike(path: Path, whole_parts: int, st
         path = tmp_path / path.name
         path.write_bytes(uncompressed(raw))
     stream_everything(monkeypatch, whole_parts)
-    streamed = read_or_error(path)
+    got = read_or_error(path)
     if isinstance(whole, type):
-        assert streamed is whole
+        assert got is whole
         return
-    assert isinstance(streamed, MatFile) and isinstance(whole, MatFile)
-    assert list(streamed) == list(whole)
+    assert isinstance(got, MatFile) and isinstance(whole, MatFile)
+    assert list(got) == list(whole)
     for name in whole:
-        assert_values_equal(streamed[name], whole[name], name)
+        assert_values_equal(got[name], whole[name], name)
 
 
 def big_matrix(name: bytes = b"x") -> bytes:
@@ -165,7 +166,7 @@ def test_a_subsystem_stored_in_another_layout_reads_alike(tmp_path: Path,
     want = matport.read(FIXTURES / "dag_net_v7.mat")
     whole = matport.read(path)
     stream_everything(monkeypatch, 0)
-    streamed = matport.read(path)
+    got = matport.read(path)
     for name in want:
         assert_values_equal(whole[name], want[name], name)
-        assert_values_equal(streamed[name], want[name], name)
+        assert_values_equal(got[name], want[name], name)
