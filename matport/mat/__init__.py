@@ -65,8 +65,7 @@ def _read(spath: str, max_bytes: int | str | None) -> MatFile:
         raise MatFileError(spath, f"cannot read file ({exc.strerror or exc})") from None
     cells = None
     if contents.subsystem is not None:
-        value = v5.parse_subsystem(contents.subsystem, spath, budget, contents.subsystem_arena)
-        cells = _filewrapper_cells(value, spath)
+        cells = _filewrapper_cells(contents.subsystem, spath)
     return _resolve(spath, "v7", contents.header, contents.variables, cells)
 
 

@@ -3,11 +3,14 @@
 A v7 element inflates into one buffer (:class:`Arena`); its arrays would be views of it, and one
 array kept would keep the whole buffer. Where the platform can release pages of an anonymous
 mapping (``madvise(MADV_DONTNEED)``: Linux, macOS), a buffer of :data:`MAPPED` bytes or more is
-such a mapping and :func:`own` copies every array into its own allocation, a chunk at a time,
-releasing the buffer's pages behind each chunk: the resident part of the buffer shrinks as
-parsing advances, the values own their memory, and the buffer is unmapped once parsed. A smaller
-buffer (or any, elsewhere) is a plain allocation and its arrays stay views of it: an array keeps
-at most :data:`MAPPED` bytes alive, and the many small values of small files are not copied.
+such a mapping and every array gets its own allocation: the element is read into the buffer
+only as far as it is parsed, the values of its large arrays straight into their own memory
+(:mod:`matport.mat.streamed`), so that most of the mapping is never touched, and :func:`own`
+copies the others out, a chunk at a time, releasing the buffer's pages behind each chunk. The
+resident part of the buffer stays small, the values own their memory, and the buffer is
+unmapped once parsed. A smaller buffer (or any, elsewhere) is a plain allocation and its arrays
+stay views of it: an array keeps at most :data:`MAPPED` bytes alive, and the many small values
+of small files are not copied.
 """
 
 from __future__ import annotations

@@ -9,13 +9,13 @@ from __future__ import annotations
 import io
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
 
 from matport.errors import MatFileError
-from matport.mat import inflate
 from matport.mat.arena import Arena
 from matport.mat.format import (
     ENDIAN_OFFSET,
@@ -51,6 +51,7 @@ from matport.mat.format import (
 )
 from matport.mat.limits import ELEMENT_COST, EXPANSION, EXPANSION_FLOOR, Budget
 from matport.mat.raw import MAX_DEPTH, ObjectRef, one_line
+from matport.mat.streamed import Inflated, Stored, flat_bytes
 from matport.mat.values import FunctionHandle, MatObject, Struct, StructArray, sparse_matrix
 
 MAX_FIELDLESS = 1 << 16  # elements of a struct array without fields (they occupy no bytes)
@@ -79,12 +80,10 @@ def render(where: Place) -> str:
 class V5Contents:
     header: str
     variables: dict[str, Any]
-    subsystem: memoryview | None
-    subsystem_arena: Arena | None  # the buffer the subsystem's bytes are a view of
+    subsystem: Any  # the subsystem variable parsed (None: the file has none)
 
 
-IN_CHUNK = 1 << 20
-OUT_CHUNK = 1 << 22
+PAD = 8  # bytes an inflated element may hold beyond what its tag declares (padding)
 
 
 def parse(f: io.BufferedIOBase, size: int, path: str, budget: Budget) -> V5Contents:
@@ -106,8 +105,7 @@ def parse(f: io.BufferedIOBase, size: int, path: str, budget: Budget) -> V5Conte
         subsys_offset = 0
     reader = _Reader(path, order, budget)
     variables: dict[str, Any] = {}
-    subsystem: memoryview | None = None
-    subsystem_arena: Arena | None = None
+    subsystem: Any = None
     pos = HEADER_BYTES
     while pos < size:
         start = pos
@@ -119,53 +117,56 @@ def parse(f: io.BufferedIOBase, size: int, path: str, budget: Budget) -> V5Conte
         if nbytes > size - pos - 8:
             raise MatFileError(path, f"element declares {nbytes} bytes but only "
                                f"{size - pos - 8} remain", where)
+        active = reader
         if mtype == MI_COMPRESSED:
-            arena, inner = reader.inflate(f, nbytes, where)
+            src = Inflated(f, nbytes, path, where)
+            arena = src.start(lambda head: reader.inflate_buffer(head, nbytes, where))  # noqa: B023
+            if arena.releasing:  # inflated as it is parsed (see streamed.py)
+                active = streamed = _Streamed(reader, src)
+                inner = arena.array.data[: arena.array.size - PAD]
+            else:
+                inner = arena.array.data[: src.finish()]
             pos += 8 + nbytes
         elif mtype == MI_MATRIX:
             padded = min((nbytes + 7) & ~7, size - pos - 8)
             budget.charge(padded, where)
             arena = Arena(8 + padded)
-            arena.array[:8] = np.frombuffer(tag, np.uint8)
-            got = f.readinto(arena.array[8:].data)
-            inner = arena.array.data[: 8 + min(nbytes, got)]
+            if arena.releasing:  # read as it is parsed
+                active = streamed = _Streamed(reader, Stored(f, padded, path, where, tag, arena))
+            else:
+                arena.array[:8] = np.frombuffer(tag, np.uint8)
+                nbytes = min(nbytes, f.readinto(arena.array[8:].data))
+            inner = arena.array.data[: 8 + nbytes]
             pos += 8 + padded
         else:
             raise MatFileError(path, f"unexpected top-level element type {mtype}", where)
-        reader.arena = arena if arena.releasing else None  # else its arrays stay views of it
-        itype, inbytes, idpos, _ = reader.tag(inner, 0, len(inner), where)
+        active.arena = arena if arena.releasing else None  # else its arrays stay views of it
+        itype, inbytes, idpos, _ = active.tag(inner, 0, len(inner), where)
         if itype != MI_MATRIX:
             raise MatFileError(path, f"element holds type {itype}, not a matrix", where)
-        if start == subsys_offset:  # uint8 bytes: refused before any other class is built
-            flags, _ = reader.integers(inner, idpos, idpos + inbytes, "array flags", where)
-            if flags.size < 2 or int(flags[0]) & 0xFF != MX_UINT8:
-                raise MatFileError(path, "subsystem data is not a uint8 array", where)
-            subsystem_arena, reader.arena = reader.arena, None  # its bytes stay where they are
-        name, value = reader.matrix(inner, idpos, idpos + inbytes, 0, where)
         if start == subsys_offset:
-            if not (isinstance(value, np.ndarray) and value.dtype == np.uint8):
-                raise MatFileError(path, "subsystem data is not a uint8 array", where)
-            subsystem = value.reshape(-1, order="F").data
+            subsystem = active.subsystem(inner, idpos, idpos + inbytes, where)
         else:
+            name, value = active.matrix(inner, idpos, idpos + inbytes, 0, where)
             variables[name] = value
-    return V5Contents(header, variables, subsystem, subsystem_arena)
+        if active is not reader:
+            streamed.src.finish()
+    return V5Contents(header, variables, subsystem)
 
 
-def parse_subsystem(data: memoryview, path: str, budget: Budget,
-                    arena: Arena | None = None) -> Any:
-    """Parse the subsystem variable's bytes: an 8-byte stream header, then one matrix (a struct
-    whose field ``MCOS`` holds the FileWrapper__ object). ``arena``: the buffer ``data`` is a
-    view of, whose pages are released as arrays are copied out of it (None: arrays stay views)."""
-    buf = memoryview(data)
-    if len(buf) < 16:
+def parse_subsystem(buf: memoryview, lo: int, hi: int, path: str,
+                    reader_for: Callable[[str], _Reader]) -> Any:
+    """Parse the subsystem variable's bytes ``buf[lo:hi]``: an 8-byte stream header, then one
+    matrix (a struct whose field ``MCOS`` holds the FileWrapper__ object), read by
+    ``reader_for(byte order)``."""
+    if hi - lo < 16:
         raise MatFileError(path, "subsystem data is truncated")
-    mark = bytes(buf[2:4])
+    mark = bytes(buf[lo + 2 : lo + 4])
     order = "<" if mark == b"IM" else ">" if mark == b"MI" else None
     if order is None:
         raise MatFileError(path, "subsystem data has no endian indicator")
-    reader = _Reader(path, order, budget)
-    reader.arena = arena
-    mtype, nbytes, dpos, _ = reader.tag(buf, 8, len(buf), "subsystem")
+    reader = reader_for(order)
+    mtype, nbytes, dpos, _ = reader.tag(buf, lo + 8, hi, "subsystem")
     if mtype != MI_MATRIX:
         raise MatFileError(path, f"subsystem holds element type {mtype}, not a matrix")
     return reader.matrix(buf, dpos, dpos + nbytes, 0, "subsystem")[1]
@@ -186,6 +187,25 @@ class _Reader:
         self.fields: dict[tuple[bytes, int], tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self.arena: Arena | None = None  # the buffer being parsed, where arrays leave it
 
+    def like(self, order: str, arena: Arena | None) -> _Reader:
+        """A reader of data in memory in byte ``order``, whose arrays leave ``arena``."""
+        reader = _Reader(self.path, order, self.budget)
+        reader.fields, reader.arena = self.fields, arena
+        return reader
+
+    def subsystem(self, buf: memoryview, pos: int, end: int, where: str) -> Any:
+        """The subsystem variable, the body of a matrix at ``buf[pos:end]``: a uint8 array (any
+        other class is refused before it is built), its bytes parsed."""
+        flags, _ = self.integers(buf, pos, end, "array flags", where)
+        if flags.size < 2 or int(flags[0]) & 0xFF != MX_UINT8:
+            raise self.fail("subsystem data is not a uint8 array", where)
+        arena, self.arena = self.arena, None  # its bytes stay where they are to be parsed
+        value = self.matrix(buf, pos, end, 0, where)[1]
+        if not (isinstance(value, np.ndarray) and value.dtype == np.uint8):
+            raise self.fail("subsystem data is not a uint8 array", where)
+        data = value.reshape(-1, order="F").data
+        return parse_subsystem(data, 0, len(data), self.path, lambda o: self.like(o, arena))
+
     def fail(self, message: str, where: Place) -> MatFileError:
         return MatFileError(self.path, one_line(message), render(where))
 
@@ -198,46 +218,6 @@ class _Reader:
         else:
             b.expand(nbytes, lambda: render(where))
 
-    def inflate(self, f: io.BufferedIOBase, nbytes: int, where: str) -> tuple[Arena, memoryview]:
-        """Inflate a compressed element of ``nbytes`` read from ``f`` into one buffer sized by
-        the element it holds; refuses output beyond what the element declares."""
-        d = inflate.decompressobj()
-        arena: Arena | None = None
-        out: np.ndarray | None = None
-        head = b""
-        filled = 0
-        remaining = nbytes
-        try:
-            while remaining and not d.eof:
-                data = f.read(min(IN_CHUNK, remaining))
-                if not data:
-                    raise self.fail("compressed data is truncated", where)
-                remaining -= len(data)
-                while data and not d.eof:
-                    piece = d.decompress(data, OUT_CHUNK)
-                    data = d.unconsumed_tail
-                    if out is None:
-                        head += piece
-                        if len(head) < 8:
-                            continue
-                        arena = self.inflate_buffer(head, nbytes, where)
-                        out = arena.array
-                        piece, head = head, b""
-                    if filled + len(piece) > out.size:
-                        raise self.fail("compressed data inflates beyond the element it "
-                                        "declares", where)
-                    out[filled : filled + len(piece)] = np.frombuffer(piece, np.uint8)
-                    filled += len(piece)
-        except inflate.ERRORS as exc:
-            raise self.fail(f"corrupt compressed data ({exc})", where) from None
-        if not d.eof:
-            raise self.fail("compressed data is truncated", where)
-        if arena is None or out is None:
-            raise self.fail("compressed element is empty", where)
-        if remaining:
-            f.read(remaining)  # trailing bytes after the zlib stream
-        return arena, out.data[:filled]
-
     def inflate_buffer(self, head: bytes, nbytes: int, where: str) -> Arena:
         """The output buffer for an inflated element whose first 8 bytes are ``head``."""
         mtype, size = self.u4.unpack_from(head, 0)
@@ -247,8 +227,8 @@ class _Reader:
         if total > INFLATE_RATIO * nbytes + 4096:
             raise self.fail(f"compressed element of {nbytes} bytes claims to inflate to "
                             f"{total} bytes (decompression bomb)", where)
-        self.budget.charge(total + 8, where)
-        return Arena(total + 8)
+        self.budget.charge(total + PAD, where)
+        return Arena(total + PAD)
 
     def tag(self, buf: memoryview, pos: int, end: int, where: Place) -> tuple[int, int, int, int]:
         """Read a tag at ``pos``: returns (type, nbytes, data position, next element position)."""
@@ -569,3 +549,98 @@ class _Reader:
         except (ValueError, OverflowError) as exc:
             raise self.fail(f"invalid sparse array ({exc})", where) from None
 
+
+
+WHOLE = 1 << 16  # parts of a streamed element this small are read whole, by the plain reader
+
+
+class _Streamed(_Reader):
+    """The reader of one large top-level element, inflated (:class:`Inflated`) or read from the
+    file (:class:`Stored`) as far as it has read: each read first makes its bytes readable, and
+    the values of a numeric array that needs no conversion go straight into its own memory."""
+
+    def __init__(self, reader: _Reader, src: Inflated | Stored) -> None:
+        super().__init__(reader.path, reader.order, reader.budget)
+        self.fields = reader.fields
+        self.src = src
+        self.plain = _Reader(reader.path, reader.order, reader.budget)  # for small elements
+        self.plain.fields = reader.fields
+
+    def subsystem(self, buf: memoryview, pos: int, end: int, where: str) -> Any:
+        """The subsystem's bytes parsed where they are read, its arrays taken like any
+        (MATLAB's layout: a uint8 row; anything else is read whole and checked)."""
+        word, dims, _, at = self.header(buf, pos, end, where)
+        mtype, nbytes, dpos, _ = self.tag(buf, at, end, where)
+        if (dims is not None and word & 0xFF == MX_UINT8 and not word & FLAG_COMPLEX
+                and mtype == MI_UINT8 and nbytes == math.prod(dims)):
+            self.src.need(dpos, min(dpos + 16, end))
+            return parse_subsystem(buf, dpos, dpos + nbytes, self.path, self.streamed_like)
+        return super().subsystem(buf, pos, end, where)  # its bytes in memory: plain readers
+
+    def streamed_like(self, order: str) -> _Streamed:
+        """A reader of this element's data in byte ``order``."""
+        reader = _Streamed(self.like(order, self.arena), self.src)
+        reader.arena = self.arena
+        return reader
+
+    def tag(self, buf: memoryview, pos: int, end: int, where: Place) -> tuple[int, int, int, int]:
+        self.src.need(pos, min(pos + 8, end))
+        return super().tag(buf, pos, end, where)
+
+    def matrix_tag(self, buf: memoryview, pos: int, end: int,
+                   where: Place) -> tuple[int, int, int, int]:
+        self.src.need(pos, min(pos + 8, end))
+        return super().matrix_tag(buf, pos, end, where)
+
+    def array(self, buf: memoryview, pos: int, end: int, where: Place) -> tuple[np.ndarray, int]:
+        _, nbytes, dpos, _ = self.tag(buf, pos, end, where)
+        self.src.need(dpos, dpos + nbytes)
+        return super().array(buf, pos, end, where)
+
+    def text(self, buf: memoryview, pos: int, end: int, where: Place) -> tuple[str, int]:
+        _, nbytes, dpos, _ = self.tag(buf, pos, end, where)
+        if nbytes <= MAX_TEXT:  # else no name: :meth:`array` reads it to say why
+            self.src.need(dpos, dpos + nbytes)
+        return super().text(buf, pos, end, where)
+
+    def header(self, buf: memoryview, pos: int, end: int,
+               where: Place) -> tuple[int, tuple[int, ...] | None, str, int]:
+        self.src.need(pos, min(pos + 40 + MAX_TEXT, end))  # MATLAB's layout; others read on
+        return super().header(buf, pos, end, where)
+
+    def matrix(self, buf: memoryview, pos: int, end: int, depth: int,
+               where: Place) -> tuple[str, Any]:
+        if end - pos <= WHOLE:  # read whole and parsed as any (its arrays copied out)
+            self.src.need(pos, end)
+            plain = self.plain
+            plain.arena = self.arena
+            return plain.matrix(buf, pos, end, depth, where)
+        self.src.need(pos, min(pos + 40, end))
+        return super().matrix(buf, pos, end, depth, where)
+
+    def numeric(self, buf: memoryview, pos: int, end: int, mclass: int, word: int,
+                dims: tuple[int, ...], count: int, where: Place) -> np.ndarray:
+        src = self.src
+        src.need(pos, min(pos + 8, end))
+        mtype, nbytes = self.u4.unpack_from(buf, pos) if pos + 8 <= end else (0, 0)
+        dt = self.dtypes.get(mtype)
+        if (self.arena is not None and dt is not None and dt == NATIVE[mclass]
+                and not word & (FLAG_COMPLEX | FLAG_LOGICAL) and nbytes == count * dt.itemsize
+                and nbytes <= end - pos - 8):
+            values = np.empty(dims, dt, order="F")
+            src.take(pos + 8, flat_bytes(values))
+            return values
+        src.need(pos, end)  # converted, complex, or wrong: read as it is in the arena
+        return super().numeric(buf, pos, end, mclass, word, dims, count, where)
+
+    def char(self, buf: memoryview, pos: int, end: int, dims: tuple[int, ...], count: int,
+             where: Place) -> Any:
+        self.src.need(pos, end)
+        return super().char(buf, pos, end, dims, count, where)
+
+    def field_block(self, buf: memoryview, pos: int, end: int,
+                    where: Place) -> tuple[int, bytes, int]:
+        self.src.need(pos, min(pos + 16, end))
+        if pos + 16 <= end:  # the names' tag in MATLAB's layout; others read on
+            self.src.need(pos, min(pos + 16 + self.names_head.unpack_from(buf, pos)[3], end))
+        return super().field_block(buf, pos, end, where)
