@@ -327,8 +327,9 @@ def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
     weights.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         metadata.unlink()
-    written = save(model, weights, task.format)
-    meta = _metadata(model, net, task, result, weights, note, full_report)
+    digest = hashlib.sha256()  # of the bytes as they are written: the file is not read back
+    written = save(model, weights, task.format, digest)
+    meta = _metadata(model, net, task, result, weights, digest.hexdigest(), note, full_report)
     write_atomic(metadata, (json.dumps(meta, indent=2) + "\n").encode())
     out = Path(task.out)
     result.weights = weights.relative_to(out).as_posix()
@@ -368,7 +369,8 @@ def _verify(model: nn.Module, net: Network, onnx: str | None,
 
 
 def _metadata(model: nn.Module, net: Network, task: FileTask, result: NetworkResult,
-              weights: Path, note: str | None, report: dict[str, Any] | None) -> dict[str, Any]:
+              weights: Path, weights_sha256: str, note: str | None,
+              report: dict[str, Any] | None) -> dict[str, Any]:
     """The artifact's ``.json``: small (the arrays and the architecture are in the weights)."""
     import matport
 
@@ -384,7 +386,7 @@ def _metadata(model: nn.Module, net: Network, task: FileTask, result: NetworkRes
         "class_name": result.class_name,
         "kind": net.kind,
         "weights": {"file": weights.name, "format": task.format,
-                    "size": weights.stat().st_size, "sha256": file_sha256(weights)},
+                    "size": weights.stat().st_size, "sha256": weights_sha256},
         "family": result.family,
         "conversion_note": note,
         "parameters": result.parameters,
