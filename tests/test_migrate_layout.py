@@ -16,7 +16,7 @@ from matport.cli import main
 from matport.convert.api import load
 from matport.errors import ArgumentError, MigrationError
 from matport.migrate import artifact
-from matport.migrate.artifact import FileTask, load_artifact, migrate_file
+from matport.migrate.artifact import NUM_RANDOM, FileTask, load_artifact, migrate_file
 from matport.migrate.html import REPORT_HTML
 from matport.migrate.report import CELL, REPORT_JSON, REPORT_MARKDOWN
 from matport.migrate.runner import migrate
@@ -91,6 +91,15 @@ def test_onnx_exports_paired_by_pattern_or_mapping(tmp_path: Path, capsys) -> No
     assert report["files"][0]["outcome"] == "verified" and report["family"] == "auto"
     printed = json.loads(capsys.readouterr().out)
     assert (printed["files"], printed["counts"]) == (report["files"], report["counts"])
+    checked = json.loads((tmp_path / "cli" / "a" / "net.json").read_text())["verification"]
+    assert checked["report"]["inputs"]["random"] == NUM_RANDOM == 2
+    assert main(["migrate", str(src / "a.mat"), "-o", str(tmp_path / "cli5"), "--onnx-pattern",
+                 pattern, "--num-random", "5"]) == 0
+    checked = json.loads((tmp_path / "cli5" / "a" / "net.json").read_text())["verification"]
+    assert (checked["status"], checked["report"]["inputs"]["random"]) == ("verified", 5)
+    capsys.readouterr()
+    with pytest.raises(ArgumentError, match="num_random must be at least 1"):
+        migrate(src, tmp_path / "x", num_random=0)
 
     with pytest.raises(ArgumentError, match="only {stem}"):
         migrate(src, tmp_path / "x", onnx_pattern="{name}.onnx")
