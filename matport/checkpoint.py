@@ -40,7 +40,7 @@ import pickle
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast, get_args
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast, get_args
 
 import torch
 from torch import nn
@@ -98,7 +98,7 @@ def config_path(weights: str | os.PathLike[str]) -> Path:
 
 
 def save(model: nn.Module, path: str | os.PathLike[str],
-         format: str | None = None) -> list[Path]:
+         format: str | None = None, digest: Digest | None = None) -> list[Path]:
     """Write ``model`` (built by matport: it carries ``model.matport``) as a checkpoint.
 
     Each file is written all or nothing (:mod:`matport.files`), the config before the weights.
@@ -107,6 +107,8 @@ def save(model: nn.Module, path: str | os.PathLike[str],
         model: a module built by :func:`matport.load`, :func:`matport.load_resnet50` ...
         path: the weights file.
         format: ``"pt"`` or ``"safetensors"``; None: from the extension of ``path``.
+        digest: a hash (``hashlib.sha256()``) updated with the weights file's bytes as they
+            are written, so that a caller recording the file's hash need not read it back.
 
     Returns:
         The files written: ``[path]``, or ``[config, path]`` for safetensors.
@@ -121,7 +123,7 @@ def save(model: nn.Module, path: str | os.PathLike[str],
     written: list[Path] = []
     if fmt == "pt":
         data = {"format": FORMAT, "info": info.to_dict(), "state_dict": state}
-        write_atomic(target, lambda tmp: _torch_save(data, tmp))
+        write_atomic(target, lambda tmp: _torch_save(data, tmp, digest))
     else:
         from safetensors.torch import save as safetensors_bytes
 
@@ -133,32 +135,46 @@ def save(model: nn.Module, path: str | os.PathLike[str],
         write_atomic(config_path(target), (json.dumps(config, indent=1) + "\n").encode())
         written.append(config_path(target))
         # written by Python: safetensors' own writer reports a full disk as a SafetensorError
-        write_atomic(target, safetensors_bytes(tensors, metadata=meta))
+        content = safetensors_bytes(tensors, metadata=meta)
+        if digest is not None:
+            digest.update(content)
+        write_atomic(target, content)
     return [*written, target]
+
+
+class Digest(Protocol):
+    """What :func:`save` feeds the weights file's bytes to (a ``hashlib`` hash)."""
+
+    def update(self, data: bytes, /) -> None: ...
 
 
 class _Sink:
     """A file for ``torch.save`` that keeps the OSError (a full disk ...) its writer turns
-    into a RuntimeError."""
+    into a RuntimeError, and feeds what it writes to ``digest`` (torch writes the zip in order,
+    once)."""
 
-    def __init__(self, file: BinaryIO) -> None:
+    def __init__(self, file: BinaryIO, digest: Digest | None) -> None:
         self.file = file
+        self.digest = digest
         self.error: OSError | None = None
 
     def write(self, data: bytes) -> int:
         try:
-            return self.file.write(data)
+            written = self.file.write(data)
         except OSError as exc:
             self.error = exc
             raise
+        if self.digest is not None:
+            self.digest.update(data)
+        return written
 
     def flush(self) -> None:
         self.file.flush()
 
 
-def _torch_save(data: dict[str, Any], path: Path) -> None:
+def _torch_save(data: dict[str, Any], path: Path, digest: Digest | None) -> None:
     with open(path, "wb") as f:
-        sink = _Sink(f)
+        sink = _Sink(f, digest)
         try:
             torch.save(data, cast(BinaryIO, sink))
         except RuntimeError:

@@ -4,8 +4,9 @@ with their ONNX exports and without.
 The files are full-size MATLAB ResNet-50s (matport.synth.resnet50, fine-tuned form, DAGNetwork
 v7, about 88 MB each) with a MATLAB-style ONNX export beside each (matport.synth.onnx_export),
 so every file is read, transplanted into torchvision's resnet50, verified against its export
-(8 random 224x224 images through both) and written; a second folder holds the same .mat files
-without exports (read, transplanted, written). One network is generated and copied to the 8
+(``matport.migrate.artifact.NUM_RANDOM`` random 224x224 images through both, as ``migrate``
+does by default) and written; a second folder holds the same .mat files without exports (read,
+transplanted, written). One network is generated and copied to the 8
 names (the work per file does not depend on the values).
 
 Each folder runs with ``--jobs 1``, then ``--jobs 2``, each in a fresh process (which starts its
@@ -129,13 +130,14 @@ def timed_run(src: Path, out: Path, jobs: int, fmt: str,
 def profile_files(folder: Path, rounds: int) -> tuple[float, float, float]:
     """Median wall seconds, CPU seconds (every thread) and CPU seconds of the converting thread
     alone of one file's migration in this process, set up as a ``--jobs 1`` worker on this
-    machine (its torch threads and the thread that overlaps reading, hashing and the export's
-    run), warm (the first round not counted)."""
+    machine (its malloc, its torch threads and the thread that overlaps reading, hashing and
+    the export's run), warm (the first round not counted)."""
     import torch
 
     from matport.migrate import pool
     from matport.migrate.artifact import FileTask, background, migrate_file
 
+    pool.worker_malloc()
     torch.set_num_threads(pool.torch_threads(pool.worker_threads(1)))
     background()
     runs = []
@@ -215,6 +217,7 @@ def main() -> None:
     parser.add_argument("--cluster", action="store_true",
                         help="also run on a local Dask cluster of 1 and 2 worker processes")
     args = parser.parse_args()
+    from matport.migrate.artifact import NUM_RANDOM
 
     _adopt_orphans()
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench_migrate_"))
@@ -267,7 +270,8 @@ def main() -> None:
         print(f"## matport migrate: --jobs 2 vs --jobs 1\n\n"
               f"{args.files} MATLAB ResNet-50 files (DAGNetwork v7, {size:.0f} MB each), with "
               f"their MATLAB-style ONNX exports (each file read, transplanted into "
-              f"torchvision's resnet50, verified on 8 random images, written as {args.format}) "
+              f"torchvision's resnet50, verified on {NUM_RANDOM} random images, written as "
+              f"{args.format}) "
               f"and without (read, transplanted, written); each run in a fresh process, "
               f"fresh output folders, worker start-up included; "
               f"{rounds}"

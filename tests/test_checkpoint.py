@@ -4,6 +4,7 @@ tensors they hold."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import zipfile
@@ -110,6 +111,14 @@ def test_format_by_argument_or_extension(models, tmp_path: Path) -> None:
         np.testing.assert_array_equal(outputs(load_checkpoint(p), raw), outputs(model, raw))
     with pytest.raises(CheckpointError, match="unknown checkpoint format 'onnx'"):
         save(model, tmp_path / "x.onnx", format="onnx")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_digest_is_fed_the_weights_file_as_written(models, fmt: str, tmp_path: Path) -> None:
+    digest = hashlib.sha256()
+    path = tmp_path / f"w.{fmt}"
+    save(models["dag"], path, fmt, digest)
+    assert digest.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

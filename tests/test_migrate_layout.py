@@ -16,7 +16,7 @@ from matport.cli import main
 from matport.convert.api import load
 from matport.errors import ArgumentError, MigrationError
 from matport.migrate import artifact
-from matport.migrate.artifact import FileTask, load_artifact, migrate_file
+from matport.migrate.artifact import NUM_RANDOM, FileTask, load_artifact, migrate_file
 from matport.migrate.html import REPORT_HTML
 from matport.migrate.report import CELL, REPORT_JSON, REPORT_MARKDOWN
 from matport.migrate.runner import migrate
@@ -91,6 +91,15 @@ def test_onnx_exports_paired_by_pattern_or_mapping(tmp_path: Path, capsys) -> No
     assert report["files"][0]["outcome"] == "verified" and report["family"] == "auto"
     printed = json.loads(capsys.readouterr().out)
     assert (printed["files"], printed["counts"]) == (report["files"], report["counts"])
+    checked = json.loads((tmp_path / "cli" / "a" / "net.json").read_text())["verification"]
+    assert checked["report"]["inputs"]["random"] == NUM_RANDOM == 2
+    assert main(["migrate", str(src / "a.mat"), "-o", str(tmp_path / "cli5"), "--onnx-pattern",
+                 pattern, "--num-random", "5"]) == 0
+    checked = json.loads((tmp_path / "cli5" / "a" / "net.json").read_text())["verification"]
+    assert (checked["status"], checked["report"]["inputs"]["random"]) == ("verified", 5)
+    capsys.readouterr()
+    with pytest.raises(ArgumentError, match="num_random must be at least 1"):
+        migrate(src, tmp_path / "x", num_random=0)
 
     with pytest.raises(ArgumentError, match="only {stem}"):
         migrate(src, tmp_path / "x", onnx_pattern="{name}.onnx")
@@ -159,7 +168,8 @@ def test_small_artifact_json_short_markdown_and_static_html(tmp_path: Path) -> N
 
 def test_each_source_is_hashed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker hashes the source once and reads its ONNX export once (hashed from the bytes
-    it loads); hashes the migrating process took are not taken again."""
+    it loads); hashes the migrating process took are not taken again; the weights are hashed
+    as they are written, not read back."""
     net = cnn()
     write_network(tmp_path / "a.mat", net)
     onnx_export.export(net, tmp_path / "a.onnx")
@@ -186,11 +196,13 @@ def test_each_source_is_hashed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     result, healthy = migrate_file(task)
     assert healthy and result.outcome == "verified"
     assert (result.sha256, result.onnx_sha256) == (mat_sha, onnx_sha)
-    assert hashed == ["a.mat", "net.pt"]  # the source once, the weights for the metadata
+    assert hashed == ["a.mat"]  # the source once
     assert read_onnx == ["a.onnx"]
     hashed.clear(), read_onnx.clear()
     again = FileTask(task.source, "a.mat", str(tmp_path / "out2"), 0, task.onnx, "pt", "auto",
                      sha256=result.sha256, onnx_sha256=result.onnx_sha256,
                      signature=artifact.source_signature(task.source))
     result, _ = migrate_file(again)
-    assert result.outcome == "verified" and hashed == ["net.pt"] and read_onnx == ["a.onnx"]
+    assert result.outcome == "verified" and hashed == [] and read_onnx == ["a.onnx"]
+    meta = json.loads((tmp_path / "out2" / "a" / "net.json").read_text())
+    assert meta["weights"]["sha256"] == real(tmp_path / "out2" / "a" / "net.pt")

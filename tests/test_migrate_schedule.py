@@ -5,6 +5,8 @@ early, and a worker still starting killed at the end instead of waited for."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -118,3 +120,32 @@ def test_the_fork_server_starts_early_when_a_file_needs_a_worker(
     assert calls == [1]
     assert runner.migrate(src, tmp_path / "out", progress=False).ok  # all done: no worker
     assert calls == [1]
+
+
+FREED_AND_TAKEN_AGAIN = """
+import resource, sys
+import numpy as np
+from matport.migrate import pool
+if sys.argv[1] == "worker":
+    pool.worker_malloc()
+faults = []
+for _ in range(3):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    a = np.ones(64 << 18, np.float32)  # 64 MB, touched
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    del a
+print(faults[1], faults[2])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_a_worker_keeps_what_a_file_freed_for_the_next() -> None:
+    """64 MB freed and taken again: a worker's malloc hands back the same pages (no page
+    faults), a plain process's maps fresh ones (a fault per page: at least 32, when the kernel
+    hands out 2 MB pages; 16,384 pages of 4 KB)."""
+    def faults(kind: str) -> list[int]:
+        out = subprocess.run([sys.executable, "-c", FREED_AND_TAKEN_AGAIN, kind], check=True,
+                             capture_output=True, text=True, cwd=ROOT).stdout
+        return [int(n) for n in out.split()]
+
+    assert max(faults("worker")) < 16 < 32 <= min(faults("plain"))

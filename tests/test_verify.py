@@ -20,7 +20,7 @@ from matport.errors import VerificationError
 from matport.network.model import Connection, Layer, Network, Normalization
 from matport.synth import onnx_export as matlab_onnx_export
 from matport.synth.layer_cases import CASES
-from matport.verify import REPORT_SCHEMA, VerifyReport, onnx_run, verify
+from matport.verify import REPORT_SCHEMA, VerifyReport, onnx_run, onnx_weights, verify
 from matport.verify.export import export_onnx
 from tests.support.paths import corpus_file
 
@@ -210,29 +210,73 @@ def test_owners_is_the_longest_legalized_layer_prefix() -> None:
     assert owner_of("res2a_branch1_W") == "res2a-branch1" and owner_of("a_b_W") == "a.b"
 
 
-def test_sessions_are_built_from_the_file_as_it_is(small) -> None:
-    """An IR-3 export (every initializer listed as an input, as MATLAB writes them) runs in
-    onnxruntime from the file's own bytes, extra outputs appended: the same values as the
-    model serialized again; one session per set of outputs; a loaded export verifies."""
+def test_weights_stay_in_the_file_bytes(small, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An IR-3 export (every initializer listed as an input, as MATLAB writes them) is parsed
+    without its weights: each initializer of at least MIN_KEPT bytes (here 64: the small
+    network's largest are 972 and 648) is a view of the file's bytes, which onnxruntime takes
+    as they are, and computes what the whole model run in onnxruntime computes; the smaller
+    ones are in the model; one session per set of outputs; a loaded export verifies."""
     net, path = small
-    export = onnx_run.load_export(path)
-    assert export.raw == path.read_bytes() and export.model.ir_version >= 4
+    monkeypatch.setattr(onnx_weights, "MIN_KEPT", 64)
+    data = path.read_bytes()
+    export = onnx_run.load_export(path, data)
+    full = onnx.load(path)
+    assert full.ir_version == 3 and export.model.ir_version >= 4
+    kept = onnx_weights.in_memory(export.model)
+    assert sorted(kept) == ["conv_a_W", "conv_b_W", "fc_W", "in_Mean"]
+    file_bytes = np.frombuffer(data, np.uint8)
+    for t in full.graph.initializer:
+        value = export.initializers[t.name]
+        np.testing.assert_array_equal(value, numpy_helper.to_array(t))
+        assert np.shares_memory(value, file_bytes) == (t.name in kept)
+    in_model = {t.name: t for t in export.model.graph.initializer}
+    assert not any(in_model[k].raw_data for k in kept)
+    assert all(len(in_model[t.name].raw_data) == len(t.raw_data) < 64
+               for t in full.graph.initializer if t.name not in kept)
     x = np.random.default_rng(2).uniform(0, 255, (2, *export.sample_shape)).astype(np.float32)
     tensors = ["conv_a", "fc"]
-    as_is = onnx_run.run(export, x, tensors)
+    kept_out = onnx_run.run(export, x, tensors)
     assert len(export.sessions) == 1 and onnx_run.session_for(export, tensors) is next(
         iter(export.sessions.values()))
-    again = onnx_run.load_export(path, path.read_bytes())
-    again.raw = None
-    serialized = onnx_run.run(again, x, tensors)
-    assert set(as_is) == {export.output_name, *tensors}
-    for name, value in as_is.items():
-        np.testing.assert_array_equal(value, serialized[name])
-    assert onnx_run.load_export(corpus_file(FACEGATE)).raw is None  # upgraded: serialized
+    full.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
+                             for t in tensors)
+    import onnxruntime as ort
+
+    whole = ort.InferenceSession(full.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [export.output_name, *tensors]
+    for i in range(len(x)):
+        for name, value in zip(names, whole.run(names, {export.input_name: x[i : i + 1]}),
+                               strict=True):
+            np.testing.assert_allclose(kept_out[name][i : i + 1], value, rtol=1e-5, atol=1e-6)
+    upgraded = onnx_run.load_export(corpus_file(FACEGATE))  # opset 6: onnx reads its weights
+    assert upgraded.initializers and not onnx_weights.in_memory(upgraded.model)
     report = verify(SmallModel(net), export, network=net, num_random=3)
     assert report.passed and report.onnx_path == str(path)
     assert report.to_dict() == verify(SmallModel(net), path, network=net,
                                       num_random=3).to_dict()
+
+
+def test_split_weights_leaves_odd_bytes_to_onnx(small, tmp_path: Path) -> None:
+    """Bytes the walk cannot follow go to onnx's parser whole: a cut file is refused as it
+    was, and an initializer stored as float_data is read by onnx."""
+    net, path = small
+    data = path.read_bytes()
+    assert onnx_weights.split_weights(data[:-7]) is None
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VerificationError, match="cannot read as an ONNX file"):
+        onnx_run.load_export(cut)
+    model = onnx.load(path)
+    first = model.graph.initializer[0]
+    values = numpy_helper.to_array(first)
+    first.ClearField("raw_data")
+    first.float_data.extend(values.reshape(-1).tolist())
+    odd = tmp_path / "float_data.onnx"
+    onnx.save(model, odd)
+    export = onnx_run.load_export(odd)
+    assert first.name not in onnx_weights.in_memory(export.model)
+    np.testing.assert_array_equal(export.initializers[first.name], values)
+    assert verify(SmallModel(net), export, network=net, num_random=2).passed
 
 
 def test_custom_operators_are_refused_with_the_reason() -> None:

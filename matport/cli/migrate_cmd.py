@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     Args:
         p: the sub-command's parser.
     """
+    from matport.migrate.artifact import NUM_RANDOM
     from matport.migrate.runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
     from matport.migrate.sources import DEFAULT_ONNX_PATTERN
 
@@ -46,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx-map", metavar="FILE",
                    help="a JSON object or CSV file pairing .mat files with their ONNX exports "
                         "(paths relative to FILE; wins over --onnx-pattern)")
+    p.add_argument("--num-random", type=int, default=NUM_RANDOM, metavar="N",
+                   help=f"random inputs each ONNX check runs through both sides (default "
+                        f"{NUM_RANDOM}; every weight is compared with the export whatever N)")
     p.add_argument("--cluster", metavar="ADDRESS",
                    help="run the files on a Dask cluster (its scheduler's address, e.g. "
                         "tcp://host:8786; --jobs is then unused); sources and DIR must be on "
@@ -77,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         args.sources, args.out, jobs=args.jobs, format=args.format, family=args.family,
         onnx_pattern=args.onnx_pattern, onnx_map=args.onnx_map, progress=sys.stderr.isatty(),
         timeout=args.timeout or None, memory_mb=args.memory_mb or None, cluster=args.cluster,
+        num_random=args.num_random,
     )
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0 if report.ok else 1

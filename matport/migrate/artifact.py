@@ -42,6 +42,11 @@ if TYPE_CHECKING:
 WeightsFormat = Literal["pt", "safetensors"]
 FORMATS = {"pt": ".pt", "safetensors": ".safetensors"}
 ARTIFACT_FORMAT = "matport.migration-artifact/2"
+#: random inputs an export's check runs through both sides (``matport verify`` draws 8): the
+#: weights certificate already compares every tensor with the export bit for bit, so the
+#: forward pass checks the graph, which any input takes through every layer; a ResNet-50's
+#: forward passes are 0.1 + 0.07 CPU s an input (torch, onnxruntime), most of a file's check
+NUM_RANDOM = 2
 #: written by matport 0.1.0: ModelInfo with its arrays as JSON numbers in the ``.json``
 ARTIFACT_FORMAT_0_1 = "matport.migration-artifact/1"
 _CONFIG = ".config.json"
@@ -52,7 +57,8 @@ _CHUNK = 1 << 20
 @dataclass
 class FileTask:
     """A file to migrate, as a worker receives it (``relative``: the path its artifacts mirror;
-    ``onnx``: MATLAB's export that checks it, if any; hashes None: the worker computes them)."""
+    ``onnx``: MATLAB's export that checks it, if any, on ``num_random`` random inputs; hashes
+    None: the worker computes them)."""
 
     source: str
     relative: str
@@ -64,6 +70,7 @@ class FileTask:
     sha256: str | None = None
     onnx_sha256: str | None = None
     signature: tuple[int, ...] | None = None  # source_signature() when sha256 was taken
+    num_random: int = NUM_RANDOM
 
     @property
     def folder(self) -> Path:
@@ -321,14 +328,15 @@ def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
     model, note = convert_network(net, task.family)
     result.family = info_of(model).architecture.get("family")
     result.parameters = sum(p.numel() for p in model.parameters())
-    result.verification, full_report = _verify(model, net, task.onnx, export, count)
+    result.verification, full_report = _verify(model, net, task, export, count)
     weights = task.folder / f"{name}{FORMATS[task.format]}"
     metadata = task.folder / f"{name}.json"
     weights.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         metadata.unlink()
-    written = save(model, weights, task.format)
-    meta = _metadata(model, net, task, result, weights, note, full_report)
+    digest = hashlib.sha256()  # of the bytes as they are written: the file is not read back
+    written = save(model, weights, task.format, digest)
+    meta = _metadata(model, net, task, result, weights, digest.hexdigest(), note, full_report)
     write_atomic(metadata, (json.dumps(meta, indent=2) + "\n").encode())
     out = Path(task.out)
     result.weights = weights.relative_to(out).as_posix()
@@ -343,12 +351,13 @@ def _migrate_network(task: FileTask, ref: NetworkRef, name: str, count: int,
         result.reason = f"the ONNX check failed: {result.verification['reason']}"
 
 
-def _verify(model: nn.Module, net: Network, onnx: str | None,
+def _verify(model: nn.Module, net: Network, task: FileTask,
             export: Future[OnnxExport | str] | None,
             count: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The check against MATLAB's export ``onnx`` (loaded by ``export``) of the file's ``count``
-    networks: ``{status, reason, onnx}`` (status verified / failed / error, or none without an
-    export) and the full report."""
+    """The check against MATLAB's export ``task.onnx`` (loaded by ``export``) of the file's
+    ``count`` networks: ``{status, reason, onnx}`` (status verified / failed / error, or none
+    without an export) and the full report."""
+    onnx = task.onnx
     if onnx is None or export is None:
         return {"status": "none", "reason": None, "onnx": None}, None
     if count != 1:
@@ -361,14 +370,15 @@ def _verify(model: nn.Module, net: Network, onnx: str | None,
         loaded = export.result()
         if isinstance(loaded, str):
             return {"status": "error", "onnx": onnx, "reason": loaded}, None
-        report = verify(model, loaded, network=net)
+        report = verify(model, loaded, network=net, num_random=task.num_random)
     except Exception as exc:  # noqa: BLE001 (a check that cannot run is recorded, not fatal)
         return {"status": "error", "onnx": onnx, "reason": one_line(str(exc))}, None
     return {"status": report.status, "onnx": onnx, "reason": report.reason}, report.to_dict()
 
 
 def _metadata(model: nn.Module, net: Network, task: FileTask, result: NetworkResult,
-              weights: Path, note: str | None, report: dict[str, Any] | None) -> dict[str, Any]:
+              weights: Path, weights_sha256: str, note: str | None,
+              report: dict[str, Any] | None) -> dict[str, Any]:
     """The artifact's ``.json``: small (the arrays and the architecture are in the weights)."""
     import matport
 
@@ -384,7 +394,7 @@ def _metadata(model: nn.Module, net: Network, task: FileTask, result: NetworkRes
         "class_name": result.class_name,
         "kind": net.kind,
         "weights": {"file": weights.name, "format": task.format,
-                    "size": weights.stat().st_size, "sha256": file_sha256(weights)},
+                    "size": weights.stat().st_size, "sha256": weights_sha256},
         "family": result.family,
         "conversion_note": note,
         "parameters": result.parameters,

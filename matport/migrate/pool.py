@@ -241,9 +241,10 @@ class ProcessPool:
 
 
 def prepare_worker(memory_mb: int | None, migrating: int, threads: int = 1) -> None:
-    """Make this process a worker: Ctrl-C left to the migrating process, ends with it, what it
-    needs imported, its torch threads (:func:`torch_threads`; onnxruntime takes as many), its
-    second thread (:func:`~matport.migrate.artifact.background`), then the memory limit.
+    """Make this process a worker: Ctrl-C left to the migrating process, ends with it, its
+    malloc set up (:func:`worker_malloc`), what it needs imported, its torch threads
+    (:func:`torch_threads`; onnxruntime takes as many), its second thread
+    (:func:`~matport.migrate.artifact.background`), then the memory limit.
 
     Args:
         memory_mb: address space (MB) it may add for one file (None: no limit).
@@ -251,7 +252,7 @@ def prepare_worker(memory_mb: int | None, migrating: int, threads: int = 1) -> N
         threads: the threads it may keep busy (:func:`worker_threads`).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _one_malloc_arena()
+    worker_malloc()
     _end_with(migrating)
     import importlib
 
@@ -311,16 +312,29 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _one_malloc_arena() -> None:
-    """Have every thread allocate from glibc's main arena: an arena of a thread's own reserves
-    address space (64 MB) that the memory limit counts as held, then lends out beyond it."""
+def worker_malloc() -> None:
+    """Set glibc's malloc up for a worker (elsewhere: nothing to do). Every thread allocates
+    from the main arena: an arena of a thread's own reserves address space (64 MB) that the
+    memory limit counts as held, then lends out beyond it. And what a file frees stays with the
+    process for the next file: no chunk is mapped on its own (glibc maps those of 32 MB and
+    more, the inflated .mat, the export's bytes, and unmaps them when freed) and the heap is
+    not trimmed, so that a file's buffers reuse pages the previous file touched instead of
+    the kernel handing out (and zeroing) fresh ones: a ResNet-50 file with its ONNX check
+    took 60,000 page faults and 0.3-0.7 CPU s of system time, and 23,000 and 0.15-0.19 s
+    so; the address space held stays that of the largest file's peak."""
     import ctypes
 
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
-        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 1)
+    with contextlib.suppress(OSError, AttributeError):
+        mallopt = ctypes.CDLL(None).mallopt
+        mallopt(_M_ARENA_MAX, 1)
+        mallopt(_M_MMAP_MAX, 0)
+        mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
 
 
-_M_ARENA_MAX = -8  # glibc's malloc.h
+# glibc's malloc.h
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
 
 
 def _limit_memory(memory_mb: int | None) -> None:

@@ -44,6 +44,7 @@ from typing import get_args
 from matport.errors import ArgumentError, MigrationError
 from matport.files import write_atomic
 from matport.migrate.artifact import (
+    NUM_RANDOM,
     FileTask,
     WeightsFormat,
     remove_temporary_files,
@@ -78,6 +79,7 @@ def migrate(
     timeout: float | None = DEFAULT_TIMEOUT_S,
     memory_mb: int | None = DEFAULT_MEMORY_MB,
     cluster: str | None = None,
+    num_random: int = NUM_RANDOM,
 ) -> MigrationReport:
     """Migrate every network in the ``.mat`` files under ``sources`` into ``out`` (see
     :mod:`matport.migrate.runner` for the layout, outcomes and guarantees).
@@ -102,13 +104,17 @@ def migrate(
             (:mod:`matport.migrate.cluster`; ``jobs`` is then unused), with the same outcomes,
             artifacts, report and state file. Sources and ``out`` must be paths every worker
             sees.
+        num_random: the random inputs each ONNX check runs through both sides (the weights
+            are compared with the export's tensor by tensor whatever the number; see
+            :data:`~matport.migrate.artifact.NUM_RANDOM`).
 
     Returns:
         The report, also written as ``migration-report.json`` / ``.md`` / ``.html`` in ``out``;
         read an artifact back with :func:`matport.migrate.artifact.load_artifact`.
 
     Raises:
-        ArgumentError: an unknown format, family or pattern, or ``jobs < 1``.
+        ArgumentError: an unknown format, family or pattern, ``jobs < 1`` or
+            ``num_random < 1``.
         MigrationError: the migration cannot run or cannot write its output folder (the files
             finished before are kept, with the state file).
     """
@@ -119,6 +125,8 @@ def migrate(
         raise ArgumentError(f"unknown family {family!r}: expected one of {FAMILIES}")
     if jobs < 1:
         raise ArgumentError(f"jobs must be at least 1 (got {jobs})")
+    if num_random < 1:
+        raise ArgumentError(f"num_random must be at least 1 (got {num_random})")
     started = time.monotonic()
     src_list = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
     out_dir = Path(out).absolute()
@@ -129,7 +137,7 @@ def migrate(
     try:
         return _run(src_list, out_dir, found, pairing, started, jobs=jobs, format=format,
                     family=family, progress=progress, timeout=timeout, memory_mb=memory_mb,
-                    cluster=cluster)
+                    cluster=cluster, num_random=num_random)
     except OSError as exc:
         where = exc.filename or out_dir
         raise MigrationError(f"{where}: {exc.strerror or exc}") from None
@@ -138,7 +146,7 @@ def migrate(
 def _run(src_list: list[str | os.PathLike[str]], out_dir: Path, found: list[tuple[Path, str]],
          pairing: OnnxPairing, started: float, *, jobs: int, format: WeightsFormat,
          family: FamilyChoice, progress: bool | None, timeout: float | None,
-         memory_mb: int | None, cluster: str | None) -> MigrationReport:
+         memory_mb: int | None, cluster: str | None, num_random: int) -> MigrationReport:
     if out_dir.exists() and not out_dir.is_dir():
         raise MigrationError(f"{out_dir}: the output must be a folder, and this is a file")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +154,7 @@ def _run(src_list: list[str | os.PathLike[str]], out_dir: Path, found: list[tupl
     for path, rel in found:
         onnx = pairing.onnx_for(path)
         tasks.append(FileTask(str(path), rel, str(out_dir), 0, str(onnx) if onnx else None,
-                              format, family))
+                              format, family, num_random=num_random))
     with _exclusive(out_dir):
         state = MigrationState(out_dir)
         if cluster is None and any(t.relative not in state.files for t in tasks):

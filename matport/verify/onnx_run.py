@@ -23,9 +23,10 @@ import numpy as np
 import onnx
 import torch
 from onnx import helper, numpy_helper
-from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+from onnx.external_data_helper import load_external_data_for_model
 
 from matport.errors import VerificationError
+from matport.verify import onnx_weights
 
 MATLAB_PRODUCERS = (
     "MATLAB Deep Learning Toolbox Converter",
@@ -44,6 +45,8 @@ class OnnxExport:
     """An ONNX file ready for onnxruntime, with what verification needs to know about it."""
 
     path: str
+    #: the graph; initializers marked as kept at ``onnx_weights.IN_MEMORY`` hold no data: their
+    #: values are in ``initializers`` (views of the file's bytes)
     model: onnx.ModelProto
     producer: str
     producer_version: str
@@ -55,9 +58,8 @@ class OnnxExport:
     initializers: dict[str, np.ndarray]
     notes: list[str] = field(default_factory=list)
     batch_axis: int = 0  # 1 for sequence inputs, which MATLAB declares [T, N, C] like ONNX's LSTM
-    #: the file's content when onnxruntime runs it as it is (sessions are built from it, not
-    #: from ``model`` serialized again); None when loading changed what onnxruntime would run
-    raw: bytes | None = field(default=None, repr=False)
+    #: onnxruntime's view of the initializers ``model`` keeps outside (:mod:`onnx_weights`)
+    ort_values: dict[str, Any] | None = field(default=None, repr=False)
     #: onnxruntime sessions built for it, by (extra outputs, instrumented): each is built once
     sessions: dict[tuple[tuple[str, ...], bool], Any] = field(default_factory=dict, repr=False)
 
@@ -105,26 +107,25 @@ def load_export(path: str | Path, data: bytes | None = None) -> OnnxExport:
             (``com.mathworks`` custom domain, ``Placeholder``), or has no single data input.
     """
     path = str(path)
-    try:
-        if data is None:
+    if data is None:
+        try:
             with open(path, "rb") as f:
                 data = f.read()
-        model = onnx.load_from_string(data)  # then what onnx.load does after reading the file
-        external = any(uses_external_data(t) for t in model.graph.initializer)
-        load_external_data_for_model(model, os.path.dirname(path))
-    except Exception as exc:  # onnx raises DecodeError, OSError, ...
-        raise VerificationError(f"{path}: cannot read as an ONNX file: {exc}") from exc
+        except OSError as exc:
+            raise VerificationError(f"{path}: cannot read as an ONNX file: {exc}") from exc
+    split = onnx_weights.split_weights(data)
+    model = _parse(path, split[0] if split else data)
     _refuse_unrunnable(path, model)
     opset = _default_opset(model)
     notes: list[str] = []
-    as_is = not external
+    initializers = None
+    if split and opset >= _MIN_RUNNABLE_OPSET:
+        initializers = onnx_weights.attach_weights(model, data, split[1])
+    if split and initializers is None:  # onnx reads the weights too (the converter rewrites them)
+        model = _parse(path, data)
     if opset < _MIN_RUNNABLE_OPSET:
         model = _upgrade_old_opset(path, model, notes)
-        as_is = False
-    ir_version = model.ir_version
-    dropped = _drop_initializer_inputs(model)
-    # IR < 4: onnxruntime holds initializers listed as inputs constant, as dropping them does
-    as_is = as_is and (dropped == 0 or ir_version < 4)
+    _drop_initializer_inputs(model)
     graph = model.graph
     if len(graph.input) != 1:
         names = ", ".join(i.name for i in graph.input) or "none"
@@ -146,10 +147,20 @@ def load_export(path: str | Path, data: bytes | None = None) -> OnnxExport:
         input_shape=shape,
         output_name=graph.output[0].name,
         ends_in_softmax=_ends_in_softmax(graph, last),
-        initializers={t.name: numpy_helper.to_array(t) for t in graph.initializer},
+        initializers=initializers if initializers is not None else {
+            t.name: numpy_helper.to_array(t) for t in graph.initializer},
         notes=notes,
-        raw=data if as_is else None,
     )
+
+
+def _parse(path: str, data: bytes) -> onnx.ModelProto:
+    """What ``onnx.load`` does after reading the file (external data read from its folder)."""
+    try:
+        model = onnx.load_from_string(data)
+        load_external_data_for_model(model, os.path.dirname(path))
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...
+        raise VerificationError(f"{path}: cannot read as an ONNX file: {exc}") from exc
+    return model
 
 
 def run(
@@ -271,6 +282,12 @@ def _session(export: OnnxExport, tensors: Sequence[str], instrumented: bool):  #
     # as many threads as torch uses: parallel workers (matport migrate) share the cores out
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
+    if export.ort_values is None:  # the views of the file's bytes, not copied
+        export.ort_values = {n: ort.OrtValue.ortvalue_from_numpy(export.initializers[n])
+                             for n in onnx_weights.in_memory(export.model)}
+    if export.ort_values:
+        options.add_external_initializers(list(export.ort_values),
+                                          list(export.ort_values.values()))
     try:
         return ort.InferenceSession(
             _serialized(export, tensors, instrumented), options,
@@ -281,10 +298,9 @@ def _session(export: OnnxExport, tensors: Sequence[str], instrumented: bool):  #
 
 
 def _serialized(export: OnnxExport, tensors: Sequence[str], infer_types: bool) -> bytes:
-    """The export's model with ``tensors`` as extra graph outputs, serialized: its file's content
-    with the outputs appended as a message of their own (protobuf merges a repeated message
-    field: a large model is not serialized again), else the model (the outputs are added for
-    the serialization only: no copy of it). Their element types come from shape inference with
+    """The export's model with ``tensors`` as extra graph outputs, serialized (the outputs are
+    added for the serialization only: no copy of the model; without the weights `load_export`
+    left in the file's bytes, a few KB). Their element types come from shape inference with
     ``infer_types`` (helper tensors of a layer may be integers), else float."""
     model = export.model
     outputs = model.graph.output
@@ -296,9 +312,6 @@ def _serialized(export: OnnxExport, tensors: Sequence[str], infer_types: bool) -
     elem_types = _inferred_elem_types(model) if extra and infer_types else {}
     values = [helper.make_tensor_value_info(t, elem_types.get(t, onnx.TensorProto.FLOAT), None)
               for t in extra]
-    if export.raw is not None:
-        added = onnx.ModelProto(graph=onnx.GraphProto(output=values))
-        return export.raw + added.SerializeToString()
     kept = len(outputs)
     outputs.extend(values)
     try:
@@ -368,16 +381,15 @@ def _upgrade_old_opset(path: str, model: onnx.ModelProto, notes: list[str]) -> o
     return upgraded
 
 
-def _drop_initializer_inputs(model: onnx.ModelProto) -> int:
-    """Drop the graph inputs that are initializers (IR 3 lists every initializer as an input);
-    returns how many went. The IR version becomes at least 4, which allows that."""
+def _drop_initializer_inputs(model: onnx.ModelProto) -> None:
+    """Drop the graph inputs that are initializers (IR 3 lists every initializer as an input:
+    onnxruntime holds them constant, as dropping them does). The IR version becomes at least 4,
+    which allows that."""
     inits = {t.name for t in model.graph.initializer}
     data = [i for i in model.graph.input if i.name not in inits]
-    dropped = len(model.graph.input) - len(data)
     del model.graph.input[:]
     model.graph.input.extend(data)
     model.ir_version = max(model.ir_version, 4)
-    return dropped
 
 
 def _producer_of(graph: onnx.GraphProto, tensor: str) -> onnx.NodeProto | None:
