@@ -33,6 +33,10 @@ _NUMBER_CLASSES = (h5py.h5t.INTEGER, h5py.h5t.FLOAT)
 _NUMBER_SIZES = (1, 2, 4, 8)
 _IEEE = {2: ((15, 10, 5, 0, 10), 15), 4: ((31, 23, 8, 0, 23), 127),  # (fields, exponent bias)
          8: ((63, 52, 11, 0, 52), 1023)}
+# object header message types (HDF5 file format, section IV.A.2), as bits of header_messages()
+_DATASET_MESSAGES = 1 << 0x1 | 1 << 0x3 | 1 << 0x8  # dataspace, datatype, layout: every dataset
+_EXTERNAL_FILES = 1 << 0x7
+_FILTERS = 1 << 0xB
 _LINK_KINDS = {h5py.h5l.TYPE_SOFT: "a soft link", h5py.h5l.TYPE_EXTERNAL: "an external link"}
 
 
@@ -47,12 +51,19 @@ def open_member(g: h5py.h5g.GroupID, key: bytes, fail: Fail) -> Any:
     return h5py.h5o.open(g, key)
 
 
-def check_storage(ds: h5py.h5d.DatasetID, fail: Fail) -> tuple[int, ...] | None:
+def check_storage(ds: h5py.h5d.DatasetID, present: int, fail: Fail) -> tuple[int, ...] | None:
     """Refuse a dataset whose data would come from outside the file, or through a filter MATLAB
-    never uses (a plugin filter is code loaded from elsewhere), before reading it. Returns the
-    chunk shape of a dataset stored in chunks through deflate alone (None: any other)."""
-    # every dataset, contiguous ones too: HDF5 reports a contiguous dataset's address even when
-    # its external file list is in use, where the address in the layout is defined
+    never uses (a plugin filter is code loaded from elsewhere), before reading it. ``present``:
+    the message types in its object header (:func:`header_messages`). Returns the chunk shape
+    of a dataset stored in chunks through deflate alone (None: any other)."""
+    if present & _EXTERNAL_FILES:  # HDF5 uses an external file list exactly when this is there
+        raise fail(f"{name_of(ds)} keeps its data in an external file (MATLAB never does)")
+    # a header with no filter pipeline and an address for contiguous storage (HDF5 gives one for
+    # no other layout) is all that MATLAB's many small arrays need checked: the creation
+    # property list, a copy of every setting, costs more than reading such an array
+    if present & _DATASET_MESSAGES == _DATASET_MESSAGES and not present & _FILTERS and \
+            ds.get_offset() is not None:
+        return None
     plist = ds.get_create_plist()
     layout = plist.get_layout()
     if layout == h5py.h5d.VIRTUAL:
@@ -67,6 +78,13 @@ def check_storage(ds: h5py.h5d.DatasetID, fail: Fail) -> tuple[int, ...] | None:
     if layout == h5py.h5d.CHUNKED and codes == [h5py.h5z.FILTER_DEFLATE]:
         return tuple(plist.get_chunk())
     return None
+
+
+def header_messages(info: h5py.h5o.ObjInfo) -> int:
+    """The types of message in an object's header (``1 << type`` each), as HDF5 counts them
+    for :func:`h5py.h5o.get_info`; 0 where h5py does not say."""
+    hdr = getattr(info, "hdr", None)
+    return int(hdr.mesg.present) if hdr is not None else 0
 
 
 def check_type(stored: h5py.h5t.TypeID, what: Callable[[], str], fail: Fail) -> None:

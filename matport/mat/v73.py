@@ -35,6 +35,7 @@ from matport.mat.h5safe import (
     attr_int,
     attr_text,
     check_storage,
+    header_messages,
     key_of,
     member_name,
     name_of,
@@ -118,6 +119,7 @@ class _Reader:
         self.cache: dict[int, Any] = {}
         self.types = Types()
         self.file_bytes = f.id.get_filesize()
+        self.file = (f.id.get_vfd_handle(), self.file_bytes)  # chunks are read from it directly
         self.active: set[int] = set()
         self.variable = "/"
         self.current: Any = "/"  # a path, or the HDF5 object being read
@@ -175,7 +177,8 @@ class _Reader:
             if isinstance(obj, h5py.h5g.GroupID):
                 out = self.group(obj, self.attrs(obj, info.num_attrs), depth)
             elif isinstance(obj, h5py.h5d.DatasetID):
-                out = self.dataset(obj, self.attrs(obj, info.num_attrs), depth)
+                attrs = self.attrs(obj, info.num_attrs)
+                out = self.dataset(obj, attrs, header_messages(info), depth)
             else:
                 raise self.fail("is neither a group nor a dataset")
         finally:
@@ -191,10 +194,13 @@ class _Reader:
         stored = ds.get_type()
         return stored, self.types.dtype(stored, lambda: name_of(ds), self.fail)
 
-    def read(self, ds: h5py.h5d.DatasetID, typed: Typed | None = None) -> np.ndarray:
-        """The dataset's data in MATLAB's shape (h5py's dims reversed, at least 2-D); ``typed``:
-        :meth:`typed`'s, when known."""
-        chunk = check_storage(ds, self.fail)
+    def read(self, ds: h5py.h5d.DatasetID, present: int | None = None,
+             typed: Typed | None = None) -> np.ndarray:
+        """The dataset's data in MATLAB's shape (h5py's dims reversed, at least 2-D);
+        ``present``: its header's message types, ``typed``: :meth:`typed`'s, when known."""
+        if present is None:
+            present = header_messages(h5py.h5o.get_info(ds))
+        chunk = check_storage(ds, present, self.fail)
         stored, dtype = self.typed(ds) if typed is None else typed
         space = ds.get_space()
         if space.get_simple_extent_type() == h5py.h5s.NULL:
@@ -213,7 +219,8 @@ class _Reader:
         data = np.empty(shape, dtype=dtype)
         # deflated numbers inflated here (their bytes are their values), else HDF5's low-level
         # read (h5py's indexing costs more than small reads do)
-        inflated = chunk and dtype.kind in "iuf" and read_chunks(ds, chunk, data, self.fail)
+        inflated = chunk and dtype.kind in "iuf" and read_chunks(ds, chunk, data, self.file,
+                                                                 self.fail)
         if data.size and not inflated:
             if dtype.kind in "iuf":  # numbers: read in their stored type (no conversion)
                 ds.read(h5py.h5s.ALL, h5py.h5s.ALL, data, mtype=stored)
@@ -226,20 +233,21 @@ class _Reader:
             return data.reshape((-1, 1) if data.ndim else (1, 1))
         return data.T
 
-    def dataset(self, ds: h5py.h5d.DatasetID, attrs: dict[str, Any], depth: int) -> Any:
+    def dataset(self, ds: h5py.h5d.DatasetID, attrs: dict[str, Any], present: int,
+                depth: int) -> Any:
         cls = attr_text(attrs, "MATLAB_class")
         decode = attr_int(attrs, "MATLAB_object_decode")
         if attr_int(attrs, "MATLAB_empty"):
-            return self.empty(ds, cls, attrs.get("MATLAB_fields"))
+            return self.empty(ds, present, cls, attrs.get("MATLAB_fields"))
         typed = self.typed(ds)
         if cls == "char":
-            return self.char(self.read(ds, typed))
+            return self.char(self.read(ds, present, typed))
         if h5py.check_dtype(ref=typed[1]) is not None:
-            cells = self.cells(ds, depth, typed)
+            cells = self.cells(ds, present, depth, typed)
             if decode == DECODE_OBJECT and cls != FILEWRAPPER:
                 return MatObject(cls, {"TypeSystem": "handle", "Data": cells}, legacy=True)
             return cells
-        data = self.read(ds, typed)
+        data = self.read(ds, present, typed)
         if decode == DECODE_OBJECT:
             if data.dtype == np.uint32:
                 return ObjectRef(cls, data.reshape(-1, 1, order="F"))
@@ -278,8 +286,9 @@ class _Reader:
         self.budget.expand(data.size * ELEMENT_COST, self.where)
         return np.array(list(chars), dtype="<U1").reshape(data.shape, order="F")
 
-    def cells(self, ds: h5py.h5d.DatasetID, depth: int, typed: Typed) -> np.ndarray:
-        refs = self.read(ds, typed)
+    def cells(self, ds: h5py.h5d.DatasetID, present: int, depth: int, typed: Typed
+              ) -> np.ndarray:
+        refs = self.read(ds, present, typed)
         self.budget.expand(refs.size * ELEMENT_COST, self.where)
         out = np.empty(refs.size, dtype=object)
         for i, ref in enumerate(refs.ravel(order="F")):
@@ -298,8 +307,8 @@ class _Reader:
             raise self.fail("holds an invalid object reference")
         return obj
 
-    def empty(self, ds: h5py.h5d.DatasetID, cls: str, fields: Any) -> Any:
-        stored = self.read(ds).ravel()
+    def empty(self, ds: h5py.h5d.DatasetID, present: int, cls: str, fields: Any) -> Any:
+        stored = self.read(ds, present).ravel()
         if stored.dtype.kind not in "iu":
             raise self.fail(f"empty {cls} value with dimensions stored as {stored.dtype}")
         dims = tuple(int(d) for d in stored)
