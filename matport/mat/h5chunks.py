@@ -33,23 +33,25 @@ def read_chunks(ds: h5py.h5d.DatasetID, chunk: tuple[int, ...], out: np.ndarray,
     shape = out.shape
     if len(chunk) != len(shape) or math.prod(chunk) * out.itemsize < MIN_CHUNK_BYTES:
         return False
-    stored = _chunks(ds)
-    if not _tiles(stored, chunk, shape):
+    places = _places(_chunks(ds), chunk, shape)
+    if places is None:
         return False
     fd, file_bytes = file
-    for c in stored:
+    for c, _, _ in places:
         if c.byte_offset + c.size > file_bytes:
             raise fail(f"chunk at {c.chunk_offset} lies past the file's end")
-    start = min(c.byte_offset for c in stored) // mmap.ALLOCATIONGRANULARITY * \
+    start = min(c.byte_offset for c, _, _ in places) // mmap.ALLOCATIONGRANULARITY * \
         mmap.ALLOCATIONGRANULARITY
-    end = max(c.byte_offset + c.size for c in stored)
+    end = max(c.byte_offset + c.size for c, _, _ in places)
+    nbytes = math.prod(chunk) * out.itemsize
     # mapped for this dataset alone: its pages leave the process with the mapping
     with mmap.mmap(fd, end - start, offset=start, access=mmap.ACCESS_READ) as data, \
             memoryview(data) as view:
-        for c in stored:
+        for c, region, part in places:
             at = c.byte_offset - start
             with view[at:at + c.size] as raw:
-                _inflate(raw, c.chunk_offset, chunk, out, fail)
+                got = np.frombuffer(_inflate(raw, nbytes, c.chunk_offset, fail), out.dtype)
+            out[region] = got.reshape(chunk)[part] if part else got.reshape(chunk)
     return True
 
 
@@ -64,23 +66,38 @@ def _chunks(ds: h5py.h5d.DatasetID) -> list[Any]:
     return [ds.get_chunk_info(i) for i in range(ds.get_num_chunks())]
 
 
-def _tiles(stored: list[Any], chunk: tuple[int, ...], shape: tuple[int, ...]) -> bool:
-    """Whether the chunks are filtered and cover ``shape`` exactly, each once. Chunks never
-    written read as the fill value, and a chunk that skipped its filter is stored as is:
-    HDF5 knows both."""
-    if len(stored) != math.prod(-(-n // c) for n, c in zip(shape, chunk, strict=True)):
-        return False
-    origins = {c.chunk_offset for c in stored}
-    return len(origins) == len(stored) and not any(c.filter_mask for c in stored) and all(
-        len(o) == len(shape) and all(0 <= i < n and i % c == 0
-                                     for i, c, n in zip(o, chunk, shape, strict=True))
-        for o in origins)
+Place = tuple[Any, tuple[slice, ...], tuple[slice, ...] | None]
 
 
-def _inflate(raw: memoryview, origin: tuple[int, ...], chunk: tuple[int, ...], out: np.ndarray,
-             fail: Fail) -> None:
-    """Inflate one chunk's stored bytes into its region of ``out`` (edge chunks overhang)."""
-    nbytes = math.prod(chunk) * out.itemsize
+def _places(stored: list[Any], chunk: tuple[int, ...], shape: tuple[int, ...]
+            ) -> list[Place] | None:
+    """Each chunk with its region of the array and the part of the chunk inside it (None: all
+    of it; edge chunks overhang). None unless the chunks are filtered and cover the array
+    exactly, each once: chunks never written read as the fill value, and a chunk that skipped
+    its filter is stored as is; HDF5 knows both."""
+    axes = [{o: (slice(o, min(o + c, n)), slice(0, min(c, n - o))) for o in range(0, n, c)}
+            for c, n in zip(chunk, shape, strict=True)]
+    if len(stored) != math.prod(len(a) for a in axes) or \
+            len({c.chunk_offset for c in stored}) != len(stored):
+        return None
+    out: list[Place] = []
+    for c in stored:
+        origin = c.chunk_offset
+        if c.filter_mask or len(origin) != len(axes):
+            return None
+        try:
+            pieces = [axis[o] for axis, o in zip(axes, origin, strict=True)]
+        except KeyError:  # not on the chunk grid
+            return None
+        region = tuple(r for r, _ in pieces)
+        part = tuple(p for _, p in pieces)
+        whole = all(p.stop == n for p, n in zip(part, chunk, strict=True))
+        out.append((c, region, None if whole else part))
+    return out
+
+
+def _inflate(raw: memoryview, nbytes: int, origin: tuple[int, ...], fail: Fail) -> bytes:
+    """One chunk's stored bytes, inflated to exactly ``nbytes``."""
     d = inflate.decompressobj()
     try:
         data = d.decompress(raw, nbytes)
@@ -90,7 +107,4 @@ def _inflate(raw: memoryview, origin: tuple[int, ...], chunk: tuple[int, ...], o
         data += d.decompress(d.unconsumed_tail, 1)
     if len(data) != nbytes or not d.eof:
         raise fail(f"chunk at {origin} does not inflate to its {nbytes} bytes")
-    region = tuple(slice(o, min(o + c, n)) for o, c, n in zip(origin, chunk, out.shape,
-                                                              strict=True))
-    part = tuple(slice(0, s.stop - s.start) for s in region)
-    out[region] = np.frombuffer(data, out.dtype).reshape(chunk)[part]
+    return data
