@@ -25,10 +25,12 @@ Fail = Callable[[str], MatFileError]
 # deflate, and the built-in shuffle and checksum filters; any other (szip, n-bit, scale-offset, a
 # plugin loaded from HDF5_PLUGIN_PATH) is refused
 ALLOWED_FILTERS = (h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32)
-# most objects have the first, structs the first two: looked up in this order until all are found
-ATTRIBUTES = ("MATLAB_class", "MATLAB_fields", "MATLAB_empty", "MATLAB_object_decode",
-              "MATLAB_sparse")
+# the attributes the reader uses, of groups and of datasets (a dataset's MATLAB_fields only when
+# it is an empty struct): looked up in this order until all the object has are found
+GROUP_ATTRIBUTES = ("MATLAB_class", "MATLAB_fields", "MATLAB_object_decode", "MATLAB_sparse")
+DATASET_ATTRIBUTES = ("MATLAB_class", "MATLAB_empty", "MATLAB_object_decode")
 MAX_ATTRIBUTE_BYTES = 1 << 20  # MATLAB's attributes are a class name, a flag or field names
+_KEYS = {name: name.encode() for name in GROUP_ATTRIBUTES + DATASET_ATTRIBUTES}
 _NUMBER_CLASSES = (h5py.h5t.INTEGER, h5py.h5t.FLOAT)
 _NUMBER_SIZES = (1, 2, 4, 8)
 _IEEE = {2: ((15, 10, 5, 0, 10), 15), 4: ((31, 23, 8, 0, 23), 127),  # (fields, exponent bias)
@@ -157,16 +159,16 @@ def _standard_number(stored: Any) -> bool:
         (*_IEEE.get(stored.get_size(), ((), 0)), h5py.h5t.NORM_IMPLIED)
 
 
-def read_attributes(obj: Any, count: int, budget: Budget, types: Types, where: Callable[[], str],
-                    fail: Fail) -> dict[str, Any]:
-    """The MATLAB attributes among the ``count`` an HDF5 object has. Asks HDF5 which exist
+def read_attributes(obj: Any, names: tuple[str, ...], count: int, budget: Budget, types: Types,
+                    where: Callable[[], str], fail: Fail) -> dict[str, Any]:
+    """The attributes ``names`` among the ``count`` an HDF5 object has. Asks HDF5 which exist
     first (looking up an absent attribute through h5py raises and is slow; iterating a corrupt
     attribute list may never end) and how big each is before reading it."""
     out: dict[str, Any] = {}
-    for name in ATTRIBUTES:
+    for name in names:
         if len(out) == count:  # all found: the rest cannot exist
             break
-        key = name.encode()
+        key = _KEYS[name]
         if not h5py.h5a.exists(obj, key):
             continue
         attr = h5py.h5a.open(obj, key)
@@ -217,7 +219,9 @@ def attr_text(attrs: dict[str, Any], name: str) -> str:
 
 def attr_int(attrs: dict[str, Any], name: str) -> int:
     """An integer attribute (0 when absent); ValueError when it holds anything else."""
-    value = np.asarray(attrs.get(name, 0))
+    if name not in attrs:
+        return 0
+    value = np.asarray(attrs[name])
     if value.dtype.kind not in "iub" or value.size != 1:
         raise ValueError(f"attribute {name} holds {value.dtype} {value.shape}, not an integer")
     return int(value.ravel()[0])

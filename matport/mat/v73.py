@@ -31,6 +31,8 @@ from matport.mat.format import (
 from matport.mat.h5chunks import read_chunks
 from matport.mat.h5heap import corrupt_heap
 from matport.mat.h5safe import (
+    DATASET_ATTRIBUTES,
+    GROUP_ATTRIBUTES,
     Types,
     attr_int,
     attr_text,
@@ -158,8 +160,9 @@ class _Reader:
     def member(self, g: h5py.h5g.GroupID, key: bytes) -> Any:
         return open_member(g, key, self.fail)
 
-    def attrs(self, obj: Any, count: int) -> dict[str, Any]:
-        return read_attributes(obj, count, self.budget, self.types, self.where, self.fail)
+    def attrs(self, obj: Any, names: tuple[str, ...], count: int) -> dict[str, Any]:
+        return read_attributes(obj, names, count, self.budget, self.types, self.where,
+                               self.fail)
 
     def value(self, obj: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
@@ -174,10 +177,13 @@ class _Reader:
         self.active.add(addr)
         outer, self.current = self.current, obj  # its name is slow to get: only on failure
         try:
+            count = info.num_attrs
             if isinstance(obj, h5py.h5g.GroupID):
-                out = self.group(obj, self.attrs(obj, info.num_attrs), depth)
+                out = self.group(obj, self.attrs(obj, GROUP_ATTRIBUTES, count), depth)
             elif isinstance(obj, h5py.h5d.DatasetID):
-                attrs = self.attrs(obj, info.num_attrs)
+                attrs = self.attrs(obj, DATASET_ATTRIBUTES, count)
+                if "MATLAB_empty" in attrs:  # an empty struct's fields
+                    attrs.update(self.attrs(obj, ("MATLAB_fields",), count - len(attrs)))
                 out = self.dataset(obj, attrs, header_messages(info), depth)
             else:
                 raise self.fail("is neither a group nor a dataset")
