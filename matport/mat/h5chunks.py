@@ -1,4 +1,5 @@
-"""Reading a deflated, chunked HDF5 dataset chunk by chunk, inflated by :mod:`matport.mat.inflate`.
+"""Reading HDF5 datasets' stored bytes directly: deflated chunks, inflated by
+:mod:`matport.mat.inflate`, and unfiltered contiguous data.
 
 MATLAB stores large arrays in deflated chunks. HDF5 inflates them with zlib; ISA-L inflates the
 same streams in about 0.6x its time, and most of the time a v7.3 network takes to read is spent
@@ -7,13 +8,15 @@ one pass over its index; each chunk's stored bytes are inflated from a read-only
 file, with no copy and no type conversion (the dataset's type is already checked, and the chunks
 are read into an array of that very type), to at most the chunk's size, and must fill it exactly.
 Anything unusual (a chunk stored unfiltered, a missing or misplaced chunk, tiny chunks) is left
-to HDF5.
+to HDF5. Small arrays are stored contiguous and unfiltered: their bytes are read straight into
+the array, in a fifth of the time HDF5's read of them takes.
 """
 
 from __future__ import annotations
 
 import math
 import mmap
+import os
 from typing import Any
 
 import h5py
@@ -53,6 +56,16 @@ def read_chunks(ds: h5py.h5d.DatasetID, chunk: tuple[int, ...], out: np.ndarray,
                 got = np.frombuffer(_inflate(raw, nbytes, c.chunk_offset, fail), out.dtype)
             out[region] = got.reshape(chunk)[part] if part else got.reshape(chunk)
     return True
+
+
+def read_contiguous(address: int, out: np.ndarray, file: tuple[int, int]) -> bool:
+    """Fill ``out`` (C-ordered, the dataset's shape and checked type) from the dataset's
+    unfiltered bytes at ``address`` in ``file``. False: left to HDF5 (data past the file's
+    end, or no ``preadv`` on this system)."""
+    fd, file_bytes = file
+    if address + out.nbytes > file_bytes or not hasattr(os, "preadv"):
+        return False
+    return os.preadv(fd, [out.data.cast("B")], address) == out.nbytes
 
 
 def _chunks(ds: h5py.h5d.DatasetID) -> list[Any]:

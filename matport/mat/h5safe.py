@@ -12,7 +12,7 @@ memory budget; variable-length ones under a capped address space.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import h5py
 import numpy as np
@@ -53,19 +53,26 @@ def open_member(g: h5py.h5g.GroupID, key: bytes, fail: Fail) -> Any:
     return h5py.h5o.open(g, key)
 
 
-def check_storage(ds: h5py.h5d.DatasetID, present: int, fail: Fail) -> tuple[int, ...] | None:
+class Storage(NamedTuple):
+    """How a dataset checked by :func:`check_storage` keeps its data in the file."""
+
+    chunk: tuple[int, ...] | None  # in chunks of this shape, each deflated (no other filter)
+    address: int | None  # contiguous from this byte of the file, unfiltered
+
+
+def check_storage(ds: h5py.h5d.DatasetID, present: int, fail: Fail) -> Storage:
     """Refuse a dataset whose data would come from outside the file, or through a filter MATLAB
     never uses (a plugin filter is code loaded from elsewhere), before reading it. ``present``:
-    the message types in its object header (:func:`header_messages`). Returns the chunk shape
-    of a dataset stored in chunks through deflate alone (None: any other)."""
+    the message types in its object header (:func:`header_messages`)."""
     if present & _EXTERNAL_FILES:  # HDF5 uses an external file list exactly when this is there
         raise fail(f"{name_of(ds)} keeps its data in an external file (MATLAB never does)")
     # a header with no filter pipeline and an address for contiguous storage (HDF5 gives one for
     # no other layout) is all that MATLAB's many small arrays need checked: the creation
     # property list, a copy of every setting, costs more than reading such an array
-    if present & _DATASET_MESSAGES == _DATASET_MESSAGES and not present & _FILTERS and \
-            ds.get_offset() is not None:
-        return None
+    if present & _DATASET_MESSAGES == _DATASET_MESSAGES and not present & _FILTERS:
+        address = ds.get_offset()
+        if address is not None:
+            return Storage(None, address)
     plist = ds.get_create_plist()
     layout = plist.get_layout()
     if layout == h5py.h5d.VIRTUAL:
@@ -78,8 +85,8 @@ def check_storage(ds: h5py.h5d.DatasetID, present: int, fail: Fail) -> tuple[int
         if code not in ALLOWED_FILTERS:
             raise fail(f"{name_of(ds)} uses HDF5 filter {code} (MATLAB uses only deflate)")
     if layout == h5py.h5d.CHUNKED and codes == [h5py.h5z.FILTER_DEFLATE]:
-        return tuple(plist.get_chunk())
-    return None
+        return Storage(tuple(plist.get_chunk()), None)
+    return Storage(None, ds.get_offset() if layout == h5py.h5d.CONTIGUOUS and not codes else None)
 
 
 def header_messages(info: h5py.h5o.ObjInfo) -> int:

@@ -28,7 +28,7 @@ from matport.mat.format import (
     NUMERIC_CLASSES,
     USER_BLOCK,
 )
-from matport.mat.h5chunks import read_chunks
+from matport.mat.h5chunks import read_chunks, read_contiguous
 from matport.mat.h5heap import corrupt_heap
 from matport.mat.h5safe import (
     DATASET_ATTRIBUTES,
@@ -206,7 +206,7 @@ class _Reader:
         ``present``: its header's message types, ``typed``: :meth:`typed`'s, when known."""
         if present is None:
             present = header_messages(h5py.h5o.get_info(ds))
-        chunk = check_storage(ds, present, self.fail)
+        storage = check_storage(ds, present, self.fail)
         stored, dtype = self.typed(ds) if typed is None else typed
         space = ds.get_space()
         if space.get_simple_extent_type() == h5py.h5s.NULL:
@@ -223,11 +223,15 @@ class _Reader:
             raise self.fail(f"declares {nbytes} bytes but stores only {kept}")
         self.budget.charge(nbytes, self.where)
         data = np.empty(shape, dtype=dtype)
-        # deflated numbers inflated here (their bytes are their values), else HDF5's low-level
-        # read (h5py's indexing costs more than small reads do)
-        inflated = chunk and dtype.kind in "iuf" and read_chunks(ds, chunk, data, self.file,
-                                                                 self.fail)
-        if data.size and not inflated:
+        # numbers deflated or stored as they are read here (their bytes are their values), else
+        # HDF5's low-level read (h5py's indexing costs more than small reads do)
+        done = False
+        if data.size and dtype.kind in "iuf":
+            if storage.chunk:
+                done = read_chunks(ds, storage.chunk, data, self.file, self.fail)
+            elif storage.address is not None and kept == nbytes:
+                done = read_contiguous(storage.address, data, self.file)
+        if data.size and not done:
             if dtype.kind in "iuf":  # numbers: read in their stored type (no conversion)
                 ds.read(h5py.h5s.ALL, h5py.h5s.ALL, data, mtype=stored)
             elif h5py.check_dtype(vlen=dtype) is None and dtype.kind != "O":
