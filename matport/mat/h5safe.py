@@ -45,12 +45,25 @@ _LINK_KINDS = {h5py.h5l.TYPE_SOFT: "a soft link", h5py.h5l.TYPE_EXTERNAL: "an ex
 def open_member(g: h5py.h5g.GroupID, key: bytes, fail: Fail) -> Any:
     """Open a group member, only through a hard link: MATLAB writes no other kind, and a soft or
     external link can lead out of the file (to any file on the machine)."""
-    kind = g.links.get_info(key).type
+    _check_link(g, key, g.links.get_info(key).type, fail)
+    return h5py.h5o.open(g, key)
+
+
+def open_members(g: h5py.h5g.GroupID, fail: Fail) -> list[tuple[bytes, Any]]:
+    """Every member of a group (by name), opened as :func:`open_member` does; the links are
+    listed with their kinds in one pass."""
+    links: list[tuple[bytes, int]] = []
+    g.links.iterate(lambda key, info: links.append((key, info.type)), info=True)
+    for key, kind in links:
+        _check_link(g, key, kind, fail)
+    return [(key, h5py.h5o.open(g, key)) for key, _ in links]
+
+
+def _check_link(g: h5py.h5g.GroupID, key: bytes, kind: int, fail: Fail) -> None:
     if kind != h5py.h5l.TYPE_HARD:
         what = _LINK_KINDS.get(kind, f"a link of type {kind}")
         raise fail(f"{name_of(g).rstrip('/')}/{member_name(key)} is {what} (MATLAB writes none; "
                    "a MAT-file must not point outside itself)")
-    return h5py.h5o.open(g, key)
 
 
 class Storage(NamedTuple):

@@ -42,6 +42,7 @@ from matport.mat.h5safe import (
     member_name,
     name_of,
     open_member,
+    open_members,
     read_attributes,
     text,
 )
@@ -361,8 +362,8 @@ class _Reader:
     def struct(self, g: h5py.h5g.GroupID, fields: Any, depth: int) -> Struct | StructArray:
         """The group's members, those MATLAB_fields lists first and in its order."""
         order = {n: i for i, n in enumerate(self.field_names(fields))}
-        names = sorted((member_name(key) for key in g), key=lambda n: order.get(n, len(order)))
-        members = [(n, self.member(g, key_of(n))) for n in names]
+        members = sorted(((member_name(key), m) for key, m in open_members(g, self.fail)),
+                         key=lambda member: order.get(member[0], len(order)))
         if members and all(_is_struct_array_field(m) for _, m in members):
             return self.struct_array(members, depth)
         return Struct((n, self.value(m, depth + 1)) for n, m in members)
