@@ -49,3 +49,27 @@ def test_contiguous_data_past_the_end_of_the_file_is_refused(tmp_path: Path) -> 
     path.write_bytes(bytes(raw))
     with pytest.raises(MatFileError, match="corrupt HDF5 data"):
         read(path)
+
+
+def test_a_chunk_placed_past_the_end_of_the_file_is_refused_before_it_is_read(
+        tmp_path: Path) -> None:
+    def build(f: h5py.File) -> None:
+        ds = f.create_dataset("w", data=np.arange(1024, dtype="<f8")[None, :], chunks=(1, 512),
+                              compression="gzip")
+        ds.attrs["MATLAB_class"] = np.bytes_("double")
+
+    path = v73_file(tmp_path / "chunk_past_end.mat", build)
+    with h5py.File(path, "r") as f:
+        chunk = f["w"].id.get_chunk_info(1)
+    assert chunk.chunk_offset == (0, 512)
+    # the chunk's key in HDF5's version-1 B-tree (stored size, filter mask, offsets 0, 512, 0),
+    # then the chunk's address (HDF5's addresses start after the user block)
+    key = struct.pack("<II3Q", chunk.size, 0, 0, 512, 0)
+    entry = key + struct.pack("<Q", chunk.byte_offset - 512)
+    raw = bytearray(path.read_bytes())
+    assert raw.count(entry) == 1
+    at = raw.index(entry) + len(key)
+    raw[at:at + 8] = struct.pack("<Q", len(raw))
+    path.write_bytes(bytes(raw))
+    with pytest.raises(MatFileError, match=r"chunk at \(0, 512\) lies past the file's end"):
+        read(path)
