@@ -58,6 +58,7 @@ UNSTORED_SLACK = 1 << 16  # bytes a dataset may declare beyond INFLATE_RATIO x w
 # whole, each chunk once).
 METADATA_CACHE = 1 << 16
 SKIPPED = ("#refs#", "#subsystem#")
+_NUMERIC_DTYPES = {cls: np.dtype(code) for cls, code in NUMERIC_CLASSES.items()}
 Typed = tuple[h5py.h5t.TypeID, np.dtype]  # a dataset's stored type and its numpy type
 
 
@@ -179,13 +180,13 @@ class _Reader:
         outer, self.current = self.current, obj  # its name is slow to get: only on failure
         try:
             count = info.num_attrs
-            if isinstance(obj, h5py.h5g.GroupID):
-                out = self.group(obj, self.attrs(obj, GROUP_ATTRIBUTES, count), depth)
-            elif isinstance(obj, h5py.h5d.DatasetID):
+            if isinstance(obj, h5py.h5d.DatasetID):
                 attrs = self.attrs(obj, DATASET_ATTRIBUTES, count)
                 if "MATLAB_empty" in attrs:  # an empty struct's fields
                     attrs.update(self.attrs(obj, ("MATLAB_fields",), count - len(attrs)))
                 out = self.dataset(obj, attrs, header_messages(info), depth)
+            elif isinstance(obj, h5py.h5g.GroupID):
+                out = self.group(obj, self.attrs(obj, GROUP_ATTRIBUTES, count), depth)
             else:
                 raise self.fail("is neither a group nor a dataset")
         finally:
@@ -266,10 +267,9 @@ class _Reader:
         return self.numeric(data, cls)
 
     def numeric(self, data: np.ndarray, cls: str) -> np.ndarray:
-        code = NUMERIC_CLASSES.get(cls)
-        if code is None:
+        target = _NUMERIC_DTYPES.get(cls)
+        if target is None:
             raise self.fail(f"unsupported MATLAB class {cls!r}")
-        target = np.dtype(code)
         if data.dtype.names:  # complex: compound (real, imag)
             if "real" not in data.dtype.names or "imag" not in data.dtype.names:
                 raise self.fail(f"compound data with fields {data.dtype.names}")
