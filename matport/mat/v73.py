@@ -236,7 +236,7 @@ class _Reader:
         if data.size and not done:
             if dtype.kind in "iuf":  # numbers: read in their stored type (no conversion)
                 ds.read(h5py.h5s.ALL, h5py.h5s.ALL, data, mtype=stored)
-            elif h5py.check_dtype(vlen=dtype) is None and dtype.kind != "O":
+            elif dtype.kind != "O":  # h5py's variable-length and reference types are objects
                 ds.read(h5py.h5s.ALL, h5py.h5s.ALL, data)
             else:
                 with capped_address_space(min(VLEN_HEADROOM, self.budget.remaining())):
@@ -254,7 +254,7 @@ class _Reader:
         typed = self.typed(ds)
         if cls == "char":
             return self.char(self.read(ds, present, typed))
-        if h5py.check_dtype(ref=typed[1]) is not None:
+        if typed[1].kind == "O" and h5py.check_dtype(ref=typed[1]) is not None:  # (3 us)
             cells = self.cells(ds, present, depth, typed)
             if decode == DECODE_OBJECT and cls != FILEWRAPPER:
                 return MatObject(cls, {"TypeSystem": "handle", "Data": cells}, legacy=True)
