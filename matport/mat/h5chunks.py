@@ -5,11 +5,12 @@ MATLAB stores large arrays in deflated chunks. HDF5 inflates them with zlib; ISA
 same streams in about 0.6x its time, and most of the time a v7.3 network takes to read is spent
 inflating. HDF5 lists the chunks (where each lies in the file and how many bytes it stores) in
 one pass over its index; each chunk's stored bytes are inflated from a read-only mapping of the
-file, with no copy and no type conversion (the dataset's type is already checked, and the chunks
-are read into an array of that very type), to at most the chunk's size, and must fill it exactly.
-Anything unusual (a chunk stored unfiltered, a missing or misplaced chunk, tiny chunks) is left
-to HDF5. Small arrays are stored contiguous and unfiltered: their bytes are read straight into
-the array, in a fifth of the time HDF5's read of them takes.
+file (a run of chunks about a megabyte long at a time, so that the mapped pages never add up to
+a large array's), with no copy and no type conversion (the dataset's type is already checked,
+and the chunks are read into an array of that very type), to at most the chunk's size, and must
+fill it exactly. Anything unusual (a chunk stored unfiltered, a missing or misplaced chunk, tiny
+chunks) is left to HDF5. Small arrays are stored contiguous and unfiltered: their bytes are read
+straight into the array, in a fifth of the time HDF5's read of them takes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from matport.mat import inflate
 from matport.mat.h5safe import Fail
 
 MIN_CHUNK_BYTES = 1 << 12  # smaller chunks cost more per chunk here than HDF5's loop does
+RUN_BYTES = 1 << 20  # the file's bytes mapped at a time (ResNet-50's largest array stores 8 MB)
 
 
 def read_chunks(ds: h5py.h5d.DatasetID, chunk: tuple[int, ...], out: np.ndarray,
@@ -43,19 +45,33 @@ def read_chunks(ds: h5py.h5d.DatasetID, chunk: tuple[int, ...], out: np.ndarray,
     for c, _, _ in places:
         if c.byte_offset + c.size > file_bytes:
             raise fail(f"chunk at {c.chunk_offset} lies past the file's end")
-    start = min(c.byte_offset for c, _, _ in places) // mmap.ALLOCATIONGRANULARITY * \
-        mmap.ALLOCATIONGRANULARITY
-    end = max(c.byte_offset + c.size for c, _, _ in places)
     nbytes = math.prod(chunk) * out.itemsize
-    # mapped for this dataset alone: its pages leave the process with the mapping
-    with mmap.mmap(fd, end - start, offset=start, access=mmap.ACCESS_READ) as data, \
-            memoryview(data) as view:
-        for c, region, part in places:
-            at = c.byte_offset - start
-            with view[at:at + c.size] as raw:
-                got = np.frombuffer(_inflate(raw, nbytes, c.chunk_offset, fail), out.dtype)
-            out[region] = got.reshape(chunk)[part] if part else got.reshape(chunk)
+    for run in _runs(places):
+        start = run[0][0].byte_offset // mmap.ALLOCATIONGRANULARITY * mmap.ALLOCATIONGRANULARITY
+        end = max(c.byte_offset + c.size for c, _, _ in run)
+        # a run's pages leave the process with its mapping: they never add up to a dataset's
+        with mmap.mmap(fd, end - start, offset=start, access=mmap.ACCESS_READ) as data, \
+                memoryview(data) as view:
+            for c, region, part in run:
+                at = c.byte_offset - start
+                with view[at:at + c.size] as raw:
+                    got = np.frombuffer(_inflate(raw, nbytes, c.chunk_offset, fail), out.dtype)
+                out[region] = got.reshape(chunk)[part] if part else got.reshape(chunk)
     return True
+
+
+def _runs(places: list[Place]) -> list[list[Place]]:
+    """The chunks in file order, in runs spanning at most :data:`RUN_BYTES` of the file (or one
+    chunk longer than that)."""
+    ordered = sorted(places, key=lambda p: p[0].byte_offset)
+    runs: list[list[Place]] = []
+    for p in ordered:
+        c = p[0]
+        if runs and c.byte_offset + c.size - runs[-1][0][0].byte_offset <= RUN_BYTES:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs
 
 
 def read_contiguous(address: int, out: np.ndarray, file: tuple[int, int]) -> bool:
