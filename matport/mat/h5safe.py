@@ -12,7 +12,7 @@ memory budget; variable-length ones under a capped address space.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import h5py
 import numpy as np
@@ -25,34 +25,67 @@ Fail = Callable[[str], MatFileError]
 # deflate, and the built-in shuffle and checksum filters; any other (szip, n-bit, scale-offset, a
 # plugin loaded from HDF5_PLUGIN_PATH) is refused
 ALLOWED_FILTERS = (h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_FLETCHER32)
-# most objects have the first, structs the first two: looked up in this order until all are found
-ATTRIBUTES = ("MATLAB_class", "MATLAB_fields", "MATLAB_empty", "MATLAB_object_decode",
-              "MATLAB_sparse")
+# the attributes the reader uses, of groups and of datasets (a dataset's MATLAB_fields only when
+# it is an empty struct): looked up in this order until all the object has are found
+GROUP_ATTRIBUTES = ("MATLAB_class", "MATLAB_fields", "MATLAB_object_decode", "MATLAB_sparse")
+DATASET_ATTRIBUTES = ("MATLAB_class", "MATLAB_empty", "MATLAB_object_decode")
 MAX_ATTRIBUTE_BYTES = 1 << 20  # MATLAB's attributes are a class name, a flag or field names
+_KEYS = {name: name.encode() for name in GROUP_ATTRIBUTES + DATASET_ATTRIBUTES}
 _NUMBER_CLASSES = (h5py.h5t.INTEGER, h5py.h5t.FLOAT)
 _NUMBER_SIZES = (1, 2, 4, 8)
 _IEEE = {2: ((15, 10, 5, 0, 10), 15), 4: ((31, 23, 8, 0, 23), 127),  # (fields, exponent bias)
          8: ((63, 52, 11, 0, 52), 1023)}
+# object header message types (HDF5 file format, section IV.A.2), as bits of header_messages()
+_DATASET_MESSAGES = 1 << 0x1 | 1 << 0x3 | 1 << 0x8  # dataspace, datatype, layout: every dataset
+_EXTERNAL_FILES = 1 << 0x7
+_FILTERS = 1 << 0xB
 _LINK_KINDS = {h5py.h5l.TYPE_SOFT: "a soft link", h5py.h5l.TYPE_EXTERNAL: "an external link"}
 
 
 def open_member(g: h5py.h5g.GroupID, key: bytes, fail: Fail) -> Any:
     """Open a group member, only through a hard link: MATLAB writes no other kind, and a soft or
     external link can lead out of the file (to any file on the machine)."""
-    kind = g.links.get_info(key).type
+    _check_link(g, key, g.links.get_info(key).type, fail)
+    return h5py.h5o.open(g, key)
+
+
+def open_members(g: h5py.h5g.GroupID, fail: Fail) -> list[tuple[bytes, Any]]:
+    """Every member of a group (by name), opened as :func:`open_member` does; the links are
+    listed with their kinds in one pass."""
+    links: list[tuple[bytes, int]] = []
+    g.links.iterate(lambda key, info: links.append((key, info.type)), info=True)
+    for key, kind in links:
+        _check_link(g, key, kind, fail)
+    return [(key, h5py.h5o.open(g, key)) for key, _ in links]
+
+
+def _check_link(g: h5py.h5g.GroupID, key: bytes, kind: int, fail: Fail) -> None:
     if kind != h5py.h5l.TYPE_HARD:
         what = _LINK_KINDS.get(kind, f"a link of type {kind}")
         raise fail(f"{name_of(g).rstrip('/')}/{member_name(key)} is {what} (MATLAB writes none; "
                    "a MAT-file must not point outside itself)")
-    return h5py.h5o.open(g, key)
 
 
-def check_storage(ds: h5py.h5d.DatasetID, fail: Fail) -> tuple[int, ...] | None:
+class Storage(NamedTuple):
+    """How a dataset checked by :func:`check_storage` keeps its data in the file."""
+
+    chunk: tuple[int, ...] | None  # in chunks of this shape, each deflated (no other filter)
+    address: int | None  # contiguous from this byte of the file, unfiltered
+
+
+def check_storage(ds: h5py.h5d.DatasetID, present: int, fail: Fail) -> Storage:
     """Refuse a dataset whose data would come from outside the file, or through a filter MATLAB
-    never uses (a plugin filter is code loaded from elsewhere), before reading it. Returns the
-    chunk shape of a dataset stored in chunks through deflate alone (None: any other)."""
-    # every dataset, contiguous ones too: HDF5 reports a contiguous dataset's address even when
-    # its external file list is in use, where the address in the layout is defined
+    never uses (a plugin filter is code loaded from elsewhere), before reading it. ``present``:
+    the message types in its object header (:func:`header_messages`)."""
+    if present & _EXTERNAL_FILES:  # HDF5 uses an external file list exactly when this is there
+        raise fail(f"{name_of(ds)} keeps its data in an external file (MATLAB never does)")
+    # a header with no filter pipeline and an address for contiguous storage (HDF5 gives one for
+    # no other layout) is all that MATLAB's many small arrays need checked: the creation
+    # property list, a copy of every setting, costs more than reading such an array
+    if present & _DATASET_MESSAGES == _DATASET_MESSAGES and not present & _FILTERS:
+        address = ds.get_offset()
+        if address is not None:
+            return Storage(None, address)
     plist = ds.get_create_plist()
     layout = plist.get_layout()
     if layout == h5py.h5d.VIRTUAL:
@@ -65,8 +98,15 @@ def check_storage(ds: h5py.h5d.DatasetID, fail: Fail) -> tuple[int, ...] | None:
         if code not in ALLOWED_FILTERS:
             raise fail(f"{name_of(ds)} uses HDF5 filter {code} (MATLAB uses only deflate)")
     if layout == h5py.h5d.CHUNKED and codes == [h5py.h5z.FILTER_DEFLATE]:
-        return tuple(plist.get_chunk())
-    return None
+        return Storage(tuple(plist.get_chunk()), None)
+    return Storage(None, ds.get_offset() if layout == h5py.h5d.CONTIGUOUS and not codes else None)
+
+
+def header_messages(info: h5py.h5o.ObjInfo) -> int:
+    """The types of message in an object's header (``1 << type`` each), as HDF5 counts them
+    for :func:`h5py.h5o.get_info`; 0 where h5py does not say."""
+    hdr = getattr(info, "hdr", None)
+    return int(hdr.mesg.present) if hdr is not None else 0
 
 
 def check_type(stored: h5py.h5t.TypeID, what: Callable[[], str], fail: Fail) -> None:
@@ -139,16 +179,16 @@ def _standard_number(stored: Any) -> bool:
         (*_IEEE.get(stored.get_size(), ((), 0)), h5py.h5t.NORM_IMPLIED)
 
 
-def read_attributes(obj: Any, count: int, budget: Budget, types: Types, where: Callable[[], str],
-                    fail: Fail) -> dict[str, Any]:
-    """The MATLAB attributes among the ``count`` an HDF5 object has. Asks HDF5 which exist
+def read_attributes(obj: Any, names: tuple[str, ...], count: int, budget: Budget, types: Types,
+                    where: Callable[[], str], fail: Fail) -> dict[str, Any]:
+    """The attributes ``names`` among the ``count`` an HDF5 object has. Asks HDF5 which exist
     first (looking up an absent attribute through h5py raises and is slow; iterating a corrupt
     attribute list may never end) and how big each is before reading it."""
     out: dict[str, Any] = {}
-    for name in ATTRIBUTES:
+    for name in names:
         if len(out) == count:  # all found: the rest cannot exist
             break
-        key = name.encode()
+        key = _KEYS[name]
         if not h5py.h5a.exists(obj, key):
             continue
         attr = h5py.h5a.open(obj, key)
@@ -199,7 +239,9 @@ def attr_text(attrs: dict[str, Any], name: str) -> str:
 
 def attr_int(attrs: dict[str, Any], name: str) -> int:
     """An integer attribute (0 when absent); ValueError when it holds anything else."""
-    value = np.asarray(attrs.get(name, 0))
+    if name not in attrs:
+        return 0
+    value = np.asarray(attrs[name])
     if value.dtype.kind not in "iub" or value.size != 1:
         raise ValueError(f"attribute {name} holds {value.dtype} {value.shape}, not an integer")
     return int(value.ravel()[0])

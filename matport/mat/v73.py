@@ -28,17 +28,21 @@ from matport.mat.format import (
     NUMERIC_CLASSES,
     USER_BLOCK,
 )
-from matport.mat.h5chunks import read_chunks
+from matport.mat.h5chunks import read_chunks, read_contiguous
 from matport.mat.h5heap import corrupt_heap
 from matport.mat.h5safe import (
+    DATASET_ATTRIBUTES,
+    GROUP_ATTRIBUTES,
     Types,
     attr_int,
     attr_text,
     check_storage,
+    header_messages,
     key_of,
     member_name,
     name_of,
     open_member,
+    open_members,
     read_attributes,
     text,
 )
@@ -54,6 +58,7 @@ UNSTORED_SLACK = 1 << 16  # bytes a dataset may declare beyond INFLATE_RATIO x w
 # whole, each chunk once).
 METADATA_CACHE = 1 << 16
 SKIPPED = ("#refs#", "#subsystem#")
+_NUMERIC_DTYPES = {cls: np.dtype(code) for cls, code in NUMERIC_CLASSES.items()}
 Typed = tuple[h5py.h5t.TypeID, np.dtype]  # a dataset's stored type and its numpy type
 
 
@@ -118,6 +123,7 @@ class _Reader:
         self.cache: dict[int, Any] = {}
         self.types = Types()
         self.file_bytes = f.id.get_filesize()
+        self.file = (f.id.get_vfd_handle(), self.file_bytes)  # numbers are read from it directly
         self.active: set[int] = set()
         self.variable = "/"
         self.current: Any = "/"  # a path, or the HDF5 object being read
@@ -156,8 +162,9 @@ class _Reader:
     def member(self, g: h5py.h5g.GroupID, key: bytes) -> Any:
         return open_member(g, key, self.fail)
 
-    def attrs(self, obj: Any, count: int) -> dict[str, Any]:
-        return read_attributes(obj, count, self.budget, self.types, self.where, self.fail)
+    def attrs(self, obj: Any, names: tuple[str, ...], count: int) -> dict[str, Any]:
+        return read_attributes(obj, names, count, self.budget, self.types, self.where,
+                               self.fail)
 
     def value(self, obj: Any, depth: int) -> Any:
         if depth > MAX_DEPTH:
@@ -172,10 +179,14 @@ class _Reader:
         self.active.add(addr)
         outer, self.current = self.current, obj  # its name is slow to get: only on failure
         try:
-            if isinstance(obj, h5py.h5g.GroupID):
-                out = self.group(obj, self.attrs(obj, info.num_attrs), depth)
-            elif isinstance(obj, h5py.h5d.DatasetID):
-                out = self.dataset(obj, self.attrs(obj, info.num_attrs), depth)
+            count = info.num_attrs
+            if isinstance(obj, h5py.h5d.DatasetID):
+                attrs = self.attrs(obj, DATASET_ATTRIBUTES, count)
+                if "MATLAB_empty" in attrs:  # an empty struct's fields
+                    attrs.update(self.attrs(obj, ("MATLAB_fields",), count - len(attrs)))
+                out = self.dataset(obj, attrs, header_messages(info), depth)
+            elif isinstance(obj, h5py.h5g.GroupID):
+                out = self.group(obj, self.attrs(obj, GROUP_ATTRIBUTES, count), depth)
             else:
                 raise self.fail("is neither a group nor a dataset")
         finally:
@@ -191,10 +202,13 @@ class _Reader:
         stored = ds.get_type()
         return stored, self.types.dtype(stored, lambda: name_of(ds), self.fail)
 
-    def read(self, ds: h5py.h5d.DatasetID, typed: Typed | None = None) -> np.ndarray:
-        """The dataset's data in MATLAB's shape (h5py's dims reversed, at least 2-D); ``typed``:
-        :meth:`typed`'s, when known."""
-        chunk = check_storage(ds, self.fail)
+    def read(self, ds: h5py.h5d.DatasetID, present: int | None = None,
+             typed: Typed | None = None) -> np.ndarray:
+        """The dataset's data in MATLAB's shape (h5py's dims reversed, at least 2-D);
+        ``present``: its header's message types, ``typed``: :meth:`typed`'s, when known."""
+        if present is None:
+            present = header_messages(h5py.h5o.get_info(ds))
+        storage = check_storage(ds, present, self.fail)
         stored, dtype = self.typed(ds) if typed is None else typed
         space = ds.get_space()
         if space.get_simple_extent_type() == h5py.h5s.NULL:
@@ -211,13 +225,18 @@ class _Reader:
             raise self.fail(f"declares {nbytes} bytes but stores only {kept}")
         self.budget.charge(nbytes, self.where)
         data = np.empty(shape, dtype=dtype)
-        # deflated numbers inflated here (their bytes are their values), else HDF5's low-level
-        # read (h5py's indexing costs more than small reads do)
-        inflated = chunk and dtype.kind in "iuf" and read_chunks(ds, chunk, data, self.fail)
-        if data.size and not inflated:
+        # numbers deflated or stored as they are read here (their bytes are their values), else
+        # HDF5's low-level read (h5py's indexing costs more than small reads do)
+        done = False
+        if data.size and dtype.kind in "iuf":
+            if storage.chunk:
+                done = read_chunks(ds, storage.chunk, data, self.file, self.fail)
+            elif storage.address is not None and kept == nbytes:
+                done = read_contiguous(storage.address, data, self.file)
+        if data.size and not done:
             if dtype.kind in "iuf":  # numbers: read in their stored type (no conversion)
                 ds.read(h5py.h5s.ALL, h5py.h5s.ALL, data, mtype=stored)
-            elif h5py.check_dtype(vlen=dtype) is None and dtype.kind != "O":
+            elif dtype.kind != "O":  # h5py's variable-length and reference types are objects
                 ds.read(h5py.h5s.ALL, h5py.h5s.ALL, data)
             else:
                 with capped_address_space(min(VLEN_HEADROOM, self.budget.remaining())):
@@ -226,20 +245,22 @@ class _Reader:
             return data.reshape((-1, 1) if data.ndim else (1, 1))
         return data.T
 
-    def dataset(self, ds: h5py.h5d.DatasetID, attrs: dict[str, Any], depth: int) -> Any:
+    def dataset(self, ds: h5py.h5d.DatasetID, attrs: dict[str, Any], present: int,
+                depth: int) -> Any:
         cls = attr_text(attrs, "MATLAB_class")
         decode = attr_int(attrs, "MATLAB_object_decode")
         if attr_int(attrs, "MATLAB_empty"):
-            return self.empty(ds, cls, attrs.get("MATLAB_fields"))
+            return self.empty(ds, present, cls, attrs.get("MATLAB_fields"))
         typed = self.typed(ds)
         if cls == "char":
-            return self.char(self.read(ds, typed))
-        if h5py.check_dtype(ref=typed[1]) is not None:
-            cells = self.cells(ds, depth, typed)
+            return self.char(self.read(ds, present, typed))
+        # references are object dtypes (and h5py.check_dtype costs 3 us: asked of those alone)
+        if typed[1].kind == "O" and h5py.check_dtype(ref=typed[1]) is not None:
+            cells = self.cells(ds, present, depth, typed)
             if decode == DECODE_OBJECT and cls != FILEWRAPPER:
                 return MatObject(cls, {"TypeSystem": "handle", "Data": cells}, legacy=True)
             return cells
-        data = self.read(ds, typed)
+        data = self.read(ds, present, typed)
         if decode == DECODE_OBJECT:
             if data.dtype == np.uint32:
                 return ObjectRef(cls, data.reshape(-1, 1, order="F"))
@@ -247,10 +268,9 @@ class _Reader:
         return self.numeric(data, cls)
 
     def numeric(self, data: np.ndarray, cls: str) -> np.ndarray:
-        code = NUMERIC_CLASSES.get(cls)
-        if code is None:
+        target = _NUMERIC_DTYPES.get(cls)
+        if target is None:
             raise self.fail(f"unsupported MATLAB class {cls!r}")
-        target = np.dtype(code)
         if data.dtype.names:  # complex: compound (real, imag)
             if "real" not in data.dtype.names or "imag" not in data.dtype.names:
                 raise self.fail(f"compound data with fields {data.dtype.names}")
@@ -278,8 +298,9 @@ class _Reader:
         self.budget.expand(data.size * ELEMENT_COST, self.where)
         return np.array(list(chars), dtype="<U1").reshape(data.shape, order="F")
 
-    def cells(self, ds: h5py.h5d.DatasetID, depth: int, typed: Typed) -> np.ndarray:
-        refs = self.read(ds, typed)
+    def cells(self, ds: h5py.h5d.DatasetID, present: int, depth: int, typed: Typed
+              ) -> np.ndarray:
+        refs = self.read(ds, present, typed)
         self.budget.expand(refs.size * ELEMENT_COST, self.where)
         out = np.empty(refs.size, dtype=object)
         for i, ref in enumerate(refs.ravel(order="F")):
@@ -298,8 +319,8 @@ class _Reader:
             raise self.fail("holds an invalid object reference")
         return obj
 
-    def empty(self, ds: h5py.h5d.DatasetID, cls: str, fields: Any) -> Any:
-        stored = self.read(ds).ravel()
+    def empty(self, ds: h5py.h5d.DatasetID, present: int, cls: str, fields: Any) -> Any:
+        stored = self.read(ds, present).ravel()
         if stored.dtype.kind not in "iu":
             raise self.fail(f"empty {cls} value with dimensions stored as {stored.dtype}")
         dims = tuple(int(d) for d in stored)
@@ -342,8 +363,8 @@ class _Reader:
     def struct(self, g: h5py.h5g.GroupID, fields: Any, depth: int) -> Struct | StructArray:
         """The group's members, those MATLAB_fields lists first and in its order."""
         order = {n: i for i, n in enumerate(self.field_names(fields))}
-        names = sorted((member_name(key) for key in g), key=lambda n: order.get(n, len(order)))
-        members = [(n, self.member(g, key_of(n))) for n in names]
+        members = sorted(((member_name(key), m) for key, m in open_members(g, self.fail)),
+                         key=lambda member: order.get(member[0], len(order)))
         if members and all(_is_struct_array_field(m) for _, m in members):
             return self.struct_array(members, depth)
         return Struct((n, self.value(m, depth + 1)) for n, m in members)
