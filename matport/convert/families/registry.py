@@ -31,7 +31,7 @@ from torch.overrides import TorchFunctionMode
 from matport.convert.collector import collector_paused
 from matport.convert.families.transplant import Slot, transplant
 from matport.convert.families.walk import shared_links
-from matport.convert.head import split_softmax
+from matport.convert.head import postprocess_of
 from matport.convert.info import ModelInfo, attach_info
 from matport.errors import ArgumentError, ConversionError
 from matport.network.checks import require_consistent
@@ -193,7 +193,7 @@ def build_model(family: Family, found: FamilyMatch, network: Network,
             variable=network.path,
             layer_map=found.layer_map,
             architecture=found.architecture,
-            postprocess=split_softmax(network)[1],
+            postprocess=postprocess_of(network),
         ))
     return model
 
