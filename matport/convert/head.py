@@ -42,8 +42,8 @@ def split_softmax(network: Network) -> tuple[Network, Postprocess | None]:
         through); otherwise a copy without the softmax (its input wired to what it fed, the
         output names updated) and ``"softmax"``.
     """
-    softmax = _last_layer(network, OUTPUT_LAYER_TYPES)
-    if softmax is None or softmax.type != _SOFTMAX:
+    softmax = _terminal_softmax(network)
+    if softmax is None:
         return network, None
     (into,) = network.predecessors(softmax.name)
     source = (into.source, into.source_port)
@@ -59,6 +59,18 @@ def split_softmax(network: Network) -> tuple[Network, Postprocess | None]:
     stripped = dataclasses.replace(network, layers=layers, connections=connections,
                                    output_names=outputs)
     return stripped, "softmax"
+
+
+def postprocess_of(network: Network) -> Postprocess | None:
+    """``split_softmax(network)[1]``, without making the network's copy: ``"softmax"`` when the
+    network ends in a softmax that a converted model leaves to post-processing."""
+    return None if _terminal_softmax(network) is None else "softmax"
+
+
+def _terminal_softmax(network: Network) -> Layer | None:
+    """The softmax behind the network's single output (through output layers), if any."""
+    layer = _last_layer(network, OUTPUT_LAYER_TYPES)
+    return layer if layer is not None and layer.type == _SOFTMAX else None
 
 
 def reset_classifier(model: nn.Module, num_classes: int,

@@ -11,6 +11,7 @@ of stages 3-5. The head keeps its own name (``fc1000`` or whatever FC field the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -176,8 +177,8 @@ def _array(
     a = fields.get(key)
     if a is None:
         raise NetworkError(f"{where}: layer {layer} has no {key}")
-    a = np.asarray(a)
-    if a.size != int(np.prod(shape)):
+    a = a if type(a) is np.ndarray else np.asarray(a)
+    if a.size != math.prod(shape):
         dims = "x".join(map(str, shape))
         raise NetworkError(f"{where}: {layer}.{key} has {a.size} values, ResNet-50 needs {dims}")
     return a if a.shape == shape else matlab_reshape(a, shape)

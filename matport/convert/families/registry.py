@@ -31,7 +31,7 @@ from torch.overrides import TorchFunctionMode
 from matport.convert.collector import collector_paused
 from matport.convert.families.transplant import Slot, transplant
 from matport.convert.families.walk import shared_links
-from matport.convert.head import split_softmax
+from matport.convert.head import postprocess_of
 from matport.convert.info import ModelInfo, attach_info
 from matport.errors import ArgumentError, ConversionError
 from matport.network.checks import require_consistent
@@ -193,7 +193,7 @@ def build_model(family: Family, found: FamilyMatch, network: Network,
             variable=network.path,
             layer_map=found.layer_map,
             architecture=found.architecture,
-            postprocess=split_softmax(network)[1],
+            postprocess=postprocess_of(network),
         ))
     return model
 
@@ -226,26 +226,43 @@ def _assignments(model: nn.Module, state: dict[str, torch.Tensor]
                  ) -> list[tuple[nn.Module, str, torch.Tensor, torch.Tensor]] | None:
     if torch.__future__.get_swap_module_params_on_conversion():
         return None
-    plan = []
-    for prefix, module in model.named_modules(remove_duplicate=False):
+    plan: list[tuple[nn.Module, str, torch.Tensor, torch.Tensor]] = []
+    for prefix, module in _named_modules(model):
         kind = type(module)
         if (kind._load_from_state_dict not in _PLAIN_LOADING
                 or module._load_state_dict_pre_hooks or module._load_state_dict_post_hooks
                 or kind.set_extra_state is not nn.Module.set_extra_state
                 or kind.register_buffer is not nn.Module.register_buffer):
             return None
-        dot = prefix + "." if prefix else ""
-        tensors = [*module._parameters.items(), *(
-            (n, b) for n, b in module._buffers.items()
-            if n not in module._non_persistent_buffers_set)]
-        for name, old in tensors:
-            if old is None:
-                continue
-            new = state.get(dot + name)
-            if type(new) is not torch.Tensor or new.shape != old.shape:
-                return None
-            plan.append((module, name, old, new))
+        for name, old in module._parameters.items():
+            if old is not None:
+                new = state.get(prefix + name)
+                if type(new) is not torch.Tensor or new.shape != old.shape:
+                    return None
+                plan.append((module, name, old, new))
+        skip = module._non_persistent_buffers_set
+        for name, buffer in module._buffers.items():
+            if buffer is not None and name not in skip:
+                new = state.get(prefix + name)
+                if type(new) is not torch.Tensor or new.shape != buffer.shape:
+                    return None
+                plan.append((module, name, buffer, new))
     return plan if len(plan) == len(state) else None
+
+
+def _named_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``model.named_modules(remove_duplicate=False)`` with each path's trailing dot, as a list
+    (torch's recursive generator costs more than the loops that use it)."""
+    found: list[tuple[str, nn.Module]] = []
+    todo: list[tuple[str, nn.Module]] = [("", model)]
+    while todo:
+        prefix, module = todo.pop()
+        found.append((prefix, module))
+        subs = module._modules
+        if subs:
+            todo.extend((f"{prefix}{name}.", sub) for name, sub in reversed(subs.items())
+                        if sub is not None)
+    return found
 
 
 _PLAIN_LOADING = (nn.Module._load_from_state_dict, _NormBase._load_from_state_dict)
@@ -285,28 +302,49 @@ def meta_copy(builder: str, num_classes: int, **options: bool) -> nn.Module:
     Returns:
         The empty module.
     """
-    template = _meta_template(builder, num_classes, tuple(sorted(options.items())))
-    return _copy_modules(template, {})
+    return _meta_template(builder, num_classes, tuple(sorted(options.items()))).copy()
 
 
-def _copy_modules(module: nn.Module, copies: dict[int, nn.Module]) -> nn.Module:
-    """``module`` and its submodules copied as :func:`meta_copy` says (``copies``: those made,
-    by id, so that a module registered twice stays one)."""
-    done = copies.get(id(module))
-    if done is not None:
-        return done
-    state = module.__dict__.copy()
-    for name, value in state.items():
-        if type(value) in _CONTAINERS:
-            state[name] = value.copy()
-    subs = state["_modules"]
-    for name, sub in subs.items():
-        if sub is not None:
-            subs[name] = _copy_modules(sub, copies)
-    clone = type(module).__new__(type(module))
-    clone.__dict__.update(state)
-    copies[id(module)] = clone
-    return clone
+class _Template:
+    """A model on the meta device and how to copy it (:func:`meta_copy`): its modules in
+    post-order (a module registered twice is one), each as its class, its attribute dict, the
+    names of the containers in that dict (copied for each copy) and its submodules (name, index
+    of the module in this list, -1 for a None entry). Copying is then a loop over the list,
+    without looking at any value's type again."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.modules: list[tuple[type[nn.Module], dict[str, Any], tuple[str, ...],
+                                 tuple[tuple[str, int], ...]]] = []
+        self._add(model, {})
+
+    def _add(self, module: nn.Module, index: dict[int, int]) -> int:
+        done = index.get(id(module))
+        if done is not None:
+            return done
+        subs = tuple((name, -1 if sub is None else self._add(sub, index))
+                     for name, sub in module._modules.items())
+        attrs = module.__dict__
+        containers = tuple(name for name, value in attrs.items()
+                           if type(value) in _CONTAINERS and name != "_modules")
+        self.modules.append((type(module), attrs, containers, subs))
+        index[id(module)] = len(self.modules) - 1
+        return index[id(module)]
+
+    def copy(self) -> nn.Module:
+        """A copy of the model, as :func:`meta_copy` says."""
+        copies: list[nn.Module] = []
+        for kind, attrs, containers, subs in self.modules:
+            state = attrs.copy()
+            for name in containers:
+                state[name] = state[name].copy()
+            modules = state["_modules"] = state["_modules"].copy()
+            for name, i in subs:
+                if i >= 0:
+                    modules[name] = copies[i]
+            clone = kind.__new__(kind)
+            clone.__dict__.update(state)
+            copies.append(clone)
+        return copies[-1]
 
 
 _CONTAINERS = (dict, OrderedDict, set, list)
@@ -314,11 +352,11 @@ _CONTAINERS = (dict, OrderedDict, set, list)
 
 @functools.lru_cache(maxsize=16)
 def _meta_template(builder: str, num_classes: int,
-                   options: tuple[tuple[str, bool], ...]) -> nn.Module:
+                   options: tuple[tuple[str, bool], ...]) -> _Template:
     with torch.device("meta"), _SkipMetaInitialisers():
         model: nn.Module = getattr(torchvision.models, builder)(num_classes=num_classes,
                                                                 **dict(options))
-    return model
+    return _Template(model)
 
 
 class _SkipMetaInitialisers(TorchFunctionMode):
@@ -343,9 +381,11 @@ _INITIALISERS = frozenset(
 
 def set_bn_eps(model: nn.Module, bn_eps: float | dict[str, float]) -> None:
     """Set every BatchNorm's epsilon: one value, or module path -> value."""
-    for path, module in model.named_modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.eps = float(bn_eps) if isinstance(bn_eps, float | int) else float(bn_eps[path])
+    done: set[int] = set()  # a module registered twice: by its first path, as named_modules
+    for path, module in _named_modules(model):
+        if isinstance(module, nn.BatchNorm2d) and id(module) not in done:
+            done.add(id(module))
+            module.eps = float(bn_eps[path[:-1]] if isinstance(bn_eps, dict) else bn_eps)
 
 
 def compact_eps(eps: dict[str, float]) -> float | dict[str, float]:
@@ -380,6 +420,9 @@ def load_torchvision(path_or_network: str | os.PathLike[str] | Network,
         ConversionError: when no family fits, listing why each did not and pointing to
             ``matport.load``.
     """
-    network = _network(path_or_network, variable)
-    fam, found = fit(network, family)
-    return build_model(fam, found, network, own=network is not path_or_network)
+    with collector_paused():  # reading makes thousands of containers too, all alive till the end
+        network = _network(path_or_network, variable)
+        fam, found = fit(network, family)
+        model = build_model(fam, found, network, own=network is not path_or_network)
+        del network, found  # gone before the collector runs again: it then sees the model alone
+    return model

@@ -135,9 +135,12 @@ class Slot:
         """The MATLAB array ``name`` (see :data:`PARAMETER_RULES`), None when absent or empty."""
         if name == "spatial":
             return None if self.spatial is None else np.array(self.spatial)
-        a = self.input_bias if name == "input_bias" else self.layer.learnables.get(
-            name, self.layer.state.get(name))
-        return None if a is None or np.size(a) == 0 else a
+        if name == "input_bias":
+            a = self.input_bias
+        else:
+            a = self.layer.learnables.get(name)
+            a = self.layer.state.get(name) if a is None else a
+        return None if a is None or (a.size if type(a) is np.ndarray else np.size(a)) == 0 else a
 
 
 def conv_bias(conv: Layer) -> np.ndarray | None:
@@ -157,11 +160,7 @@ def transplant(slots: Sequence[Slot], own: bool = False) -> dict[str, torch.Tens
     Returns:
         module path + tensor name -> tensor, ready for ``load_state_dict(assign=True)``.
     """
-    arrays = Arrays(own, (a for slot in slots for _, _, sources in PARAMETER_RULES[slot.kind]
-                          for a in map(slot.source, sources) if isinstance(a, np.ndarray)))
-    state: dict[str, torch.Tensor] = {}
-    for slot in slots:
-        for name, transform, sources in PARAMETER_RULES[slot.kind]:
-            state[f"{slot.path}.{name}"] = TRANSFORMS[transform](
-                arrays, *map(slot.source, sources))
-    return state
+    rows = [(f"{slot.path}.{name}", TRANSFORMS[transform], [slot.source(s) for s in sources])
+            for slot in slots for name, transform, sources in PARAMETER_RULES[slot.kind]]
+    arrays = Arrays(own, (a for _, _, args in rows for a in args if isinstance(a, np.ndarray)))
+    return {key: transform(arrays, *args) for key, transform, args in rows}

@@ -131,18 +131,32 @@ def size2(v: Any, default: int) -> tuple[int, int]:
     """A MATLAB size parameter (scalar or pair) as a pair."""
     if v is None:
         return (default, default)
-    t = tuple(int(x) for x in np.ravel(v))
+    if type(v) is tuple and len(v) == 2 and type(v[0]) is int and type(v[1]) is int:
+        return v
+    t = _ints(v)
     return (t[0], t[0]) if len(t) == 1 else (t[0], t[1])
+
+
+def _ints(v: Any) -> tuple[int, ...]:
+    """A parameter's values as ints (the model keeps sizes as tuples of ints: those as they are)."""
+    if type(v) is tuple and all([type(x) is int for x in v]):
+        return v
+    return tuple(int(x) for x in np.ravel(v))
+
+
+def numel(a: Any) -> int:
+    """``np.size(a)``, without its dispatch for the arrays a network holds."""
+    return a.size if type(a) is np.ndarray else int(np.size(a))
 
 
 def padding(lay: Layer, size: int) -> tuple[int, ...]:
     """A conv's or pool's padding ``(top, bottom, left, right)``; 'same' for odd ``size`` at stride
     1 is symmetric."""
     pad = lay.params.get("PaddingSize")
-    if pad is not None and np.size(pad) == 4:
-        return tuple(int(x) for x in np.ravel(pad))
-    if pad is not None and np.size(pad) in (1, 2):
-        p = tuple(int(x) for x in np.ravel(pad))
+    p = _ints(pad) if pad is not None and (type(pad) is tuple or numel(pad) in (1, 2, 4)) else ()
+    if len(p) == 4:
+        return p
+    if len(p) in (1, 2):
         return (p[0], p[0], p[-1], p[-1])
     mode = str(lay.params.get("PaddingMode", "manual"))
     return ((size - 1) // 2,) * 4 if mode == "same" else (0,) * 4
@@ -155,12 +169,13 @@ def check_conv(walk: GraphWalk, lay: Layer, k: int, cin: int, cout: int, stride:
     problems = []
     want_pad = (k - 1) // 2 if pad is None else pad
     w = lay.learnables.get("Weights")
-    if w is None or np.size(w) == 0:
+    if w is None or numel(w) == 0:
         walk.fail([(lay, "has no weights (an untrained layer graph?)")])
+    shape = tuple(np.shape(w))
     filt = size2(lay.params.get("FilterSize"), k)
-    if filt != (k, k) or np.shape(w)[:2] != (k, k):
+    if filt != (k, k) or shape[:2] != (k, k):
         problems.append(f"filter {filt[0]}x{filt[1]}, torchvision's is {k}x{k}")
-    shape = tuple(np.shape(w)) + (1,) * (4 - np.ndim(w))
+    shape += (1,) * (4 - len(shape))
     if shape[2:4] != (cin, cout):
         problems.append(f"maps {shape[2]} -> {shape[3]} channels, torchvision's {cin} -> {cout}")
     s = size2(lay.params.get("Stride"), 1)
@@ -178,17 +193,19 @@ def check_conv(walk: GraphWalk, lay: Layer, k: int, cin: int, cout: int, stride:
 
 def check_bias(walk: GraphWalk, lay: Layer, c: int) -> None:
     """A convolution or FC whose bias torchvision keeps must hold ``c`` values."""
-    if np.size(lay.learnables.get("Bias", ())) != c:
+    if numel(lay.learnables.get("Bias", ())) != c:
         walk.fail([(lay, f"bias should hold {c} values")])
 
 
 def check_bn(walk: GraphWalk, lay: Layer, c: int) -> None:
     """A BatchNorm of ``c`` channels with all four arrays."""
-    sizes = {k: np.size(a) for k, a in {**lay.learnables, **lay.state}.items()}
-    needed = ("Offset", "Scale", "TrainedMean", "TrainedVariance")
-    bad = [k for k in needed if sizes.get(k) != c]
+    bad = [k for k in _BN_ARRAYS if numel(lay.state[k] if k in lay.state
+                                          else lay.learnables.get(k, ())) != c]
     if bad:
         walk.fail([(lay, f"{', '.join(bad)} should hold {c} values")])
+
+
+_BN_ARRAYS = ("Offset", "Scale", "TrainedMean", "TrainedVariance")
 
 
 def max_pool_setting(walk: GraphWalk, lay: Layer, k: int, s: int,
