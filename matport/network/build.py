@@ -6,6 +6,7 @@ Layers are read generically from their saved struct (``saveobj``) or property ma
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from matport.network.model import (
     Network,
     Normalization,
 )
-from matport.network.specs import LAYER_PACKAGE, array_names
+from matport.network.specs import LAYER_PACKAGE, array_names, spec_of
 
 NETWORK_CLASSES = {
     "SeriesNetwork": "SeriesNetwork",
@@ -69,31 +70,28 @@ def build_layer(obj: Any, where: str) -> Layer:
     """Build one layer record; an unknown class keeps its raw fields with ``supported=False``."""
     if not isinstance(obj, MatObject):
         raise NetworkError(f"{where}: a layer array holds a {type(obj).__name__}, not a layer")
-    fields = _saved(obj)
-    layer = Layer(name=_text(fields.get("Name", "")), class_name=obj.class_name, raw=dict(fields))
-    spec = layer.spec
-    layer.supported = spec is not None or obj.class_name.startswith(LAYER_PACKAGE)
-    not_learnable = spec.not_learnable if spec is not None else frozenset()
+    fields = _saved(obj)  # a copy: the layer's raw fields
+    class_name = obj.class_name
+    layer = Layer(name=_text(fields.get("Name", "")), class_name=class_name, raw=fields)
+    kinds = _field_kinds(class_name)
+    layer.supported = kinds.supported
     for key, value in fields.items():
-        if key in SKIP_PROPS or "." in key:
+        kind = kinds.get(key)
+        if kind is None:
+            kind = kinds.add(key)
+        if kind is _IGNORED:
             continue
-        array_spec = spec.array(key) if spec is not None else None
-        state = key in STATE_FIELDS or array_spec is not None and array_spec.state
-        if key in LEARNABLE_FIELDS and key not in not_learnable and not state:
+        if kind is _LEARNABLE or kind is _STATE:
             arr = _array_value(value)
             if arr is not None:
-                layer.learnables[key] = _restore_ndim(layer, key, arr, fields)
+                table = layer.learnables if kind is _LEARNABLE else layer.state
+                table[key] = _restore_ndim(layer, key, arr, fields, kinds.ndims.get(key))
             continue
-        if state:
-            arr = _array_value(value)
-            if arr is not None:
-                layer.state[key] = _restore_ndim(layer, key, arr, fields)
-            continue
-        if key in ("Categories", "ClassNames"):
+        if kind is _CLASSES:
             classes = value.categories if isinstance(value, Categorical) else _texts(value)
             layer.params["Classes"] = list(classes)
             continue
-        if key == "Normalization":
+        if kind is _NORMALIZATION:
             layer.normalization = _normalization(value, fields)
             continue
         param = _param(key, value)
@@ -101,6 +99,51 @@ def build_layer(obj: Any, where: str) -> Layer:
             layer.params[key] = param
     _normalise_padding(layer)
     return layer
+
+
+# What build_layer makes of a field, by class (see _FieldKinds)
+_IGNORED, _LEARNABLE, _STATE, _CLASSES, _NORMALIZATION, _PARAM = (
+    "ignored", "learnable", "state", "classes", "normalization", "param")
+
+
+class _FieldKinds(dict[str, str]):
+    """Field name -> what :func:`build_layer` makes of it, for one class (filled as fields are
+    met), with the array dimensions its spec restores (``ndims``) and whether the class is
+    supported."""
+
+    def __init__(self, class_name: str) -> None:
+        super().__init__()
+        self.spec = spec_of(class_name)
+        self.supported = self.spec is not None or class_name.startswith(LAYER_PACKAGE)
+        self.ndims: dict[str, int | None] = {}
+
+    def add(self, key: str) -> str:
+        spec = self.spec
+        array_spec = spec.array(key) if spec is not None else None
+        not_learnable = spec.not_learnable if spec is not None else frozenset()
+        state = key in STATE_FIELDS or array_spec is not None and array_spec.state
+        if key in SKIP_PROPS or "." in key:
+            kind = _IGNORED
+        elif key in LEARNABLE_FIELDS and key not in not_learnable and not state:
+            kind = _LEARNABLE
+        elif state:
+            kind = _STATE
+        elif key in ("Categories", "ClassNames"):
+            kind = _CLASSES
+        elif key == "Normalization":
+            kind = _NORMALIZATION
+        else:
+            kind = _PARAM
+        if kind is _LEARNABLE or kind is _STATE:
+            self.ndims[key] = (len(array_spec.dims) if array_spec is not None
+                               and array_spec.restore_ndim else None)
+        self[key] = kind
+        return kind
+
+
+@functools.lru_cache(maxsize=1024)
+def _field_kinds(class_name: str) -> _FieldKinds:
+    return _FieldKinds(class_name)
 
 
 def _named(layers: list[Layer]) -> list[Layer]:
@@ -202,12 +245,12 @@ def _normalization(value: Any, fields: dict[str, Any]) -> Normalization:
     )
 
 
-def _restore_ndim(layer: Layer, key: str, arr: np.ndarray, fields: dict[str, Any]) -> np.ndarray:
-    """Pad back the trailing singleton dimensions MATLAB dropped when saving."""
-    kind = layer.type
-    array_spec = layer.spec.array(key) if layer.spec is not None else None
-    ndim = len(array_spec.dims) if array_spec is not None and array_spec.restore_ndim else None
+def _restore_ndim(layer: Layer, key: str, arr: np.ndarray, fields: dict[str, Any],
+                  ndim: int | None) -> np.ndarray:
+    """Pad back the trailing singleton dimensions MATLAB dropped when saving (``ndim``: the
+    dimensions the class's spec gives the array, when it restores them)."""
     if ndim is None:
+        kind = layer.type
         if kind == "FullyConnectedLayer" and key == "Weights" and arr.ndim >= 3:
             ndim = 4
         elif kind == "FullyConnectedLayer" and key == "Bias" and arr.ndim >= 3:
@@ -240,30 +283,35 @@ _SKIP = object()
 
 
 def _param(key: str, value: Any) -> Any:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Categorical):
-        return _SKIP
-    if isinstance(value, np.ndarray):
-        if value.dtype == object:
+    """A field as a hyper-parameter: numbers as Python numbers (a size, or more than one, as a
+    tuple; None when empty), texts as str, a cell of texts as a list; else ``_SKIP``."""
+    if isinstance(value, np.ndarray):  # what the reader makes of most fields
+        kind = value.dtype.kind
+        if kind in _NUMERIC:
+            size = value.size
+            if not size:
+                return None
+            if size == 1 and key not in SIZE_PARAMS:
+                return _scalar(value.item())
+            return _scalars(value)
+        if kind == "U":
+            return _text(value)
+        if kind == "O":
             texts = _texts(value)
             return texts if len(texts) == value.size else _SKIP
-        if value.dtype.kind == "U":
-            return _text(value)
-        if value.dtype.kind not in "biuf":
-            return _SKIP
-        if key in SIZE_PARAMS:
-            return _sizes(value)
-        if value.size == 0:
-            return None
-        if value.size == 1:
-            return _scalar(value.item())
-        return _scalars(value)
+        return _SKIP
+    if isinstance(value, str):
+        return value
     return _SKIP
+
+
+_NUMERIC = frozenset("biuf")
 
 
 def _scalar(v: Any) -> Any:
     """A number as Python's bool, int (an integral value below 2**53) or float."""
+    if type(v) is int and -2**53 < v < 2**53:
+        return v
     if isinstance(v, np.bool_ | bool):
         return bool(v)
     f = float(v)

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from matport.errors import NetworkError
 from matport.mat import read
 from matport.mat.values import MatFile, MatObject, ObjectArray, Struct
@@ -45,25 +47,30 @@ def find_networks(matfile: MatFile) -> list[NetworkRef]:
     path to reach it; networks inside a reinforcement-learning agent get short paths such as
     ``saved_agent.Actor`` (:mod:`matport.network.agent`)."""
     from matport.network.agent import agent_objects, with_agent_paths
-    from matport.network.designer import is_designer_params
-    from matport.network.shallow import SHALLOW_CLASS, is_shallow_network
 
-    def kind(v: Any) -> str | None:
-        if isinstance(v, MatObject) and v.class_name in NETWORK_CLASSES:
-            return v.class_name
-        if is_shallow_network(v):
-            return SHALLOW_CLASS
-        if _is_layer_array(v):
-            return LAYER_ARRAY
-        if isinstance(v, Struct) and is_designer_params(v):
-            return "struct (Deep Network Designer parameters)"
-        return None
-
-    refs = [NetworkRef(path, k, v) for path, v in matfile.walk(lambda v: kind(v) is None)
-            if (k := kind(v)) is not None]
+    refs = [NetworkRef(path, k, v) for path, v in matfile.walk(lambda v: _kind(v) is None)
+            if (k := _kind(v)) is not None]
     # only a network inside some value can be inside an agent: else no second walk
     nested = any("." in r.path or "(" in r.path for r in refs)
     return with_agent_paths(refs, agent_objects(matfile)) if nested else refs
+
+
+def _kind(v: Any) -> str | None:
+    """The kind of network ``v`` is (its class, for a network object), or None."""
+    if type(v) is np.ndarray or type(v) is str:  # most values: never a network
+        return None
+    from matport.network.designer import is_designer_params
+    from matport.network.shallow import SHALLOW_CLASS, is_shallow_network
+
+    if isinstance(v, MatObject) and v.class_name in NETWORK_CLASSES:
+        return v.class_name
+    if is_shallow_network(v):
+        return SHALLOW_CLASS
+    if _is_layer_array(v):
+        return LAYER_ARRAY
+    if isinstance(v, Struct) and is_designer_params(v):
+        return "struct (Deep Network Designer parameters)"
+    return None
 
 
 def network_from_ref(ref: NetworkRef, source: str = "") -> Network:
@@ -123,13 +130,17 @@ def read_network(path: str | os.PathLike[str], variable: str | None = None) -> N
     """
     spath = os.fspath(path)
     matfile = read(spath)
-    refs = find_networks(matfile)
     if variable is not None:
+        kind = _kind(matfile[variable]) if variable in matfile else None
+        if kind is not None:  # a variable of the file: what find_networks would find there
+            return network_from_ref(NetworkRef(variable, kind, matfile[variable]), spath)
+        refs = find_networks(matfile)
         chosen = [r for r in refs if r.path == variable]
         if not chosen:
             listing = ", ".join(r.path for r in refs) or "none"
             raise NetworkError(f"{spath}: no network at {variable!r} (networks: {listing})")
         return network_from_ref(chosen[0], spath)
+    refs = find_networks(matfile)
     if not refs:
         names = ", ".join(f"{k} ({type(v).__name__})" for k, v in matfile.items()) or "none"
         raise NetworkError(f"{spath}: the file holds no network (variables: {names})")
