@@ -132,7 +132,7 @@ def test_contiguous_copies_of_column_major_matrices(shape: tuple[int, int]) -> N
 
 
 @pytest.mark.parametrize("shape", [(3, 3, 64, 80), (7, 7, 3, 64), (3, 3, 300, 300), (1, 5, 4, 6),
-                                   (3, 3, 8)])
+                                   (3, 3, 8), (2, 2, 5, 7), (5, 5, 40, 70), (1, 1, 64, 32)])
 def test_contiguous_in_place_reorders_square_kernels_in_their_memory(
         shape: tuple[int, ...]) -> None:
     w = np.asfortranarray(RNG.standard_normal(shape).astype(np.float32))
@@ -142,7 +142,8 @@ def test_contiguous_in_place_reorders_square_kernels_in_their_memory(
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("shape", [(1000, 2048), (300, 257), (5, 20000), (64, 2039), (2039, 64)])
+@pytest.mark.parametrize("shape", [(1000, 2048), (300, 257), (5, 20000), (64, 2039), (2039, 64),
+                                   (300, 300), (1000, 1000), (257, 257)])
 def test_contiguous_in_place_transposes_column_major_matrices_in_their_memory(
         shape: tuple[int, int]) -> None:
     w = np.asfortranarray(RNG.standard_normal(shape).astype(np.float32))
