@@ -279,6 +279,28 @@ def test_split_weights_leaves_odd_bytes_to_onnx(small, tmp_path: Path) -> None:
     assert verify(SmallModel(net), export, network=net, num_random=2).passed
 
 
+@pytest.mark.parametrize("kept", [True, False], ids=["left in the bytes", "read by onnx"])
+def test_initializer_whose_dims_do_not_fit_is_refused_naming_the_file(
+        small, tmp_path: Path, kept: bool) -> None:
+    """An initializer with dims numpy cannot shape (two -1s whose product is its size) gives a
+    VerificationError, whether its data (2 KiB) stays a view of the file's bytes or onnx reads
+    it (float_data)."""
+    _, path = small
+    model = onnx.load(path)
+    values = np.arange(512, dtype=np.float32)
+    bad_dims = [-1, -512]
+    extra = (onnx.helper.make_tensor("extra", onnx.TensorProto.FLOAT, bad_dims,
+                                     values.tobytes(), raw=True) if kept else
+             onnx.helper.make_tensor("extra", onnx.TensorProto.FLOAT, bad_dims, values.tolist()))
+    model.graph.initializer.append(extra)
+    bad = tmp_path / "bad_dims.onnx"
+    onnx.save(model, bad)
+    assert (onnx_weights.split_weights(bad.read_bytes()) is not None) and (
+        len(extra.raw_data) >= onnx_weights.MIN_KEPT) == kept
+    with pytest.raises(VerificationError, match=r"bad_dims\.onnx: an initializer cannot be read"):
+        onnx_run.load_export(bad)
+
+
 def test_custom_operators_are_refused_with_the_reason() -> None:
     with pytest.raises(VerificationError, match=r"com\.mathworks:MaxUnpool.*decoder3_unpool"):
         onnx_run.load_export(corpus_file(NISITKA[1]))

@@ -11,10 +11,11 @@ output tensor after the layer, and helper nodes ``<layer>_<suffix>``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,8 @@ def load_export(path: str | Path, data: bytes | None = None) -> OnnxExport:
     notes: list[str] = []
     initializers = None
     if split and opset >= _MIN_RUNNABLE_OPSET:
-        initializers = onnx_weights.attach_weights(model, data, split[1])
+        with _bad_initializers(path):
+            initializers = onnx_weights.attach_weights(model, data, split[1])
     if split and initializers is None:  # onnx reads the weights too (the converter rewrites them)
         model = _parse(path, data)
     if opset < _MIN_RUNNABLE_OPSET:
@@ -137,6 +139,9 @@ def load_export(path: str | Path, data: bytes | None = None) -> OnnxExport:
         d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim
     )
     last = _producer_of(graph, graph.output[0].name)
+    if initializers is None:
+        with _bad_initializers(path):
+            initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     return OnnxExport(
         path=path,
         model=model,
@@ -147,10 +152,19 @@ def load_export(path: str | Path, data: bytes | None = None) -> OnnxExport:
         input_shape=shape,
         output_name=graph.output[0].name,
         ends_in_softmax=_ends_in_softmax(graph, last),
-        initializers=initializers if initializers is not None else {
-            t.name: numpy_helper.to_array(t) for t in graph.initializer},
+        initializers=initializers,
         notes=notes,
     )
+
+
+@contextlib.contextmanager
+def _bad_initializers(path: str) -> Iterator[None]:
+    """Turn an initializer numpy cannot make (dims that do not fit its data, an unknown element
+    type) into a VerificationError naming the file."""
+    try:
+        yield
+    except (ValueError, TypeError, KeyError) as exc:
+        raise VerificationError(f"{path}: an initializer cannot be read: {exc}") from exc
 
 
 def _parse(path: str, data: bytes) -> onnx.ModelProto:
