@@ -104,11 +104,12 @@ def _places(stored: list[Any], chunk: tuple[int, ...], shape: tuple[int, ...]
     of it; edge chunks overhang). None unless the chunks are filtered and cover the array
     exactly, each once: chunks never written read as the fill value, and a chunk that skipped
     its filter is stored as is; HDF5 knows both."""
-    axes = [{o: (slice(o, min(o + c, n)), slice(0, min(c, n - o))) for o in range(0, n, c)}
-            for c, n in zip(chunk, shape, strict=True)]
-    if len(stored) != math.prod(len(a) for a in axes) or \
+    # the count first: the per-axis tables are then no larger than the chunk index in the file
+    if len(stored) != math.prod(-(-n // c) for c, n in zip(chunk, shape, strict=True)) or \
             len({c.chunk_offset for c in stored}) != len(stored):
         return None
+    axes = [{o: (slice(o, min(o + c, n)), slice(0, min(c, n - o))) for o in range(0, n, c)}
+            for c, n in zip(chunk, shape, strict=True)]
     out: list[Place] = []
     for c in stored:
         origin = c.chunk_offset
