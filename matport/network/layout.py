@@ -99,7 +99,7 @@ def contiguous(a: np.ndarray) -> np.ndarray:
     Returns:
         The copy (equal values, float32).
     """
-    if a.dtype == np.float32 and a.size >= _LARGE:
+    if a.dtype == np.float32 and a.size >= _LARGE and not a.flags.c_contiguous:
         if a.ndim == 4 and a.transpose(0, 1, 3, 2).flags.c_contiguous:
             n, c, h, w = a.shape
             order = [j * h + i for i in range(h) for j in range(w)]
