@@ -36,7 +36,8 @@ def read_chunks(ds: h5py.h5d.DatasetID, chunk: tuple[int, ...], out: np.ndarray,
     of shape ``chunk``, stored in ``file`` (HDF5's descriptor of it, and its size in bytes).
     False: left to HDF5."""
     shape = out.shape
-    if len(chunk) != len(shape) or math.prod(chunk) * out.itemsize < MIN_CHUNK_BYTES:
+    if not shape or len(chunk) != len(shape) or \
+            math.prod(chunk) * out.itemsize < MIN_CHUNK_BYTES:
         return False
     places = _places(_chunks(ds), chunk, shape)
     if places is None:
@@ -108,21 +109,21 @@ def _places(stored: list[Any], chunk: tuple[int, ...], shape: tuple[int, ...]
     if len(stored) != math.prod(-(-n // c) for c, n in zip(chunk, shape, strict=True)) or \
             len({c.chunk_offset for c in stored}) != len(stored):
         return None
-    axes = [{o: (slice(o, min(o + c, n)), slice(0, min(c, n - o))) for o in range(0, n, c)}
-            for c, n in zip(chunk, shape, strict=True)]
+    # per axis, each chunk origin's region of the array, the part of the chunk inside it, and
+    # whether that part is all of the chunk along the axis
+    axes = [{o: (slice(o, min(o + c, n)), slice(0, min(c, n - o)), o + c <= n)
+             for o in range(0, n, c)} for c, n in zip(chunk, shape, strict=True)]
     out: list[Place] = []
     for c in stored:
         origin = c.chunk_offset
         if c.filter_mask or len(origin) != len(axes):
             return None
         try:
-            pieces = [axis[o] for axis, o in zip(axes, origin, strict=True)]
+            region, part, full = zip(*[axis[o] for axis, o in zip(axes, origin, strict=True)],
+                                     strict=True)
         except KeyError:  # not on the chunk grid
             return None
-        region = tuple(r for r, _ in pieces)
-        part = tuple(p for _, p in pieces)
-        whole = all(p.stop == n for p, n in zip(part, chunk, strict=True))
-        out.append((c, region, None if whole else part))
+        out.append((c, region, None if all(full) else part))
     return out
 
 
