@@ -10,12 +10,14 @@ import argparse
 import copy
 import gc
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import torchvision
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 import matport
 from matport.convert.collector import collector_paused
@@ -426,6 +428,35 @@ def test_meta_copies_are_independent_models() -> None:
     assert b.layer2[0].conv1.stride == (2, 2) and all(t.is_meta for t in b.state_dict().values())
     assert a.layer1 is not b.layer1 and not any(t.is_meta for t in a.state_dict().values())
     assert registry.meta_copy("resnet18", 10).layer2[0].conv1.stride == (2, 2)
+
+
+class _Reached(TorchFunctionMode):
+    """Records the torch functions that reach it (entered first, it sees what a mode entered
+    after it passes on)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        self.names.append(getattr(func, "__name__", ""))
+        return func(*args, **(kwargs or {}))
+
+
+def test_template_construction_makes_meta_tensors_and_skips_their_initialisers() -> None:
+    """While a template is built, factories make meta tensors and no initialiser runs on them,
+    also those torch.nn.init hands to a mode by keyword (kaiming_uniform_, uniform_); a tensor
+    with values is still initialised."""
+    reached = _Reached()
+    with reached, registry._MetaConstruction():
+        conv = nn.Conv2d(3, 8, 3)
+        values = nn.init.constant_(torch.empty(2, device="cpu"), 3.0)
+    assert conv.weight.is_meta and conv.bias is not None and conv.bias.is_meta
+    assert conv.weight.shape == (8, 3, 3, 3) and conv.bias.shape == (8,)
+    assert reached.names.count("empty") == 3  # weight, bias, the CPU tensor
+    assert not {"kaiming_uniform_", "uniform_"} & set(reached.names)
+    assert values.tolist() == [3.0, 3.0] and "constant_" in reached.names
 
 
 def test_assign_state_is_load_state_dict() -> None:

@@ -27,6 +27,7 @@ import torchvision
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.overrides import TorchFunctionMode
+from torch.utils._device import _device_constructors
 
 from matport.convert.collector import collector_paused
 from matport.convert.families.transplant import Slot, transplant
@@ -353,27 +354,37 @@ _CONTAINERS = (dict, OrderedDict, set, list)
 @functools.lru_cache(maxsize=16)
 def _meta_template(builder: str, num_classes: int,
                    options: tuple[tuple[str, bool], ...]) -> _Template:
-    with torch.device("meta"), _SkipMetaInitialisers():
+    with _MetaConstruction():
         model: nn.Module = getattr(torchvision.models, builder)(num_classes=num_classes,
                                                                 **dict(options))
     return _Template(model)
 
 
-class _SkipMetaInitialisers(TorchFunctionMode):
-    """While a template is built: an initialiser (``torch.nn.init``, or the in-place fills it
-    calls) given a meta tensor returns it at once. A meta tensor has no values to set, but
-    torchvision's constructors initialise every weight and running meta kernels for that took
-    half of building ResNet-50 (a torch function mode is per thread: nothing else is affected).
-    """
+class _MetaConstruction(TorchFunctionMode):
+    """While a template is built: tensor factories make meta tensors (as ``torch.device("meta")``
+    does, without a second mode: every torch call of the constructors reaches Python once), and
+    an initialiser (``torch.nn.init``'s, or the in-place fills they call) given a meta tensor
+    returns it at once, whether the tensor comes positionally or, as ``torch.nn.init`` hands
+    it to a mode, by keyword. A meta tensor has no values to set, and running meta kernels for
+    them (some in Python) took half of building ResNet-50 (a torch function mode is per thread:
+    nothing else is affected)."""
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
-        if (getattr(func, "__name__", None) in _INITIALISERS and args
-                and isinstance(args[0], torch.Tensor) and args[0].is_meta):
-            return args[0]
-        return func(*args, **(kwargs or {}))
+        if kwargs is None:
+            kwargs = {}
+        if func in _FACTORIES:
+            if kwargs.get("device") is None:
+                kwargs["device"] = _META
+        elif getattr(func, "__name__", None) in _INITIALISERS:
+            tensor = args[0] if args else kwargs.get("tensor")
+            if isinstance(tensor, torch.Tensor) and tensor.is_meta:
+                return tensor
+        return func(*args, **kwargs)
 
 
+_FACTORIES = _device_constructors()
+_META = torch.device("meta")
 _INITIALISERS = frozenset(
     {name for name in dir(nn.init) if name.endswith("_") and not name.startswith("_")}
     | {"uniform_", "normal_", "fill_", "zero_"})
