@@ -5,7 +5,10 @@ Every figure is a ratio against a baseline measured in the same run, on the same
 interleaved (A B A B ...), the median of ``--repeat`` rounds:
 - load: ``matport.load`` / ``matport.read`` of the same file (corpus CNNs, when the corpus is
   beside the project, and a larger synthetic CNN written by matport's writer, v7 and v7.3);
-  the conversion alone (``matport.load`` of the network already read) / ``matport.read``; and
+  the conversion alone (``matport.load`` of the network already read) / ``matport.read``; the
+  floor, what the least conversion could cost, as (``matport.read`` + floor) / ``matport.read``:
+  the hand-written ``nn.Sequential`` equivalent (below; chains of stock layers only) constructed
+  on the meta device and given tensors already made by ``load_state_dict(assign=True)``; and
   the first call in a fresh process (torch imported, matport's own imports and first-use work
   included) against the best warm call after it, and the same in a process that touched and
   freed memory first (``baselines.first_call``: this VM's hypervisor charges for memory touched
@@ -133,6 +136,32 @@ def hand_written(model: Any) -> nn.Module | None:
     return nn.Sequential(*layers).eval()
 
 
+def meta_rebuild(module: nn.Module) -> Callable[[], nn.Module]:
+    """A function constructing ``module`` again on the meta device, each layer from its
+    constructor's arguments (read back from the attributes torch.nn keeps under their names),
+    and assigning it ``module``'s tensors (made once, here): the least a conversion does."""
+    import inspect
+
+    recipes = []
+    for m in module.children():
+        kinds = inspect.signature(type(m).__init__).parameters
+        args = {k: getattr(m, k) is not None if k == "bias" else getattr(m, k)
+                for k in kinds if k not in ("self", "device", "dtype") and hasattr(m, k)}
+        recipes.append((type(m), args))
+    state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    def build() -> nn.Module:
+        with torch.device("meta"):
+            rebuilt = nn.Sequential(*[kind(**args) for kind, args in recipes])
+        rebuilt.load_state_dict(state, assign=True)
+        return rebuilt.eval()
+
+    built = build()
+    if repr(built) != repr(module) or built.state_dict().keys() != state.keys():
+        raise AssertionError(f"the rebuilt module differs:\n{built}\n{module}")
+    return build
+
+
 def example_input(model: Any) -> torch.Tensor:
     size = model.matport.input_size
     if model.matport.layout == "NCHW":
@@ -142,9 +171,10 @@ def example_input(model: Any) -> torch.Tensor:
     return torch.randn(1, *size)
 
 
-# label, read s, load / read, conversion / read, first - warm call s of load, the same with
-# memory touched first (baselines.first_call), first - warm call s of read
-LoadRow = tuple[str, float, float, float, float, float, float]
+# label, read s, load / read, conversion / read, (read + floor) / read (None: no hand-written
+# equivalent), first - warm call s of load, the same with memory touched first
+# (baselines.first_call), first - warm call s of read
+LoadRow = tuple[str, float, float, float, float | None, float, float, float]
 
 
 def load_rows(repeat: int, tmp: Path) -> list[LoadRow]:
@@ -168,9 +198,16 @@ def load_rows(repeat: int, tmp: Path) -> list[LoadRow]:
         network = read_network(path, variable)
         _, _, conversion = paired(lambda n=network: matport.load(n),
                                   lambda p=path: matport.read(p), repeat)
+        hand = hand_written(matport.load(path, variable))
+        floor = None
+        if hand is not None:
+            _, _, floor_ratio = paired(meta_rebuild(hand), lambda p=path: matport.read(p),
+                                       repeat)
+            floor = 1 + floor_ratio
         first, read_first = first_call("load", path, variable), first_call("read", path)
         touched = first_call("load", path, variable, pretouch_mb=pretouch_mb(path))
-        rows.append((label, t_read, ratio, conversion, first["first_s"] - first["warm_s"],
+        rows.append((label, t_read, ratio, conversion, floor,
+                     first["first_s"] - first["warm_s"],
                      touched["first_s"] - touched["warm_s"],
                      read_first["first_s"] - read_first["warm_s"]))
     return rows
@@ -273,11 +310,12 @@ def main() -> int:
         f"{load_before:.1f} before / {load_after:.1f} after the runs (2 cores shared).",
         "",
         "| file | `matport.read` s | `matport.load` / `matport.read` (target <= 1.1) "
-        "| conversion of the read network / `matport.read` | first call - warm call s "
+        "| conversion of the read network / `matport.read` | floor: (`matport.read` + "
+        "hand-written module on meta, assigned) / `matport.read` | first call - warm call s "
         "(target <= 0.2) | the same, memory touched first s | the same for `matport.read` s |",
-        "|---|---|---|---|---|---|---|",
-        *[f"| {label} | {t:.4f} | {r:.2f} | {c:.2f} | {f:.3f} | {ft:.3f} | {fr:.3f} |"
-          for label, t, r, c, f, ft, fr in loads],
+        "|---|---|---|---|---|---|---|---|",
+        *[f"| {label} | {t:.4f} | {r:.2f} | {c:.2f} | {'-' if fl is None else f'{fl:.2f}'} "
+          f"| {f:.3f} | {ft:.3f} | {fr:.3f} |" for label, t, r, c, fl, f, ft, fr in loads],
     ]
     if infer:
         lines += [
