@@ -70,12 +70,12 @@ class ConvertedNetwork(nn.Module):
                 self.add_module(name, module)  # its checks and errors, and the hooks
         else:  # what add_module stores for names such as module_name makes
             self._modules.update(modules)
-        self._source = _forward_source(tuple(inputs), tuple(steps), tuple(outputs))
-        self._run = _compile(self._source)
-        self.layer_map = layer_map
+        source = _forward_source(tuple(inputs), tuple(steps), tuple(outputs))
         matlab_names = {t: m for m, t in layer_map.items()}
-        self.input_names = [matlab_names[t] for t in inputs]
-        self.output_names = output_names
+        # plain values, no names of submodules: what nn.Module.__setattr__ would store, stored
+        self.__dict__.update(_source=source, _run=_compile(source), layer_map=layer_map,
+                             input_names=[matlab_names[t] for t in inputs],
+                             output_names=output_names)
         self.input_formats: list[Format] = []
         self.loss_layers: list[dict[str, Any]] = []
 
@@ -289,40 +289,43 @@ def build_module(network: Network,
     losses: list[dict[str, Any]] = []
     sizes, checked = analyze(network, graph)
     inconsistent = {name: reason for name, _, reason in checked}
-    owned = adoptable(network) if own else None
-    for layer in order:
-        sources = graph.input_refs(layer)
-        in_formats = tuple(formats.get(source, VECTOR) for source, _ in sources)
-        formats[layer.name] = output_format(layer, in_formats)
-        converter, builtin = find_converter(layer, extra)
-        is_loss = (_is_loss_layer(graph, layer) if loss_layers is None
-                   else layer.name in loss_layers)
-        if converter is None and is_loss:
-            converter = _identity
-            losses.append(_loss_record(layer))
-            logger.info("%s: %s (%s) is a user-defined output layer, a loss that prediction does "
-                        "not use: passed through, recorded in loss_layers", where, layer.name,
-                        layer.class_name)
-        reason = _static_problem(layer, converter, builtin) or inconsistent.get(layer.name)
-        if reason is None and not sources and layer.type not in INPUT_LAYER_TYPES:
-            reason = "no input is connected to this layer"
-        if reason is None and converter is not None:
-            try:
-                context = ConversionContext(in_formats, tuple(sizes.get(r) for r in sources))
-                with adopting(owned if builtin else None):
-                    modules[names[layer.name]] = converter(layer, context)
-            except LayerNotConvertible as exc:
-                reason = exc.reason
-            except Exception as exc:  # a converter's failure is reported with the others
-                reason = f"conversion failed: {type(exc).__name__}: {exc}"
-        if reason is not None:
-            problems.append((layer.name, layer.class_name, reason))
-            continue
-        if layer.type in INPUT_LAYER_TYPES:
-            inputs.append(names[layer.name])
-            continue
-        refs = tuple((names[source], i) for source, i in sources)
-        steps.append((names[layer.name], refs, len(output_ports(layer))))
+    with adopting(adoptable(network) if own else None):  # for the built-in converters
+        for layer in order:
+            sources = graph.input_refs(layer)
+            in_formats = tuple(formats.get(source, VECTOR) for source, _ in sources)
+            formats[layer.name] = output_format(layer, in_formats)
+            converter, builtin = find_converter(layer, extra)
+            is_loss = (_is_loss_layer(graph, layer) if loss_layers is None
+                       else layer.name in loss_layers)
+            if converter is None and is_loss:
+                converter = _identity
+                losses.append(_loss_record(layer))
+                logger.info("%s: %s (%s) is a user-defined output layer, a loss that "
+                            "prediction does not use: passed through, recorded in loss_layers",
+                            where, layer.name, layer.class_name)
+            reason = _static_problem(layer, converter, builtin) or inconsistent.get(layer.name)
+            if reason is None and not sources and layer.type not in INPUT_LAYER_TYPES:
+                reason = "no input is connected to this layer"
+            if reason is None and converter is not None:
+                try:
+                    context = ConversionContext(in_formats, tuple(sizes.get(r) for r in sources))
+                    if builtin:
+                        modules[names[layer.name]] = converter(layer, context)
+                    else:
+                        with adopting(None):
+                            modules[names[layer.name]] = converter(layer, context)
+                except LayerNotConvertible as exc:
+                    reason = exc.reason
+                except Exception as exc:  # a converter's failure is reported with the others
+                    reason = f"conversion failed: {type(exc).__name__}: {exc}"
+            if reason is not None:
+                problems.append((layer.name, layer.class_name, reason))
+                continue
+            if layer.type in INPUT_LAYER_TYPES:
+                inputs.append(names[layer.name])
+                continue
+            refs = tuple((names[source], i) for source, i in sources)
+            steps.append((names[layer.name], refs, len(output_ports(layer))))
     if problems:
         raise ConversionError(
             f"{where}: {len(problems)} layer(s) cannot be converted to PyTorch:", problems)

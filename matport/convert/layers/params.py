@@ -32,6 +32,9 @@ def pair(value: Any, default: int = 1) -> tuple[int, int]:
     """
     if value is None:
         return (default, default)
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and (
+            type(value[1]) is int):  # what the reader stores for a size
+        return value
     vals = [int(v) for v in _values(value)]
     if not vals:
         return (default, default)
@@ -302,19 +305,29 @@ def _immutable(value: Any) -> bool:
 
 def _key(value: Any) -> Any:
     """``value`` as a key that tells apart what ``==`` does not (types, the sign of a zero):
-    ints, text, None and tuples of ints as they are, anything else with its type."""
+    ints, text, None and tuples of them (nested) as they are, anything else with its type (no
+    key of the first kind holds a type, so that none equals one of the second)."""
     kind = type(value)
     if kind is int or kind is str or value is None:
         return value
     if kind is float:
         return (float, value.hex())
-    if kind is tuple and all(type(v) is int for v in value):
+    if kind is tuple and _plain(value):
         return value
     if kind is tuple or kind is list:
         return (kind, tuple(map(_key, value)))
     if isinstance(value, np.floating):
         return (kind, float(value).hex())
     return (kind, value)
+
+
+def _plain(values: tuple[Any, ...]) -> bool:
+    """Whether ``values`` holds only ints, text, None and tuples of them."""
+    for v in values:
+        kind = type(v)
+        if not (kind is int or kind is str or v is None or kind is tuple and _plain(v)):
+            return False
+    return True
 
 
 def assign(module: M, values: Mapping[str, np.ndarray | torch.Tensor]) -> M:
