@@ -59,6 +59,11 @@ class ConvertedNetwork(nn.Module):
     """
 
     matport: ModelInfo  # set by matport.load
+    layer_map: dict[str, str]
+    input_names: list[str]
+    output_names: list[str]
+    _source: str
+    _run: Callable[..., Any]
 
     def __init__(self, modules: Mapping[str, nn.Module], inputs: list[str], steps: list[Step],
                  outputs: list[Ref], layer_map: dict[str, str], output_names: list[str]) -> None:
