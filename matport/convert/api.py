@@ -7,10 +7,11 @@ from collections.abc import Mapping
 
 from torch import nn
 
-from matport.convert.graph import ConvertedNetwork, build_module, eval_mode, network_spec
+from matport.convert.graph import ConvertedNetwork, build_module, network_spec
 from matport.convert.head import OUTPUTS, Output, split_softmax
 from matport.convert.info import ModelInfo, attach_info
 from matport.convert.layers import Converter, layout_of
+from matport.convert.modes import eval_mode
 from matport.convert.shallow import ShallowModule, load_shallow
 from matport.errors import ArgumentError, ConversionError
 from matport.network.model import Network, Normalization

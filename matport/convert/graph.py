@@ -99,26 +99,6 @@ class ConvertedNetwork(nn.Module):
         self._run = _compile(self._source)
 
 
-def eval_mode(module: nn.Module) -> None:
-    """``module.eval()``: every module's ``training`` set to False, the attribute written
-    directly where no module type has its own ``train`` (``nn.Module.train`` would call itself
-    on every submodule and set the flag through ``nn.Module.__setattr__``)."""
-    modules = []
-    stack = [module]
-    while stack:
-        m = stack.pop()
-        if type(m).train is not _MODULE_TRAIN:
-            module.eval()
-            return
-        modules.append(m)
-        stack.extend(sub for sub in m._modules.values() if sub is not None)
-    for m in modules:
-        m.__dict__["training"] = False
-
-
-_MODULE_TRAIN = nn.Module.train
-
-
 @functools.lru_cache(maxsize=64)
 def _forward_source(inputs: tuple[str, ...], steps: tuple[Step, ...],
                     outputs: tuple[Ref, ...]) -> str:

@@ -34,6 +34,7 @@ from matport.convert.families.transplant import Slot, transplant
 from matport.convert.families.walk import shared_links
 from matport.convert.head import postprocess_of
 from matport.convert.info import ModelInfo, attach_info
+from matport.convert.modes import eval_mode
 from matport.errors import ArgumentError, ConversionError
 from matport.network.checks import require_consistent
 from matport.network.model import Layer, Network, Normalization
@@ -184,7 +185,7 @@ def build_model(family: Family, found: FamilyMatch, network: Network,
     with collector_paused():
         model = family.build(found.architecture)
         assign_state(model, transplant(found.slots, own))
-        model.eval()
+        eval_mode(model)
         attach_info(model, ModelInfo(
             class_names=found.class_names,
             input_size=found.input_size,
