@@ -93,6 +93,17 @@ def test_layer_names_become_valid_unique_identifiers() -> None:
     assert model(torch.ones(2, 3)).shape == (2, 2)
 
 
+def test_layers_named_as_the_model_attributes_get_their_own_names() -> None:
+    names = ["training", "layer_map", "input_names", "output_names", "input_formats",
+             "loss_layers", "matport"]
+    net = chain(feature_input("in", 3), *[simple("ReLULayer", n) for n in names], fc("fc", 3, 2))
+    model = load(net)  # these names raised TypeError or KeyError from nn.Module before
+    assert [model.layer_map[n] for n in names] == [n + "_" for n in names]
+    assert model.training is False and model.output_names == ["fc"]
+    assert isinstance(model.layer_map, dict) and isinstance(model.loss_layers, list)
+    assert model(torch.ones(1, 3)).shape == (1, 2)
+
+
 def test_model_info() -> None:
     model = load(_small_cnn())
     info = model.matport

@@ -140,6 +140,10 @@ def _compile(source: str) -> Callable[..., Any]:
     return cast(Callable[..., Any], namespace["forward"])
 
 
+# what a ConvertedNetwork holds beside its submodules (nn.Module's own, matport's): a submodule
+# of such a name would collide with it
+_ATTRIBUTES = frozenset({"training", "layer_map", "input_names", "output_names",
+                         "input_formats", "loss_layers", "matport"})
 _NOT_WORD = re.compile(r"\W")
 _NAME = re.compile(r"[^\W\d_]\w*")  # what module_name makes: no leading digit or underscore
 
@@ -161,7 +165,8 @@ def _identifier(layer_name: str) -> str:
     name = _NOT_WORD.sub("_", layer_name) or "layer"
     if name[0].isdigit():
         name = "layer_" + name
-    if keyword.iskeyword(name) or hasattr(nn.Module, name) or name.startswith("_"):
+    if keyword.iskeyword(name) or hasattr(nn.Module, name) or name in _ATTRIBUTES or (
+            name.startswith("_")):
         name = name.lstrip("_") + "_"
         name = "layer_" + name if name == "_" or name[0].isdigit() else name
     return name
