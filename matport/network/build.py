@@ -321,17 +321,12 @@ def _scalar(v: Any) -> Any:
 def _scalars(value: np.ndarray) -> tuple[Any, ...]:
     """A numeric array's values in MATLAB's order, as :func:`_scalar` makes them (``tolist``
     gives Python bools, ints and floats: the same values, without a numpy scalar each)."""
-    kind = value.dtype.kind
-    if kind == "b":
-        return tuple(value.ravel(order="F").tolist())
-    if kind == "f":  # tolist gives floats
-        return tuple([int(f) if f.is_integer() and abs(f) < 2**53 else f
-                      for f in value.ravel(order="F").tolist()])
-    out = []
-    for v in value.ravel(order="F").tolist():
-        f = float(v)
-        out.append(int(f) if f.is_integer() and abs(f) < 2**53 else f)
-    return tuple(out)
+    values = value.ravel(order="F").tolist()
+    if value.dtype.kind == "b":
+        return tuple(values)
+    if value.dtype.kind != "f":  # integers, taken as MATLAB's doubles
+        values = [float(v) for v in values]
+    return tuple([int(f) if f.is_integer() and abs(f) < 2**53 else f for f in values])
 
 
 def _sizes(value: Any) -> tuple[Any, ...] | None:
