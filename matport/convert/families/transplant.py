@@ -11,6 +11,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from matport.convert.families.walk import numel
 from matport.network import layout
 from matport.network.model import Layer
 
@@ -140,13 +141,13 @@ class Slot:
         else:
             a = self.layer.learnables.get(name)
             a = self.layer.state.get(name) if a is None else a
-        return None if a is None or (a.size if type(a) is np.ndarray else np.size(a)) == 0 else a
+        return None if a is None or numel(a) == 0 else a
 
 
 def conv_bias(conv: Layer) -> np.ndarray | None:
     """A convolution's bias (None when it has none)."""
     b = conv.learnables.get("Bias")
-    return None if b is None or np.size(b) == 0 else b
+    return None if b is None or numel(b) == 0 else b
 
 
 def transplant(slots: Sequence[Slot], own: bool = False) -> dict[str, torch.Tensor]:

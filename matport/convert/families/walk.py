@@ -261,11 +261,11 @@ def classifier_head(walk: GraphWalk, after: Layer, features: int,
     fc = walk.next(after, "FullyConnectedLayer")
     w = fc.learnables.get("Weights", np.zeros(0))
     got = np.shape(w)[1] if np.ndim(w) == 2 else np.prod(np.shape(w)[:3], dtype=int)
-    if np.size(w) == 0 or got != features or (
+    if numel(w) == 0 or got != features or (
             spatial is not None and np.ndim(w) == 4 and tuple(np.shape(w)[:3]) != spatial):
         walk.fail([(fc, f"weights {np.shape(w)}: the layer must map {features} features")])
-    k = int(np.size(w) // features)
-    if np.size(fc.learnables.get("Bias", ())) not in (0, k):
+    k = numel(w) // features
+    if numel(fc.learnables.get("Bias", ())) not in (0, k):
         walk.fail([(fc, f"bias should hold {k} values")])
     return fc, k
 
