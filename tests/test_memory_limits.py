@@ -174,3 +174,22 @@ def test_running_out_of_memory_within_the_budget_is_a_matfile_error(tmp_path: Pa
                           env={**os.environ, "PYTHONPATH": str(root)}, cwd=root, timeout=120)
     assert done.returncode == 2, done.stderr
     assert str(path) in done.stdout and "could not be allocated" in done.stdout
+
+
+def test_field_table_per_class_stays_bounded_and_exact() -> None:
+    """The per-class table of what each field becomes lives for the process: a layer saving
+    hundreds of made-up fields must not grow it without bound, and a learnable met after the
+    table is full is still restored to the dimensions its class's spec gives it."""
+    from matport.mat.values import MatObject
+    from matport.network import build
+
+    class_name = "nnet.cnn.layer.Convolution2DLayer"
+    build._field_kinds.cache_clear()
+    weights = np.ones((3, 3, 2), np.float32)  # MATLAB dropped the trailing 1 (one filter)
+    for start in (0, 400):  # two files, 400 other made-up names each
+        props = {f"Junk{i}": np.zeros(1) for i in range(start, start + 400)}
+        layer = build.build_layer(MatObject(class_name, {**props, "Name": "conv",
+                                                         "Weights": weights}), "test.mat")
+        assert layer.learnables["Weights"].shape == (3, 3, 2, 1)
+        assert layer.params[f"Junk{start + 399}"] == 0
+    assert len(build._field_kinds(class_name)) == build._KNOWN_FIELDS

@@ -134,11 +134,15 @@ class _FieldKinds(dict[str, str]):
             kind = _NORMALIZATION
         else:
             kind = _PARAM
-        if kind is _LEARNABLE or kind is _STATE:
+        if kind is _LEARNABLE or kind is _STATE:  # names from fixed lists and the spec
             self.ndims[key] = (len(array_spec.dims) if array_spec is not None
                                and array_spec.restore_ndim else None)
-        self[key] = kind
+        if len(self) < _KNOWN_FIELDS:  # the table lives as long as the process: bounded
+            self[key] = kind
         return kind
+
+
+_KNOWN_FIELDS = 256  # field names remembered per class; MATLAB's layer classes save under 60
 
 
 @functools.lru_cache(maxsize=1024)
