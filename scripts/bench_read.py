@@ -7,9 +7,12 @@ Ratios against baselines measured in the same run, on the same file:
   the weights.
 - time against ``scipy.io.loadmat`` (issue 14): ``matport.read`` of the ResNet-50 Designer
   parameters struct (v7, written by scipy), and of every small v7 corpus file scipy reads, with
-  the inflater matport uses (``isal`` when installed, else ``zlib``) named.
+  the inflater matport uses (``isal`` when installed, else ``zlib``) named;
+- time against mat-io's ``matio.load_from_mat`` (issue 14; it decodes MATLAB's objects too; the
+  rows are left out when mat-io is not installed): the DAGNetwork v7 and v7.3 files, the
+  Designer struct and every small v7 corpus file mat-io reads.
 Run: ``python scripts/bench_read.py [--repeat N] [--markdown BENCHMARKS.md]``; ``--small-only``
-prints just the small-files row against scipy (no ResNet-50 files are written).
+prints just the small-file rows against scipy and mat-io (no ResNet-50 files are written).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 from baselines import h5_read_all, inflate_v7
@@ -61,7 +65,7 @@ def main() -> int:
     if args.small_only:
         if args.markdown:
             ap.error("--small-only measures part of the section; it cannot replace it")
-        print("\n".join(scipy_lines(None, args.repeat)))
+        print("\n".join(anchor_lines(None, [], args.repeat)))
         return 0
 
     import matport
@@ -70,12 +74,14 @@ def main() -> int:
     from matport.synth.resnet50 import pretrained_like
 
     net = pretrained_like()
-    rows = []
+    rows, written = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for fmt, baseline, label in (("v7", inflate_v7, "read bytes + inflate"),
                                      ("v7.3", h5_read_all, "h5py reads every dataset")):
             path = Path(tmp) / f"resnet50_{fmt}.mat"
             write_network(path, net, format=fmt)  # type: ignore[arg-type]
+            written.append((f"ResNet-50 DAGNetwork ({fmt}, {path.stat().st_size / 1e6:.0f} MB)",
+                            path))
             base, rd, rn = [], [], []
             for _ in range(args.repeat):  # interleaved so that machine noise hits all alike
                 base.append(timed(baseline, path))
@@ -92,6 +98,7 @@ def main() -> int:
                 "network_ratio": statistics.median(rn) / b,
                 "peak_over_weights": peak / mem["weights"], "weights_mb": mem["weights"] / 1e6,
             })
+        anchors = anchor_lines(net, written, args.repeat)
     lines = [
         "## Reading a ResNet-50-sized network (`scripts/bench_read.py`)",
         "",
@@ -107,51 +114,68 @@ def main() -> int:
         lines.append(f"| {r['format']} ({r['file_mb']:.0f} MB) | {r['baseline']} | "
                      f"{r['baseline_s']:.2f} s | {r['read_ratio']:.2f} | {r['network_ratio']:.2f} "
                      f"| {r['peak_over_weights']:.2f} ({r['weights_mb']:.0f} MB of weights) |")
-    lines += scipy_lines(net, args.repeat)
+    lines += anchors
     publish(lines, args.markdown)
     return 0
 
 
-def scipy_lines(net: object | None, repeat: int) -> list[str]:
-    """Rows of ``matport.read`` time over ``scipy.io.loadmat`` time, interleaved, medians: the
-    ResNet-50 Designer struct written from ``net`` (None: skipped), then the small files."""
-    import warnings
-
+def anchor_lines(net: object | None, written: list[tuple[str, Path]], repeat: int) -> list[str]:
+    """Tables of ``matport.read`` time over ``scipy.io.loadmat``'s and over mat-io's, interleaved,
+    medians: the ResNet-50 Designer struct written from ``net`` (None: skipped), the ``written``
+    (label, file) pairs (mat-io only: scipy reads no objects), then the small corpus files each
+    reads."""
     import scipy.io
 
-    import matport
     from matport.mat.inflate import ENGINE
     from matport.synth.resnet50 import write_form
 
     with tempfile.TemporaryDirectory() as tmp:
-        cases = []
+        designer = []
         if net is not None:
-            designer = write_form("designer-v7", net, Path(tmp) / "designer.mat")  # type: ignore[arg-type]
-            cases.append(("ResNet-50 Designer struct (v7, 96 MB)", [designer]))
-        small = small_v7_files(ROOT.parent / "shared" / "corpus")
-        if small:
-            cases.append((f"{len(small)} small corpus v7 files, together", small))
-        rows = []
-        for label, files in cases:
-            ours, theirs = [], []
-            for _ in range(repeat):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    theirs.append(sum(timed(scipy.io.loadmat, f) for f in files))
-                ours.append(sum(timed(matport.read, f) for f in files))
-            rows.append(f"| {label} | {statistics.median(theirs):.3f} s | "
-                        f"{statistics.median(ours):.3f} s | "
-                        f"{statistics.median(ours) / statistics.median(theirs):.2f} |")
-    return ["", f"Against `scipy.io.loadmat` (inflater: `{ENGINE}`; targets: <= 0.8 on the large "
-            "file, <= 1.5 on small files):", "",
-            "| file | `scipy.io.loadmat` | `matport.read` | ratio |", "|---|---|---|---|", *rows]
+            path = write_form("designer-v7", net, Path(tmp) / "designer.mat")  # type: ignore[arg-type]
+            designer.append((f"ResNet-50 Designer struct (v7, {path.stat().st_size / 1e6:.0f} MB)",
+                             path))
+        lines = ["", f"Against `scipy.io.loadmat` (inflater: `{ENGINE}`; targets: <= 0.8 on the "
+                 "large file, <= 1.5 on small files):", "",
+                 *against("`scipy.io.loadmat`", scipy.io.loadmat, designer, repeat)]
+        try:
+            import matio
+        except ImportError:
+            return [*lines, "", "mat-io is not installed: no rows against it."]
+        return [*lines, "", f"Against mat-io's `matio.load_from_mat` {version('mat-io')} (which "
+                "decodes MATLAB's objects too; reported, no target):", "",
+                *against("mat-io", matio.load_from_mat, [*written, *designer], repeat)]
 
 
-def small_v7_files(corpus: Path) -> list[Path]:
-    """The corpus's v7 files under 1 MB that scipy reads (the issue's small-file anchor)."""
+def against(name: str, theirs: Callable[[Path], object], cases: list[tuple[str, Path]],
+            repeat: int) -> list[str]:
+    """A table of ``matport.read`` over ``theirs`` on each case and on the small corpus v7 files
+    ``theirs`` reads (together), interleaved, medians of ``repeat`` rounds."""
     import warnings
 
-    import scipy.io
+    import matport
+
+    small = small_v7_files(ROOT.parent / "shared" / "corpus", theirs)
+    groups = [(label, [path]) for label, path in cases]
+    if small:
+        groups.append((f"{len(small)} small corpus v7 files, together", small))
+    rows = [f"| file | {name} | `matport.read` | ratio |", "|---|---|---|---|"]
+    for label, files in groups:
+        ours, other = [], []
+        for _ in range(repeat):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                other.append(sum(timed(theirs, f) for f in files))
+            ours.append(sum(timed(matport.read, f) for f in files))
+        rows.append(f"| {label} | {statistics.median(other):.3f} s | "
+                    f"{statistics.median(ours):.3f} s | "
+                    f"{statistics.median(ours) / statistics.median(other):.2f} |")
+    return rows
+
+
+def small_v7_files(corpus: Path, reader: Callable[[Path], object]) -> list[Path]:
+    """The corpus's v7 files under 1 MB that ``reader`` reads (the issue's small-file anchor)."""
+    import warnings
 
     out = []
     for path in sorted(corpus.glob("*/*.mat")):
@@ -160,8 +184,8 @@ def small_v7_files(corpus: Path) -> list[Path]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                scipy.io.loadmat(path)
-        except Exception:  # noqa: BLE001 - a file scipy cannot read is no anchor
+                reader(path)
+        except Exception:  # noqa: BLE001 - a file the anchor cannot read is no anchor
             continue
         out.append(path)
     return out
